@@ -1,0 +1,8 @@
+// The whole public API of the bufpool library.
+#pragma once
+
+#include "buffer.hpp"
+#include "options.hpp"
+#include "pool.hpp"
+#include "rotation_timer.hpp"
+#include "stats.hpp"

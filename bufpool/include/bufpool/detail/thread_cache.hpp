@@ -1,0 +1,119 @@
+// thread_cache: one thread's tiers in one pool, per size class: the private slot (owner only) and the
+// shared ring (owner pushes and pops the head; anyone pops the tail). Also the thread-local table that
+// finds a thread's cache for a pool in two loads, and the hook that releases a thread's caches at exit.
+//
+// Ownership: the pool owns every thread_cache and keeps it until the pool is destroyed, so a thread that
+// steals from a ring never reads freed memory. A cache is "attached" to at most one thread at a time;
+// when that thread exits the cache is emptied and kept for the next thread (hand-over through the pool's
+// mutex, which orders the old owner's plain writes before the new owner's).
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <mutex>
+#include <new>
+#include <utility>
+#include <vector>
+
+#include "buffer_header.hpp"
+#include "spmc_ring.hpp"
+
+namespace bufpool::detail {
+
+/// Adds to a counter that only one thread writes: a load and a store, no read-modify-write.
+/// Readers (snapshot) load it relaxed from any thread.
+inline void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
+  c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+}
+
+/// Single-writer counters of one class in one thread cache.
+struct class_counters {
+  std::atomic<std::uint64_t> gets{0}, puts{0}, hits_private{0}, hits_shared{0}, hits_stolen{0},
+      hits_victim{0}, misses{0}, dropped{0}, freed_by_thread_exit{0};
+};
+
+/// One size class of one thread cache.
+struct class_cache {
+  explicit class_cache(std::uint32_t ring_capacity) : ring(ring_capacity) {}
+  /// Owner only (relaxed atomic so that snapshot() may count it).
+  std::atomic<buffer_header*> private_slot{nullptr};
+  class_counters counters;
+  /// Its head_tail word sits on a cache line of its own.
+  spmc_ring<buffer_header> ring;
+};
+
+struct thread_cache {
+  thread_cache(std::size_t class_count, std::uint32_t ring_capacity) : nclasses(class_count) {
+    classes = static_cast<class_cache*>(
+        ::operator new(sizeof(class_cache) * nclasses, std::align_val_t{alignof(class_cache)}));
+    std::size_t built = 0;
+    try {
+      for (; built < nclasses; ++built) new (&classes[built]) class_cache(ring_capacity);
+    } catch (...) {
+      destroy(built);
+      throw;
+    }
+  }
+  ~thread_cache() { destroy(nclasses); }
+  thread_cache(const thread_cache&) = delete;
+  thread_cache& operator=(const thread_cache&) = delete;
+
+  class_cache* classes = nullptr;
+  std::size_t nclasses;
+  /// Owner only: the rotation epoch this thread last caught up with.
+  std::uint64_t epoch = 0;
+  /// Owner only: idle bytes this thread may still add to the pool (taken from pool's global credit).
+  std::size_t credit = 0;
+  /// Single-writer counters of unpooled (oversize) buffers.
+  std::atomic<std::uint64_t> oversize_gets{0}, oversize_puts{0}, oversize_bytes_got{0}, oversize_bytes_put{0};
+  /// Guarded by the pool's cache mutex.
+  bool attached = false;
+  /// Next cache in the pool's list; written once before the cache is published, then never again.
+  thread_cache* next = nullptr;
+
+private:
+  void destroy(std::size_t n) noexcept {
+    for (std::size_t i = 0; i < n; ++i) classes[i].~class_cache();
+    ::operator delete(classes, std::align_val_t{alignof(class_cache)});
+  }
+};
+
+/// A thread's entry for one pool: the pool's unique id and the thread's cache in it.
+struct tls_entry {
+  std::uint64_t uid;
+  thread_cache* cache;
+};
+
+// Trivially initialized thread-locals: reading them costs a %fs-relative load, no init guard.
+// tls_entries[pool.slot] belongs to that pool when its uid matches (slots are reused, uids never).
+inline constinit thread_local tls_entry* tls_entries = nullptr;
+inline constinit thread_local std::uint32_t tls_size = 0;
+/// Set once this thread's caches were released at exit; later calls take the unpooled path.
+inline constinit thread_local bool tls_exited = false;
+
+/// Every live pool, by slot. Never destroyed, so that threads exiting after static destruction can
+/// still consult it.
+struct pool_registry {
+  std::mutex mu;
+  struct entry {
+    pool* p = nullptr;
+    std::uint64_t uid = 0;
+  };
+  std::vector<entry> slots;
+  std::uint64_t next_uid = 1;
+
+  static pool_registry& instance() {
+    static pool_registry* r = new pool_registry;
+    return *r;
+  }
+};
+
+/// Constructed on a thread's first attach to any pool; its destructor releases the thread's caches.
+struct thread_exit_hook {
+  bool armed = false;
+  ~thread_exit_hook();
+};
+inline thread_local thread_exit_hook tls_exit_hook;
+
+}  // namespace bufpool::detail

@@ -1,0 +1,693 @@
+// pool: a per-thread pool of byte buffers in size classes, modeled on Go's sync.Pool.
+//
+// get() looks, in Go's order: the thread's private slot -> the head of its own ring -> the tails of
+// other threads' rings -> the victim generation -> a new allocation. A returned buffer goes to the
+// returning thread: its private slot if empty, else the head of its ring; if the ring is full or the
+// pool is at its idle-bytes cap, the buffer is freed and counted as dropped.
+//
+// rotate() is the analog of Go's cleanup at GC, without stopping the world: it frees the old victim
+// generation, moves every ring's contents into the new one, and bumps the epoch. The private slots
+// belong to their threads alone; each thread rotates its own when it next calls into the pool (or when
+// rotate_local() runs on it), freeing a buffer that sat there for two rotations. So a thread that
+// stopped calling keeps at most one buffer per class. docs/design.md has the full argument.
+//
+// Thread safety: get, put, put_raw, rotate, rotate_local and snapshot may run concurrently from any
+// threads. The pool must outlive every buffer it handed out and every call into it.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <memory_resource>
+#include <mutex>
+#include <new>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "buffer.hpp"
+#include "detail/buffer_header.hpp"
+#include "detail/spmc_ring.hpp"
+#include "detail/thread_cache.hpp"
+#include "options.hpp"
+#include "stats.hpp"
+
+namespace bufpool {
+
+/// A pool of byte buffers with per-thread caches. Non-copyable, non-movable.
+class pool {
+public:
+  /// Builds a pool; throws std::invalid_argument (see validate()) for unusable options.
+  explicit pool(pool_options options = {});
+  /// Frees every pooled buffer. In debug mode, reports buffers still handed out.
+  ~pool();
+  pool(const pool&) = delete;
+  pool& operator=(const pool&) = delete;
+
+  /// A buffer with size() == n and capacity() == n rounded up to its class (exactly n above
+  /// max_class, unpooled). Throws std::bad_alloc only when a new allocation fails.
+  buffer get(std::size_t n);
+  /// Returns `b` now (same as destroying it). A buffer of another pool goes back to its own pool
+  /// (reported as wrong_pool in debug mode).
+  void put(buffer&& b) noexcept;
+  /// Returns a buffer detached with buffer::release().
+  void put_raw(std::byte* data) noexcept;
+
+  /// One rotation (what the timer does), then this thread's own part of it.
+  void rotate();
+  /// This thread's part of the rotations that happened since its last call: ages its private slots.
+  void rotate_local() noexcept;
+
+  /// Statistics, gathered now. Exact when nothing runs concurrently.
+  pool_snapshot snapshot() const;
+
+  /// The options the pool was built with.
+  const pool_options& options() const noexcept { return opts_; }
+  /// Number of size classes.
+  std::size_t class_count() const noexcept { return nclasses_; }
+  /// Size in bytes of class `i`.
+  std::size_t class_size(std::size_t i) const noexcept { return opts_.min_class << i; }
+  /// The class that serves a request of `n` bytes; class_count() or more means oversize.
+  std::size_t class_index(std::size_t n) const noexcept {
+    return n <= opts_.min_class ? 0 : static_cast<std::size_t>(std::bit_width(n - 1)) - min_shift_;
+  }
+
+private:
+  friend class buffer;
+  friend struct detail::thread_exit_hook;
+  using header = detail::buffer_header;
+  static constexpr std::size_t max_classes = 32;
+
+  detail::thread_cache* local_cache() noexcept;
+  detail::thread_cache* attach_slow() noexcept;
+  void detach(detail::thread_cache* tc) noexcept;
+  buffer get_slow(std::size_t n);
+  void put_header(header* h) noexcept;
+  void put_slow(detail::thread_cache* tc, header* h) noexcept;
+  void put_foreign(header* h) noexcept;
+  header* steal(detail::thread_cache* tc, std::size_t cls) noexcept;
+  header* victim_pop(std::size_t cls) noexcept;
+  void catch_up(detail::thread_cache* tc) noexcept;
+  bool take_credit(detail::thread_cache* tc, std::size_t need) noexcept;
+  void trim_credit(detail::thread_cache* tc) noexcept;
+  header* allocate(std::size_t cls, std::size_t capacity);
+  void deallocate(header* h) noexcept;
+  void free_chain(header* h, std::size_t cls) noexcept;
+  void on_debug_get(header* h) noexcept;
+  bool on_debug_put(header* h) noexcept;
+  void report(error_kind kind, const void* data, std::size_t count, std::string message) const noexcept;
+
+  pool_options opts_;
+  std::pmr::memory_resource* memory_;
+  std::size_t min_shift_;
+  std::size_t nclasses_;
+  std::size_t credit_chunk_;
+  bool debug_;
+  std::uint32_t slot_ = 0;  // index in every thread's tls_entries
+  std::uint64_t uid_ = 0;   // never reused, tells this pool from a dead one in the same slot
+
+  // Rotation epoch: written under victim_mu_, read relaxed on the fast path (read-mostly line).
+  alignas(64) std::atomic<std::uint64_t> epoch_{0};
+  // Idle bytes the pool may still take in, not yet handed to any thread as credit.
+  alignas(64) std::atomic<std::size_t> idle_credit_;
+  // Every thread cache ever made, newest first; prepend-only under caches_mu_, read lock-free.
+  std::atomic<detail::thread_cache*> caches_{nullptr};
+
+  mutable std::mutex caches_mu_;
+  std::vector<detail::thread_cache*> free_caches_;  // detached caches, ready for the next thread
+  std::size_t cache_count_ = 0;
+  std::size_t attached_ = 0;
+
+  std::mutex rotate_mu_;  // one rotation at a time
+  mutable std::mutex victim_mu_;
+  struct victim_list {
+    header* head = nullptr;               // guarded by victim_mu_
+    std::atomic<std::size_t> size{0};     // written under victim_mu_; read relaxed as an emptiness hint
+  };
+  std::unique_ptr<victim_list[]> victim_;
+  std::unique_ptr<std::atomic<std::uint64_t>[]> freed_by_rotation_;
+
+  // Threads whose thread-locals are already destroyed get and put unpooled, counted here.
+  mutable std::mutex orphan_mu_;
+  std::unique_ptr<detail::thread_cache> orphan_;
+};
+
+// ---- buffer members that need the pool ------------------------------------------------------------
+
+inline void buffer::reset() noexcept {
+  if (h_ != nullptr) {
+    size_ = 0;
+    detail::buffer_header* h = std::exchange(h_, nullptr);
+    h->owner->put_header(h);
+  }
+}
+
+// ---- construction ---------------------------------------------------------------------------------
+
+inline pool::pool(pool_options options) : opts_((validate(options), std::move(options))) {
+  memory_ = opts_.memory != nullptr ? opts_.memory : std::pmr::new_delete_resource();
+  min_shift_ = static_cast<std::size_t>(std::countr_zero(opts_.min_class));
+  nclasses_ = static_cast<std::size_t>(std::countr_zero(opts_.max_class)) - min_shift_ + 1;
+  credit_chunk_ = std::min(opts_.max_idle_bytes, 4 * opts_.max_class);
+  debug_ = opts_.debug;
+  idle_credit_.store(opts_.max_idle_bytes, std::memory_order_relaxed);
+  victim_ = std::make_unique<victim_list[]>(nclasses_);
+  freed_by_rotation_ = std::make_unique<std::atomic<std::uint64_t>[]>(nclasses_);
+  for (std::size_t i = 0; i < nclasses_; ++i) freed_by_rotation_[i].store(0, std::memory_order_relaxed);
+  orphan_ = std::make_unique<detail::thread_cache>(nclasses_, 1);
+
+  auto& reg = detail::pool_registry::instance();
+  std::lock_guard lk(reg.mu);
+  auto it = std::find_if(reg.slots.begin(), reg.slots.end(), [](const auto& e) { return e.p == nullptr; });
+  if (it == reg.slots.end()) {
+    reg.slots.emplace_back();
+    it = reg.slots.end() - 1;
+  }
+  it->p = this;
+  it->uid = uid_ = reg.next_uid++;
+  slot_ = static_cast<std::uint32_t>(it - reg.slots.begin());
+}
+
+inline pool::~pool() {
+  if (debug_) {
+    const pool_snapshot s = snapshot();
+    const std::int64_t out = s.totals.outstanding + s.oversize.outstanding;
+    if (out > 0)
+      report(error_kind::leak_at_destroy, nullptr, static_cast<std::size_t>(out),
+             "pool destroyed with " + std::to_string(out) + " buffer(s) still handed out");
+  }
+  {
+    // After this no exiting thread calls detach() on us (it checks the registry under the same mutex).
+    auto& reg = detail::pool_registry::instance();
+    std::lock_guard lk(reg.mu);
+    reg.slots[slot_] = {};
+  }
+  for (detail::thread_cache* tc = caches_.load(std::memory_order_acquire); tc != nullptr;) {
+    for (std::size_t c = 0; c < nclasses_; ++c) {
+      if (header* h = tc->classes[c].private_slot.load(std::memory_order_relaxed)) deallocate(h);
+      while (header* h = tc->classes[c].ring.pop_head()) deallocate(h);
+    }
+    delete std::exchange(tc, tc->next);
+  }
+  for (std::size_t c = 0; c < nclasses_; ++c) {
+    for (header* h = victim_[c].head; h != nullptr;) deallocate(std::exchange(h, h->next));
+  }
+}
+
+// ---- the fast path --------------------------------------------------------------------------------
+
+inline detail::thread_cache* pool::local_cache() noexcept {
+  if (slot_ < detail::tls_size) [[likely]] {
+    const detail::tls_entry& e = detail::tls_entries[slot_];
+    if (e.uid == uid_) [[likely]]
+      return e.cache;
+  }
+  return attach_slow();
+}
+
+inline buffer pool::get(std::size_t n) {
+  const std::size_t cls = class_index(n);
+  if (cls < nclasses_) [[likely]] {
+    detail::thread_cache* tc = local_cache();
+    if (tc != nullptr && tc->epoch == epoch_.load(std::memory_order_relaxed)) [[likely]] {
+      detail::class_cache& cc = tc->classes[cls];
+      if (header* h = cc.private_slot.load(std::memory_order_relaxed)) {
+        cc.private_slot.store(nullptr, std::memory_order_relaxed);
+        detail::bump(cc.counters.gets);
+        detail::bump(cc.counters.hits_private);
+        tc->credit += h->capacity;
+        if (debug_) [[unlikely]]
+          on_debug_get(h);
+        return buffer(h, n);
+      }
+    }
+  }
+  return get_slow(n);
+}
+
+inline void pool::put_header(header* h) noexcept {
+  if (debug_) [[unlikely]] {
+    if (!on_debug_put(h)) return;
+  }
+  const std::size_t cls = h->cls;
+  if (cls < nclasses_) [[likely]] {
+    detail::thread_cache* tc = local_cache();
+    if (tc != nullptr && tc->epoch == epoch_.load(std::memory_order_relaxed)) [[likely]] {
+      detail::class_cache& cc = tc->classes[cls];
+      if (cc.private_slot.load(std::memory_order_relaxed) == nullptr && tc->credit >= h->capacity) [[likely]] {
+        tc->credit -= h->capacity;
+        detail::bump(cc.counters.puts);
+        cc.private_slot.store(h, std::memory_order_relaxed);
+        return;
+      }
+    }
+    put_slow(tc, h);
+    return;
+  }
+  put_slow(local_cache(), h);
+}
+
+inline void pool::put(buffer&& b) noexcept {
+  if (header* h = std::exchange(b.h_, nullptr)) {
+    b.size_ = 0;
+    if (h->owner != this) [[unlikely]]
+      put_foreign(h);
+    else
+      put_header(h);
+  }
+}
+
+inline void pool::put_raw(std::byte* data) noexcept {
+  if (data == nullptr) return;
+  header* h = header::from_data(data);
+  if (debug_ && h->cookie != h->expected_cookie()) {
+    report(error_kind::foreign_pointer, data, 1, "put_raw() got a pointer that is not a bufpool buffer");
+    return;
+  }
+  if (h->owner != this) [[unlikely]]
+    put_foreign(h);
+  else
+    put_header(h);
+}
+
+// ---- the slow paths -------------------------------------------------------------------------------
+
+inline detail::thread_cache* pool::attach_slow() noexcept {
+  using namespace detail;
+  if (tls_exited) return nullptr;
+  tls_exit_hook.armed = true;  // constructs the hook, so that its destructor runs at this thread's exit
+  try {
+    if (slot_ >= tls_size) {
+      const std::uint32_t n = std::max<std::uint32_t>(slot_ + 1, 2 * tls_size);
+      auto* grown = new tls_entry[n]();
+      std::copy(tls_entries, tls_entries + tls_size, grown);
+      delete[] std::exchange(tls_entries, grown);
+      tls_size = n;
+    }
+    thread_cache* tc = nullptr;
+    {
+      std::lock_guard lk(caches_mu_);
+      if (!free_caches_.empty()) {
+        tc = free_caches_.back();
+        free_caches_.pop_back();
+      } else {
+        tc = new thread_cache(nclasses_, opts_.ring_capacity);
+        tc->next = caches_.load(std::memory_order_relaxed);
+        // Release: a thread that loads caches_ with acquire sees the cache fully built.
+        caches_.store(tc, std::memory_order_release);
+        ++cache_count_;
+      }
+      tc->attached = true;
+      ++attached_;
+      tc->epoch = epoch_.load(std::memory_order_acquire);
+    }
+    tls_entries[slot_] = {uid_, tc};
+    return tc;
+  } catch (...) {
+    return nullptr;  // out of memory: this call goes unpooled
+  }
+}
+
+inline detail::thread_exit_hook::~thread_exit_hook() {
+  tls_exited = true;
+  auto& reg = pool_registry::instance();
+  {
+    std::lock_guard lk(reg.mu);
+    for (std::uint32_t i = 0; i < tls_size && i < reg.slots.size(); ++i) {
+      const tls_entry e = tls_entries[i];
+      if (e.cache != nullptr && reg.slots[i].p != nullptr && reg.slots[i].uid == e.uid)
+        reg.slots[i].p->detach(e.cache);
+    }
+  }
+  delete[] std::exchange(tls_entries, nullptr);
+  tls_size = 0;
+}
+
+// Runs on the exiting owner thread, under the registry mutex (so the pool is alive).
+inline void pool::detach(detail::thread_cache* tc) noexcept {
+  std::size_t freed_bytes = 0;
+  for (std::size_t c = 0; c < nclasses_; ++c) {
+    detail::class_cache& cc = tc->classes[c];
+    std::uint64_t n = 0;
+    if (header* h = cc.private_slot.exchange(nullptr, std::memory_order_relaxed)) {
+      freed_bytes += h->capacity;
+      deallocate(h);
+      ++n;
+    }
+    while (header* h = cc.ring.pop_head()) {  // stealers may pop the tail meanwhile: the ring allows it
+      freed_bytes += h->capacity;
+      deallocate(h);
+      ++n;
+    }
+    detail::bump(cc.counters.freed_by_thread_exit, n);
+  }
+  idle_credit_.fetch_add(freed_bytes + std::exchange(tc->credit, 0), std::memory_order_relaxed);
+  std::lock_guard lk(caches_mu_);
+  tc->attached = false;
+  --attached_;
+  free_caches_.push_back(tc);
+}
+
+inline buffer pool::get_slow(std::size_t n) {
+  const std::size_t cls = class_index(n);
+  detail::thread_cache* tc = local_cache();
+  if (cls >= nclasses_) {
+    header* h = allocate(detail::oversize_class, n);
+    std::unique_lock<std::mutex> orphan_lock;
+    if (tc == nullptr) {
+      orphan_lock = std::unique_lock(orphan_mu_);
+      tc = orphan_.get();
+    }
+    detail::bump(tc->oversize_gets);
+    detail::bump(tc->oversize_bytes_got, n);
+    return buffer(h, n);
+  }
+  if (tc == nullptr) {  // this thread's caches are gone (thread exit): unpooled
+    header* h = allocate(cls, class_size(cls));
+    std::lock_guard lk(orphan_mu_);
+    detail::bump(orphan_->classes[cls].counters.gets);
+    detail::bump(orphan_->classes[cls].counters.misses);
+    return buffer(h, n);
+  }
+  if (tc->epoch != epoch_.load(std::memory_order_relaxed)) catch_up(tc);
+  detail::class_cache& cc = tc->classes[cls];
+  // The private slot is empty here: get() found it empty, or catch_up() just emptied it.
+  header* h = cc.ring.pop_head();
+  std::atomic<std::uint64_t>* tier = &cc.counters.hits_shared;
+  if (h == nullptr) {
+    h = steal(tc, cls);
+    tier = &cc.counters.hits_stolen;
+  }
+  if (h == nullptr) {
+    h = victim_pop(cls);
+    tier = &cc.counters.hits_victim;
+  }
+  if (h != nullptr) {
+    tc->credit += h->capacity;
+    trim_credit(tc);
+    if (debug_) on_debug_get(h);
+  } else {
+    h = allocate(cls, class_size(cls));
+    tier = &cc.counters.misses;
+  }
+  detail::bump(cc.counters.gets);
+  detail::bump(*tier);
+  return buffer(h, n);
+}
+
+inline void pool::put_slow(detail::thread_cache* tc, header* h) noexcept {
+  const std::size_t cls = h->cls;
+  if (cls >= nclasses_ || tc == nullptr) {  // oversize, or a thread past its exit: free it
+    std::unique_lock<std::mutex> orphan_lock;
+    if (tc == nullptr) {
+      orphan_lock = std::unique_lock(orphan_mu_);
+      tc = orphan_.get();
+    }
+    if (cls >= nclasses_) {
+      detail::bump(tc->oversize_puts);
+      detail::bump(tc->oversize_bytes_put, h->capacity);
+    } else {
+      detail::bump(tc->classes[cls].counters.puts);
+      detail::bump(tc->classes[cls].counters.dropped);
+    }
+    deallocate(h);
+    return;
+  }
+  if (tc->epoch != epoch_.load(std::memory_order_relaxed)) catch_up(tc);
+  detail::class_cache& cc = tc->classes[cls];
+  detail::bump(cc.counters.puts);
+  if (tc->credit < h->capacity && !take_credit(tc, h->capacity)) {
+    detail::bump(cc.counters.dropped);  // the pool holds max_idle_bytes already
+    deallocate(h);
+    return;
+  }
+  tc->credit -= h->capacity;
+  if (cc.private_slot.load(std::memory_order_relaxed) == nullptr) {
+    cc.private_slot.store(h, std::memory_order_relaxed);
+    return;
+  }
+  if (cc.ring.push_head(h)) return;
+  tc->credit += h->capacity;
+  detail::bump(cc.counters.dropped);  // ring full
+  deallocate(h);
+}
+
+// A buffer handed to the wrong pool goes home; debug mode reports it.
+inline void pool::put_foreign(header* h) noexcept {
+  if (debug_)
+    report(error_kind::wrong_pool, h->data(), 1, "a buffer was returned to a pool that did not hand it out");
+  h->owner->put_header(h);
+}
+
+// Steals from the tails of the other threads' rings, starting after this thread's cache and wrapping
+// around the list, as Go's getSlow starts at pid+1.
+inline pool::header* pool::steal(detail::thread_cache* tc, std::size_t cls) noexcept {
+  for (detail::thread_cache* o = tc->next; o != nullptr; o = o->next)
+    if (header* h = o->classes[cls].ring.pop_tail()) return h;
+  for (detail::thread_cache* o = caches_.load(std::memory_order_acquire); o != tc && o != nullptr; o = o->next)
+    if (header* h = o->classes[cls].ring.pop_tail()) return h;
+  return nullptr;
+}
+
+// Never waits: if a rotation or another thread holds the victim lock, the victim counts as empty
+// (Go's Get may likewise "choose to ignore the pool").
+inline pool::header* pool::victim_pop(std::size_t cls) noexcept {
+  victim_list& v = victim_[cls];
+  if (v.size.load(std::memory_order_relaxed) == 0) return nullptr;
+  std::unique_lock lk(victim_mu_, std::try_to_lock);
+  if (!lk.owns_lock() || v.head == nullptr) return nullptr;
+  header* h = v.head;
+  v.head = h->next;
+  v.size.store(v.size.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+  return h;
+}
+
+// The owner's part of rotation: its private slots age. Under victim_mu_, so the epoch read here and
+// the victim generation the buffers join belong to the same rotation.
+inline void pool::catch_up(detail::thread_cache* tc) noexcept {
+  std::array<header*, max_classes> expired{};
+  {
+    std::lock_guard lk(victim_mu_);
+    const std::uint64_t e = epoch_.load(std::memory_order_relaxed);
+    const std::uint64_t age = e - tc->epoch;
+    for (std::size_t c = 0; c < nclasses_; ++c) {
+      header* h = tc->classes[c].private_slot.load(std::memory_order_relaxed);
+      if (h == nullptr) continue;
+      tc->classes[c].private_slot.store(nullptr, std::memory_order_relaxed);
+      if (age >= 2) {
+        expired[c] = h;  // sat unasked through two rotations
+      } else {
+        h->next = victim_[c].head;
+        victim_[c].head = h;
+        victim_[c].size.store(victim_[c].size.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+      }
+    }
+    tc->epoch = e;
+  }
+  for (std::size_t c = 0; c < nclasses_; ++c)
+    if (expired[c] != nullptr) {
+      expired[c]->next = nullptr;
+      free_chain(expired[c], c);
+    }
+}
+
+inline void pool::rotate_local() noexcept {
+  detail::thread_cache* tc = local_cache();
+  if (tc != nullptr && tc->epoch != epoch_.load(std::memory_order_relaxed)) catch_up(tc);
+}
+
+inline void pool::rotate() {
+  {
+    std::lock_guard rl(rotate_mu_);
+    std::array<header*, max_classes> old{};
+    {
+      std::lock_guard lk(victim_mu_);
+      for (std::size_t c = 0; c < nclasses_; ++c) {
+        old[c] = std::exchange(victim_[c].head, nullptr);
+        victim_[c].size.store(0, std::memory_order_relaxed);
+      }
+      epoch_.store(epoch_.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+    }
+    for (std::size_t c = 0; c < nclasses_; ++c) free_chain(old[c], c);
+
+    // Move every ring's contents into the new victim generation. We pop tails like any stealer, so
+    // owners keep pushing and popping meanwhile; at most one ring's capacity per ring per rotation.
+    struct chain {
+      header* head = nullptr;
+      header* tail = nullptr;
+      std::size_t n = 0;
+    };
+    std::array<chain, max_classes> moved{};
+    for (detail::thread_cache* tc = caches_.load(std::memory_order_acquire); tc != nullptr; tc = tc->next) {
+      for (std::size_t c = 0; c < nclasses_; ++c) {
+        for (std::uint32_t k = 0; k < opts_.ring_capacity; ++k) {
+          header* h = tc->classes[c].ring.pop_tail();
+          if (h == nullptr) break;
+          h->next = moved[c].head;
+          moved[c].head = h;
+          if (moved[c].tail == nullptr) moved[c].tail = h;
+          ++moved[c].n;
+        }
+      }
+    }
+    std::lock_guard lk(victim_mu_);
+    for (std::size_t c = 0; c < nclasses_; ++c) {
+      if (moved[c].n == 0) continue;
+      moved[c].tail->next = victim_[c].head;
+      victim_[c].head = moved[c].head;
+      victim_[c].size.store(victim_[c].size.load(std::memory_order_relaxed) + moved[c].n, std::memory_order_relaxed);
+    }
+  }
+  rotate_local();
+}
+
+inline bool pool::take_credit(detail::thread_cache* tc, std::size_t need) noexcept {
+  std::size_t avail = idle_credit_.load(std::memory_order_relaxed);
+  for (;;) {
+    if (avail < need) return false;
+    const std::size_t take = std::min(avail, std::max(need, credit_chunk_));
+    if (idle_credit_.compare_exchange_weak(avail, avail - take, std::memory_order_relaxed)) {
+      tc->credit += take;
+      return true;
+    }
+  }
+}
+
+// A thread keeps at most two chunks of credit (plus what its private slots hand back).
+inline void pool::trim_credit(detail::thread_cache* tc) noexcept {
+  if (tc->credit > 2 * credit_chunk_) {
+    idle_credit_.fetch_add(tc->credit - credit_chunk_, std::memory_order_relaxed);
+    tc->credit = credit_chunk_;
+  }
+}
+
+inline pool::header* pool::allocate(std::size_t cls, std::size_t capacity) {
+  void* p = memory_->allocate(sizeof(header) + capacity, alignof(header));
+  auto* h = new (p) header{};
+  h->owner = this;
+  h->next = nullptr;
+  h->capacity = capacity;
+  h->cookie = h->expected_cookie();
+  h->cls = static_cast<std::uint32_t>(cls);
+  h->state.store(static_cast<std::uint32_t>(detail::buffer_state::in_use), std::memory_order_relaxed);
+  return h;
+}
+
+inline void pool::deallocate(header* h) noexcept {
+  detail::unpoison(h);
+  const std::size_t bytes = sizeof(header) + h->capacity;
+  h->cookie = 0;
+  h->~header();
+  memory_->deallocate(h, bytes, alignof(header));
+}
+
+inline void pool::free_chain(header* h, std::size_t cls) noexcept {
+  std::uint64_t n = 0;
+  std::size_t bytes = 0;
+  while (h != nullptr) {
+    bytes += h->capacity;
+    deallocate(std::exchange(h, h->next));
+    ++n;
+  }
+  if (n == 0) return;
+  freed_by_rotation_[cls].fetch_add(n, std::memory_order_relaxed);
+  idle_credit_.fetch_add(bytes, std::memory_order_relaxed);
+}
+
+// ---- debug mode -----------------------------------------------------------------------------------
+
+inline void pool::on_debug_get(header* h) noexcept {
+  detail::unpoison(h);
+  h->state.store(static_cast<std::uint32_t>(detail::buffer_state::in_use), std::memory_order_relaxed);
+}
+
+inline bool pool::on_debug_put(header* h) noexcept {
+  const auto prev = h->state.exchange(static_cast<std::uint32_t>(detail::buffer_state::pooled),
+                                      std::memory_order_relaxed);
+  if (prev != static_cast<std::uint32_t>(detail::buffer_state::in_use)) {
+    report(error_kind::double_return, h->data(), 1, "a buffer was returned twice");
+    return false;  // already in the pool: pooling it again would hand it to two owners
+  }
+  if (h->cls != detail::oversize_class) detail::poison(h);
+  return true;
+}
+
+inline void pool::report(error_kind kind, const void* data, std::size_t count, std::string message) const noexcept {
+  error_report r{kind, data, count, std::move(message)};
+  if (opts_.on_error) {
+    opts_.on_error(r);
+    return;
+  }
+  std::fprintf(stderr, "bufpool: %s: %s (buffer %p)\n", to_string(kind), r.message.c_str(), data);
+  if (kind != error_kind::leak_at_destroy) std::abort();
+}
+
+// ---- statistics -----------------------------------------------------------------------------------
+
+inline pool_snapshot pool::snapshot() const {
+  pool_snapshot s;
+  s.min_class = opts_.min_class;
+  s.max_class = opts_.max_class;
+  s.ring_capacity = opts_.ring_capacity;
+  s.max_idle_bytes = opts_.max_idle_bytes;
+  s.debug = debug_;
+  s.classes.resize(nclasses_);
+  auto add = [&](const detail::thread_cache& tc, bool count_pooled) {
+    for (std::size_t c = 0; c < nclasses_; ++c) {
+      const detail::class_cache& cc = tc.classes[c];
+      const detail::class_counters& k = cc.counters;
+      class_stats& o = s.classes[c];
+      o.gets += k.gets.load(std::memory_order_relaxed);
+      o.puts += k.puts.load(std::memory_order_relaxed);
+      o.hits_private += k.hits_private.load(std::memory_order_relaxed);
+      o.hits_shared += k.hits_shared.load(std::memory_order_relaxed);
+      o.hits_stolen += k.hits_stolen.load(std::memory_order_relaxed);
+      o.hits_victim += k.hits_victim.load(std::memory_order_relaxed);
+      o.misses += k.misses.load(std::memory_order_relaxed);
+      o.dropped += k.dropped.load(std::memory_order_relaxed);
+      o.freed_by_thread_exit += k.freed_by_thread_exit.load(std::memory_order_relaxed);
+      if (count_pooled)
+        o.pooled += (cc.private_slot.load(std::memory_order_relaxed) != nullptr ? 1u : 0u) + cc.ring.size();
+    }
+    s.oversize.gets += tc.oversize_gets.load(std::memory_order_relaxed);
+    s.oversize.puts += tc.oversize_puts.load(std::memory_order_relaxed);
+    s.oversize.outstanding_bytes += static_cast<std::int64_t>(tc.oversize_bytes_got.load(std::memory_order_relaxed) -
+                                                              tc.oversize_bytes_put.load(std::memory_order_relaxed));
+  };
+  for (const detail::thread_cache* tc = caches_.load(std::memory_order_acquire); tc != nullptr; tc = tc->next)
+    add(*tc, true);
+  {
+    std::lock_guard lk(orphan_mu_);
+    add(*orphan_, false);
+  }
+  {
+    std::lock_guard lk(victim_mu_);
+    for (std::size_t c = 0; c < nclasses_; ++c) s.classes[c].pooled += victim_[c].size.load(std::memory_order_relaxed);
+  }
+  {
+    std::lock_guard lk(caches_mu_);
+    s.threads = attached_;
+    s.thread_caches = cache_count_;
+  }
+  const std::uint64_t rotations = epoch_.load(std::memory_order_relaxed);
+  for (std::size_t c = 0; c < nclasses_; ++c) {
+    class_stats& o = s.classes[c];
+    o.size = class_size(c);
+    o.freed_by_rotation = freed_by_rotation_[c].load(std::memory_order_relaxed);
+    o.rotations = rotations;
+    o.pooled_bytes = o.pooled * o.size;
+    o.outstanding = static_cast<std::int64_t>(o.gets) - static_cast<std::int64_t>(o.puts);
+    s.totals += o;
+  }
+  s.totals.rotations = rotations;
+  s.oversize.outstanding = static_cast<std::int64_t>(s.oversize.gets) - static_cast<std::int64_t>(s.oversize.puts);
+  return s;
+}
+
+}  // namespace bufpool

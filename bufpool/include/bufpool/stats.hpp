@@ -1,0 +1,120 @@
+// pool_snapshot: the pool's statistics gathered on demand, and their JSON form.
+//
+// Counters are cumulative since the pool was built; pooled/pooled_bytes/outstanding are levels. At
+// quiescence (no get/put/rotate running) these identities hold, per class and in totals:
+//   gets   == hits_private + hits_shared + hits_stolen + hits_victim + misses
+//   pooled == (puts - dropped) - (gets - misses) - freed_by_rotation - freed_by_thread_exit
+//   outstanding == gets - puts
+// While threads run, a snapshot is not an atomic cut: each counter is read once, in no common instant.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace bufpool {
+
+/// Counters of one size class, or their sum over all classes.
+struct class_stats {
+  std::size_t size = 0;                    ///< class size in bytes (0 in totals)
+  std::uint64_t gets = 0;                  ///< get() calls served from this class
+  std::uint64_t puts = 0;                  ///< buffers returned to this class
+  std::uint64_t hits_private = 0;          ///< gets served by the thread's private slot
+  std::uint64_t hits_shared = 0;           ///< gets served by the head of the thread's own ring
+  std::uint64_t hits_stolen = 0;           ///< gets served by the tail of another thread's ring
+  std::uint64_t hits_victim = 0;           ///< gets served by the victim generation
+  std::uint64_t misses = 0;                ///< gets that allocated a new buffer
+  std::uint64_t dropped = 0;               ///< returns freed at once (ring full, or idle-bytes cap)
+  std::uint64_t freed_by_rotation = 0;     ///< buffers freed because no one asked for them for two rotations
+  std::uint64_t freed_by_thread_exit = 0;  ///< buffers freed when the thread caching them exited
+  std::uint64_t rotations = 0;             ///< rotations performed by the pool
+  std::uint64_t pooled = 0;                ///< idle buffers held by the pool now
+  std::uint64_t pooled_bytes = 0;          ///< their bytes
+  std::int64_t outstanding = 0;            ///< buffers handed out and not yet returned
+
+  class_stats& operator+=(const class_stats& o) noexcept;
+};
+
+/// Buffers above max_class: allocated and freed directly, never pooled.
+struct oversize_stats {
+  std::uint64_t gets = 0;
+  std::uint64_t puts = 0;
+  std::int64_t outstanding = 0;
+  std::int64_t outstanding_bytes = 0;
+};
+
+/// Everything a pool reports.
+struct pool_snapshot {
+  std::size_t min_class = 0;
+  std::size_t max_class = 0;
+  std::uint32_t ring_capacity = 0;
+  std::size_t max_idle_bytes = 0;
+  bool debug = false;
+  std::size_t threads = 0;          ///< threads currently attached to the pool
+  std::size_t thread_caches = 0;    ///< per-thread caches ever created (reused after a thread exits)
+  class_stats totals;               ///< sum over classes
+  std::vector<class_stats> classes; ///< one entry per size class, smallest first
+  oversize_stats oversize;
+};
+
+inline class_stats& class_stats::operator+=(const class_stats& o) noexcept {
+  gets += o.gets;
+  puts += o.puts;
+  hits_private += o.hits_private;
+  hits_shared += o.hits_shared;
+  hits_stolen += o.hits_stolen;
+  hits_victim += o.hits_victim;
+  misses += o.misses;
+  dropped += o.dropped;
+  freed_by_rotation += o.freed_by_rotation;
+  freed_by_thread_exit += o.freed_by_thread_exit;
+  pooled += o.pooled;
+  pooled_bytes += o.pooled_bytes;
+  outstanding += o.outstanding;
+  return *this;
+}
+
+/// JSON form of one class (or of the totals, which omit "size").
+inline void to_json(nlohmann::json& j, const class_stats& s) {
+  j = nlohmann::json{{"gets", s.gets},
+                     {"puts", s.puts},
+                     {"hits_private", s.hits_private},
+                     {"hits_shared", s.hits_shared},
+                     {"hits_stolen", s.hits_stolen},
+                     {"hits_victim", s.hits_victim},
+                     {"misses", s.misses},
+                     {"dropped", s.dropped},
+                     {"freed_by_rotation", s.freed_by_rotation},
+                     {"freed_by_thread_exit", s.freed_by_thread_exit},
+                     {"rotations", s.rotations},
+                     {"pooled", s.pooled},
+                     {"pooled_bytes", s.pooled_bytes},
+                     {"outstanding", s.outstanding}};
+  if (s.size != 0) j["size"] = s.size;
+}
+
+inline void to_json(nlohmann::json& j, const oversize_stats& s) {
+  j = nlohmann::json{{"gets", s.gets},
+                     {"puts", s.puts},
+                     {"outstanding", s.outstanding},
+                     {"outstanding_bytes", s.outstanding_bytes}};
+}
+
+/// JSON form of a snapshot: {"config": {...}, "threads", "thread_caches", "totals", "classes", "oversize"}.
+inline void to_json(nlohmann::json& j, const pool_snapshot& s) {
+  j = nlohmann::json{{"config",
+                      {{"min_class", s.min_class},
+                       {"max_class", s.max_class},
+                       {"ring_capacity", s.ring_capacity},
+                       {"max_idle_bytes", s.max_idle_bytes},
+                       {"debug", s.debug}}},
+                     {"threads", s.threads},
+                     {"thread_caches", s.thread_caches},
+                     {"totals", s.totals},
+                     {"classes", s.classes},
+                     {"oversize", s.oversize}};
+}
+
+}  // namespace bufpool

@@ -1,0 +1,402 @@
+// Tests of bufpool::pool beyond Go's: size classes, the handle, caps and drops, cross-thread return,
+// thread exit, several pools, rotation concurrent with stealing, and the statistics identities.
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <future>
+#include <latch>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <doctest/doctest.h>
+
+#include <bufpool/bufpool.hpp>
+
+#include "test_support.hpp"
+
+using bufpool::buffer;
+using bufpool::pool;
+using bufpool::pool_options;
+using bufpool::test::check_identities;
+using bufpool::test::counting_resource;
+
+TEST_CASE("pool: requests round up to power-of-two classes; above the maximum they are unpooled") {
+  pool p;
+  CHECK(p.class_count() == 9);  // 256 B .. 64 KiB
+  CHECK(p.get(0).capacity() == 256);
+  CHECK(p.get(1).capacity() == 256);
+  CHECK(p.get(256).capacity() == 256);
+  CHECK(p.get(257).capacity() == 512);
+  CHECK(p.get(4096).capacity() == 4096);
+  CHECK(p.get(4097).capacity() == 8192);
+  CHECK(p.get(65536).capacity() == 65536);
+  {
+    buffer big = p.get(65537);
+    CHECK(big.capacity() == 65537);
+    CHECK(big.size() == 65537);
+    auto s = p.snapshot();
+    CHECK(s.oversize.gets == 1);
+    CHECK(s.oversize.outstanding == 1);
+    CHECK(s.oversize.outstanding_bytes == 65537);
+  }
+  auto s = p.snapshot();
+  CHECK(s.oversize.puts == 1);
+  CHECK(s.oversize.outstanding == 0);
+  CHECK(s.totals.gets == 7);  // oversize is not in the class totals
+}
+
+TEST_CASE("pool: class bounds are configurable") {
+  pool_options o;
+  o.min_class = 64;
+  o.max_class = 1 << 20;
+  pool p(o);
+  CHECK(p.class_count() == 15);
+  CHECK(p.get(1).capacity() == 64);
+  CHECK(p.get(1000000).capacity() == (1u << 20));
+}
+
+TEST_CASE("pool: invalid options name the field, the value and what is allowed") {
+  auto message_of = [](pool_options o) -> std::string {
+    try {
+      pool p(o);
+    } catch (const std::invalid_argument& e) {
+      return e.what();
+    }
+    return "";
+  };
+  pool_options o;
+  o.min_class = 100;
+  CHECK(message_of(o).find("pool_options.min_class = 100") != std::string::npos);
+  o = {};
+  o.max_class = 128;
+  CHECK(message_of(o).find("max_class = 128 is invalid: must be a power of two in [min_class, 1 GiB]") !=
+        std::string::npos);
+  o = {};
+  o.ring_capacity = 100;
+  CHECK(message_of(o).find("ring_capacity = 100") != std::string::npos);
+  o = {};
+  o.max_idle_bytes = 1000;
+  CHECK(message_of(o).find("max_idle_bytes = 1000 is invalid: must be >= max_class") != std::string::npos);
+}
+
+TEST_CASE("buffer: move-only handle with size, capacity, resize and Asio view") {
+  pool p;
+  buffer b = p.get(1000);
+  CHECK(static_cast<bool>(b));
+  CHECK(b.size() == 1000);
+  CHECK(b.capacity() == 1024);
+  CHECK(reinterpret_cast<std::uintptr_t>(b.data()) % 64 == 0);
+  b.resize(1024);
+  CHECK(b.size() == 1024);
+  CHECK_THROWS_AS(b.resize(1025), std::length_error);
+  b.resize(10);
+  std::memcpy(b.data(), "0123456789", 10);
+  asio::mutable_buffer mb = asio::buffer(b);
+  CHECK(mb.size() == 10);
+  CHECK(mb.data() == b.data());
+  CHECK(asio::buffer(b, 4).size() == 4);
+  CHECK(b.span().size() == 10);
+  CHECK(b.owner() == &p);
+
+  buffer moved = std::move(b);
+  CHECK_FALSE(static_cast<bool>(b));  // NOLINT(bugprone-use-after-move): moved-from is empty by contract
+  CHECK(b.size() == 0);
+  CHECK(b.capacity() == 0);
+  CHECK(moved.size() == 10);
+  CHECK(std::memcmp(moved.data(), "0123456789", 10) == 0);
+
+  buffer other = p.get(300);
+  other = std::move(moved);  // the old buffer of `other` goes back to the pool
+  CHECK(other.size() == 10);
+  auto s = p.snapshot();
+  CHECK(s.totals.outstanding == 1);
+  CHECK(s.totals.puts == 1);
+}
+
+TEST_CASE("pool: a full ring drops, counted") {
+  counting_resource mem;
+  pool_options o;
+  o.ring_capacity = 4;
+  o.memory = &mem;
+  pool p(o);
+  std::vector<buffer> v;
+  for (int i = 0; i < 10; ++i) v.push_back(p.get(4096));
+  v.clear();
+  auto s = p.snapshot();
+  CHECK(s.totals.puts == 10);
+  CHECK(s.totals.pooled == 5);  // 1 private + 4 in the ring
+  CHECK(s.totals.dropped == 5);
+  CHECK(mem.frees == 5);
+  check_identities(s);
+}
+
+TEST_CASE("pool: the idle-bytes cap is never exceeded; returns beyond it are dropped") {
+  counting_resource mem;
+  pool_options o;
+  o.max_class = 4096;
+  o.max_idle_bytes = 3 * 4096;
+  o.memory = &mem;
+  pool p(o);
+  std::vector<buffer> v;
+  for (int i = 0; i < 5; ++i) v.push_back(p.get(4096));
+  for (int i = 0; i < 5; ++i) v.push_back(p.get(512));
+  v.clear();
+  auto s = p.snapshot();
+  CHECK(s.totals.pooled_bytes <= o.max_idle_bytes);
+  CHECK(s.totals.pooled_bytes == 3 * 4096);
+  CHECK(s.totals.dropped == 10 - s.totals.pooled);
+  CHECK(mem.live() == static_cast<long>(s.totals.pooled));
+  check_identities(s);
+
+  // Taking buffers out frees room again.
+  buffer a = p.get(4096);
+  buffer b = p.get(4096);
+  a.reset();
+  b.reset();
+  CHECK(p.snapshot().totals.pooled_bytes <= o.max_idle_bytes);
+}
+
+TEST_CASE("pool: the idle-bytes cap holds with several threads returning at once") {
+  pool_options o;
+  o.max_class = 4096;
+  o.max_idle_bytes = 64 * 4096;
+  pool p(o);
+  std::vector<std::thread> ts;
+  std::latch all_done(4);
+  std::latch may_exit(1);
+  for (int t = 0; t < 4; ++t)
+    ts.emplace_back([&] {
+      std::vector<buffer> v;
+      for (int i = 0; i < 100; ++i) v.push_back(p.get(4096));
+      v.clear();
+      all_done.count_down();
+      may_exit.wait();
+    });
+  all_done.wait();
+  auto s = p.snapshot();
+  CHECK(s.totals.pooled_bytes <= o.max_idle_bytes);
+  CHECK(s.totals.puts == 400);
+  CHECK(s.totals.dropped > 0);  // 400 buffers of 4 KiB cannot all fit under a 64-buffer cap
+  check_identities(s);
+  may_exit.count_down();
+  for (auto& t : ts) t.join();
+}
+
+TEST_CASE("pool: a buffer returned on another thread is stolen back from that thread's ring") {
+  pool p;
+  std::vector<buffer> v;
+  for (int i = 0; i < 64; ++i) v.push_back(p.get(4096));
+  std::set<std::byte*> mine;
+  for (auto& b : v) mine.insert(b.data());
+
+  std::promise<void> returned, stolen;
+  std::thread other([&, done = stolen.get_future()]() mutable {
+    v.clear();  // return all 64 on this thread: 1 private + 63 in its ring
+    returned.set_value();
+    done.wait();  // stay alive: a thread's exit would free its cache
+  });
+  returned.get_future().wait();
+  std::vector<buffer> back;
+  for (int i = 0; i < 63; ++i) back.push_back(p.get(4096));
+  for (auto& b : back) CHECK(mine.count(b.data()) == 1);
+  auto s = p.snapshot();
+  CHECK(s.totals.hits_stolen == 63);
+  CHECK(s.totals.misses == 64);
+  stolen.set_value();
+  other.join();
+  back.clear();
+  check_identities(p.snapshot());
+}
+
+TEST_CASE("pool: a thread's exit frees what it cached and its cache is reused") {
+  counting_resource mem;
+  pool_options o;
+  o.memory = &mem;
+  pool p(o);
+  std::thread([&] {
+    std::vector<buffer> v;
+    for (int i = 0; i < 10; ++i) v.push_back(p.get(2000));
+  }).join();
+  auto s = p.snapshot();
+  CHECK(s.totals.freed_by_thread_exit == 10);
+  CHECK(s.totals.pooled == 0);
+  CHECK(mem.live() == 0);
+  CHECK(s.threads == 0);
+  for (int i = 0; i < 20; ++i) std::thread([&] { p.get(100); }).join();
+  s = p.snapshot();
+  CHECK(s.thread_caches == 1);  // one cache, handed from each exited thread to the next
+  CHECK(s.totals.freed_by_thread_exit == 30);
+  check_identities(s);
+}
+
+TEST_CASE("pool: a thread that went quiet keeps at most one buffer per class") {
+  pool p;
+  std::promise<void> filled, go_on;
+  std::thread quiet([&, resume = go_on.get_future()]() mutable {
+    {
+      std::vector<buffer> v;
+      for (std::size_t c = 0; c < p.class_count(); ++c)
+        for (int i = 0; i < 5; ++i) v.push_back(p.get(p.class_size(c)));
+    }
+    filled.set_value();
+    resume.wait();
+    p.rotate_local();  // its own part of the rotations it missed
+    CHECK(p.snapshot().totals.pooled == 0);
+  });
+  filled.get_future().wait();
+  for (int i = 0; i < 3; ++i) p.rotate();
+  auto s = p.snapshot();
+  CHECK(s.totals.pooled == p.class_count());  // exactly the private slots
+  for (const auto& c : s.classes) CHECK(c.pooled == 1);
+  go_on.set_value();
+  quiet.join();
+  s = p.snapshot();
+  CHECK(s.totals.freed_by_rotation == 5 * p.class_count());
+  check_identities(s);
+}
+
+TEST_CASE("pool: several pools in one thread keep their buffers apart") {
+  pool a, b;
+  std::vector<buffer> va, vb;
+  for (int i = 0; i < 10; ++i) {
+    va.push_back(a.get(512));
+    vb.push_back(b.get(512));
+  }
+  for (auto& x : va) CHECK(x.owner() == &a);
+  for (auto& x : vb) CHECK(x.owner() == &b);
+  va.clear();
+  vb.clear();
+  buffer x = a.get(512), y = b.get(512);
+  CHECK(x.owner() == &a);
+  CHECK(y.owner() == &b);
+  CHECK(a.snapshot().totals.hits_private == 1);
+  CHECK(b.snapshot().totals.hits_private == 1);
+  CHECK(a.snapshot().totals.puts == 10);
+}
+
+TEST_CASE("pool: a new pool in a dead pool's slot starts clean on threads that used the old one") {
+  counting_resource mem;
+  pool_options o;
+  o.memory = &mem;
+  auto first = std::make_unique<pool>(o);
+  first->get(100);
+  first.reset();
+  CHECK(mem.live() == 0);  // the destructor freed everything
+  pool second(o);
+  buffer b = second.get(100);
+  auto s = second.snapshot();
+  CHECK(s.totals.gets == 1);
+  CHECK(s.totals.misses == 1);
+  CHECK(s.threads == 1);
+}
+
+TEST_CASE("pool: the destructor frees every pooled buffer of every thread") {
+  counting_resource mem;
+  {
+    pool_options o;
+    o.memory = &mem;
+    pool p(o);
+    std::latch returned(3), may_exit(1);
+    std::vector<std::thread> ts;
+    for (int t = 0; t < 3; ++t)
+      ts.emplace_back([&] {
+        std::vector<buffer> v;
+        for (int i = 0; i < 50; ++i) v.push_back(p.get(300 * (i % 5 + 1)));
+        v.clear();
+        returned.count_down();
+        may_exit.wait();
+      });
+    returned.wait();
+    p.rotate();  // some in the victim generation, too
+    for (int i = 0; i < 20; ++i) p.get(700);
+    CHECK(mem.live() > 0);
+    may_exit.count_down();
+    for (auto& t : ts) t.join();
+  }
+  CHECK(mem.allocations > 0);
+  CHECK(mem.live() == 0);
+}
+
+// Rotation runs on its own thread while workers get, put, hand buffers across threads and steal.
+TEST_CASE("pool: rotation concurrent with stealing and cross-thread returns keeps every count right") {
+  counting_resource mem;
+  pool_options o;
+  o.memory = &mem;
+  o.ring_capacity = 32;
+  pool p(o);
+  const int iterations = 200'000 / bufpool::test::scale_down;
+  constexpr int workers = 4;
+  std::mutex mu;
+  std::vector<buffer> handoff;  // buffers got on one thread, returned on another
+  std::atomic<bool> stop_rotating{false};
+  std::atomic<long> corrupt{0};
+  std::thread rotator([&] {
+    while (!stop_rotating.load()) {
+      p.rotate();
+      std::this_thread::yield();
+    }
+  });
+  std::vector<std::thread> ts;
+  for (int w = 0; w < workers; ++w)
+    ts.emplace_back([&, w] {
+      std::vector<buffer> held;
+      for (int i = 0; i < iterations; ++i) {
+        buffer b = p.get(256u << ((i + w) % 4));
+        std::memset(b.data(), w + 1, b.size());
+        if (std::to_integer<int>(b.data()[b.size() - 1]) != w + 1) corrupt.fetch_add(1);
+        if (i % 3 == 0) {
+          held.push_back(std::move(b));
+        } else if (i % 3 == 1 && !held.empty()) {
+          std::lock_guard lk(mu);
+          handoff.push_back(std::move(held.back()));
+          held.pop_back();
+        } else if (i % 5 == 0) {
+          std::lock_guard lk(mu);
+          handoff.clear();  // returned on this thread, got on others
+        }
+        if (held.size() > 64) held.clear();
+      }
+    });
+  for (auto& t : ts) t.join();
+  stop_rotating = true;
+  rotator.join();
+  handoff.clear();
+  CHECK(corrupt == 0);
+  auto s = p.snapshot();
+  check_identities(s);
+  CHECK(s.totals.outstanding == 0);
+  CHECK(s.totals.rotations > 0);
+  CHECK(s.totals.gets == std::uint64_t(workers) * std::uint64_t(iterations));
+  CHECK(mem.live() == static_cast<long>(s.totals.pooled));  // what is not pooled was freed
+  CHECK(s.totals.pooled_bytes <= o.max_idle_bytes);
+}
+
+TEST_CASE("pool: outstanding equals buffers held, and the snapshot serializes every counter") {
+  pool p;
+  std::vector<buffer> held;
+  for (int i = 0; i < 7; ++i) held.push_back(p.get(100));
+  for (int i = 0; i < 3; ++i) held.push_back(p.get(5000));
+  held.resize(6);
+  auto s = p.snapshot();
+  CHECK(s.totals.outstanding == 6);
+  check_identities(s);
+
+  nlohmann::json j = s;
+  for (const char* key : {"gets", "puts", "hits_private", "hits_shared", "hits_stolen", "hits_victim", "misses",
+                          "dropped", "freed_by_rotation", "freed_by_thread_exit", "rotations", "pooled",
+                          "pooled_bytes", "outstanding"}) {
+    CAPTURE(key);
+    CHECK(j["totals"].contains(key));
+    CHECK(j["classes"][0].contains(key));
+  }
+  CHECK(j["classes"].size() == p.class_count());
+  CHECK(j["classes"][0]["size"] == 256);
+  CHECK(j["totals"]["outstanding"] == 6);
+  CHECK(j["config"]["max_class"] == 65536);
+  CHECK(j["oversize"].contains("outstanding_bytes"));
+  CHECK(j["threads"] == 1);
+}

@@ -1,0 +1,90 @@
+// rotation_timer: the pool rotates on an io_context, every io_context thread ages its own private
+// slots, and pooled buffers work with Asio I/O directly.
+#include <chrono>
+#include <latch>
+#include <thread>
+#include <vector>
+
+#include <asio/io_context.hpp>
+#include <asio/local/connect_pair.hpp>
+#include <asio/local/stream_protocol.hpp>
+#include <asio/read.hpp>
+#include <asio/write.hpp>
+#include <doctest/doctest.h>
+
+#include <bufpool/bufpool.hpp>
+
+#include "test_support.hpp"
+
+using namespace std::chrono_literals;
+using bufpool::buffer;
+using bufpool::pool;
+
+namespace {
+// Polls `pred` until it holds or 10 s pass (a bound, not a timing assertion).
+template <typename Pred>
+bool eventually(Pred pred) {
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(2ms);
+  }
+  return true;
+}
+}  // namespace
+
+TEST_CASE("rotation_timer: idle io_context threads free their cached buffers within two rotations") {
+  pool p;
+  asio::io_context c1(1), c2(1);
+  auto w1 = asio::make_work_guard(c1);
+  auto w2 = asio::make_work_guard(c2);
+  std::thread t1([&] { c1.run(); });
+  std::thread t2([&] { c2.run(); });
+  {
+    bufpool::rotation_timer timer(p, {&c1, &c2}, 20ms);
+    // Both threads cache buffers in their private slots and rings, then go idle. The latch makes both
+    // allocate before either returns, so neither steals the other's.
+    std::latch both_hold(2);
+    for (auto* c : {&c1, &c2})
+      asio::post(*c, [&] {
+        std::vector<buffer> v;
+        for (int i = 0; i < 10; ++i) v.push_back(p.get(4096));
+        both_hold.arrive_and_wait();
+      });
+    REQUIRE(eventually([&] { return p.snapshot().totals.pooled == 20; }));
+    timer.start();
+    CHECK(eventually([&] { return p.snapshot().totals.pooled == 0; }));
+    auto s = p.snapshot();
+    CHECK(s.totals.freed_by_rotation == 20);
+    CHECK(s.totals.rotations >= 2);
+    timer.stop();
+    const auto after_stop = timer.rotations();
+    std::this_thread::sleep_for(60ms);
+    CHECK(timer.rotations() == after_stop);  // nothing runs after stop()
+  }
+  w1.reset();
+  w2.reset();
+  t1.join();
+  t2.join();
+}
+
+TEST_CASE("rotation_timer: rejects an empty context list and a non-positive interval") {
+  pool p;
+  asio::io_context c;
+  CHECK_THROWS_AS(bufpool::rotation_timer(p, {}), std::invalid_argument);
+  CHECK_THROWS_AS(bufpool::rotation_timer(p, {&c}, 0ms), std::invalid_argument);
+}
+
+TEST_CASE("buffer: asio reads into and writes from pooled buffers") {
+  pool p;
+  asio::io_context io;
+  asio::local::stream_protocol::socket a(io), b(io);
+  asio::local::connect_pair(a, b);
+  buffer out = p.get(3000);
+  for (std::size_t i = 0; i < out.size(); ++i) out.data()[i] = static_cast<std::byte>(i * 7);
+  std::thread writer([&] { asio::write(a, asio::buffer(out)); });
+  buffer in = p.get(3000);
+  asio::read(b, asio::buffer(in));
+  writer.join();
+  CHECK(std::memcmp(in.data(), out.data(), 3000) == 0);
+}

@@ -1,0 +1,96 @@
+// Tests of detail::spmc_ring, including the port of Go's TestPoolDequeue (1 producer, 9 consumers,
+// indexes starting 500 below 2^32 so that they wrap; every value must arrive exactly once).
+#include <atomic>
+#include <cstdint>
+#include <thread>
+#include <vector>
+
+#include <doctest/doctest.h>
+
+#include <bufpool/detail/spmc_ring.hpp>
+
+#include "test_support.hpp"
+
+using bufpool::detail::spmc_ring;
+
+TEST_CASE("spmc_ring: head is LIFO, tail is FIFO, full is reported") {
+  int v[5] = {0, 1, 2, 3, 4};
+  spmc_ring<int> r(4);
+  CHECK(r.capacity() == 4);
+  CHECK(r.pop_head() == nullptr);
+  CHECK(r.pop_tail() == nullptr);
+  for (int i = 0; i < 4; ++i) CHECK(r.push_head(&v[i]));
+  CHECK_FALSE(r.push_head(&v[4]));
+  CHECK(r.size() == 4);
+  CHECK(r.pop_tail() == &v[0]);
+  CHECK(r.pop_head() == &v[3]);
+  CHECK(r.pop_tail() == &v[1]);
+  CHECK(r.pop_head() == &v[2]);
+  CHECK(r.pop_head() == nullptr);
+  CHECK(r.size() == 0);
+}
+
+TEST_CASE("spmc_ring: rejects capacities that are not a power of two") {
+  CHECK_THROWS_AS(spmc_ring<int>(0), std::invalid_argument);
+  CHECK_THROWS_AS(spmc_ring<int>(12), std::invalid_argument);
+}
+
+TEST_CASE("spmc_ring: indexes wrap past 2^32 on one thread") {
+  std::vector<int> v(64);
+  spmc_ring<int> r(8, UINT32_MAX - 2);
+  int next_in = 0, next_out = 0;
+  for (int round = 0; round < 20; ++round) {
+    for (int k = 0; k < 5; ++k) REQUIRE(r.push_head(&v[static_cast<std::size_t>(next_in++ % 64)]));
+    for (int k = 0; k < 5; ++k) REQUIRE(r.pop_tail() == &v[static_cast<std::size_t>(next_out++ % 64)]);
+    CHECK(r.size() == 0);
+  }
+}
+
+// Go: testPoolDequeue(NewPoolDequeue(16)).
+TEST_CASE("spmc_ring: every value arrives exactly once, 1 producer and 9 consumers, wrapping indexes") {
+  constexpr int P = 10;
+  const int N = 2'000'000 / bufpool::test::scale_down;
+  REQUIRE((N - 1) % 10 != 0);  // N-1 leaves by the tail, so all older values were delivered first
+  std::vector<int> values(static_cast<std::size_t>(N));
+  for (int i = 0; i < N; ++i) values[static_cast<std::size_t>(i)] = i;
+  std::vector<std::atomic<int>> have(static_cast<std::size_t>(N));
+  spmc_ring<int> ring(16, static_cast<std::uint32_t>((std::uint64_t{1} << 32) - 500));
+  std::atomic<bool> stop{false};
+  auto record = [&](int* v) {
+    have[static_cast<std::size_t>(*v)].fetch_add(1, std::memory_order_relaxed);
+    if (*v == N - 1) stop.store(true, std::memory_order_release);
+  };
+
+  std::vector<std::thread> consumers;
+  for (int i = 0; i < P - 1; ++i)
+    consumers.emplace_back([&] {
+      int fail = 0;
+      while (!stop.load(std::memory_order_acquire)) {
+        if (int* v = ring.pop_tail()) {
+          fail = 0;
+          record(v);
+        } else if (++fail % 100 == 0) {
+          std::this_thread::yield();
+        }
+      }
+    });
+
+  long popped_head = 0;
+  for (int j = 0; j < N; ++j) {
+    while (!ring.push_head(&values[static_cast<std::size_t>(j)])) std::this_thread::yield();
+    if (j % 10 == 0) {
+      if (int* v = ring.pop_head()) {
+        ++popped_head;
+        record(v);
+      }
+    }
+  }
+  for (auto& t : consumers) t.join();
+
+  int wrong = 0;
+  for (int i = 0; i < N; ++i)
+    if (have[static_cast<std::size_t>(i)].load() != 1) ++wrong;
+  CHECK(wrong == 0);
+  CHECK(popped_head > 0);
+  CHECK(ring.size() == 0);
+}

@@ -3,6 +3,8 @@
 // TestNilPool has no C++ analog (a pool is used through a reference) and is not ported.
 #include <atomic>
 #include <cstring>
+#include <latch>
+#include <mutex>
 #include <set>
 #include <thread>
 #include <vector>
@@ -119,16 +121,22 @@ TEST_CASE("go TestPoolRelease: rotation frees every pooled buffer after two rota
 
 // Go: 10 goroutines x 1e6 Put/Get, checking that no foreign value comes back. Here each get writes a
 // thread-unique tag and checks it is still there before the return, so a buffer handed to two threads
-// at once is caught; sizes vary so that several classes are exercised.
+// at once is caught. Sizes vary over three classes, every thread holds one buffer across iterations,
+// and every 64th iteration a buffer moves to another thread through a mailbox, so private slots, rings,
+// stealing and cross-thread returns all run concurrently. All threads start together.
 TEST_CASE("go TestPoolStress: 10 threads get and put concurrently, contents are never shared") {
   constexpr int P = 10;
   const int N = 1'000'000 / bufpool::test::scale_down;
   pool p;
   std::atomic<long> bad{0};
+  std::latch start(P);
+  std::mutex mailbox_mu;
+  std::vector<buffer> mailbox;
   std::vector<std::thread> threads;
   for (int t = 0; t < P; ++t)
     threads.emplace_back([&, t] {
-      buffer keep;  // hold one across iterations so that rings, stealing and cross returns all happen
+      start.arrive_and_wait();
+      buffer keep;
       for (int i = 0; i < N; ++i) {
         const std::size_t n = 256u << (i % 3);
         buffer b = p.get(n);
@@ -141,9 +149,15 @@ TEST_CASE("go TestPoolStress: 10 threads get and put concurrently, contents are 
         std::memcpy(&y, b.data() + n - sizeof y, sizeof y);
         if (x != tag || y != tag) bad.fetch_add(1);
         if (i % 7 == 0) std::swap(keep, b);
+        if (i % 64 == 0) {
+          std::lock_guard lk(mailbox_mu);
+          mailbox.push_back(std::move(b));
+          if (mailbox.size() > 8) mailbox.erase(mailbox.begin());  // returned here, got elsewhere
+        }
       }
     });
   for (auto& th : threads) th.join();
+  mailbox.clear();
   CHECK(bad == 0);
   auto s = p.snapshot();
   bufpool::test::check_identities(s);

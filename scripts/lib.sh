@@ -1,0 +1,35 @@
+# Shared by scripts/run and scripts/test: the one list of Debian packages the project needs, and the
+# step that installs whichever of them are missing (as root on Debian 12; apt-get update first).
+# shellcheck shell=bash
+
+BUFPOOL_PACKAGES=(
+  cmake ninja-build g++ pkg-config        # toolchain
+  libasio-dev nlohmann-json3-dev          # the library's own dependencies
+  doctest-dev libbenchmark-dev            # tests and benchmarks
+)
+
+ensure_packages() {
+  local missing=()
+  local p
+  for p in "${BUFPOOL_PACKAGES[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+      missing+=("$p")
+    fi
+  done
+  if ((${#missing[@]})); then
+    echo "==> installing: ${missing[*]}"
+    local sudo=()
+    [[ $(id -u) -eq 0 ]] || sudo=(sudo)
+    "${sudo[@]}" apt-get update
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y --no-install-recommends "${missing[@]}"
+  fi
+}
+
+# build_preset NAME [extra cmake args...]: configure and build one preset from CMakePresets.json.
+build_preset() {
+  local preset=$1
+  shift
+  echo "==> configure and build: $preset"
+  cmake --preset "$preset" "$@" >/dev/null
+  cmake --build --preset "$preset" -j "$(nproc)"
+}

@@ -204,7 +204,10 @@ TEST_CASE("pool: a buffer returned on another thread is stolen back from that th
   for (int i = 0; i < 63; ++i) back.push_back(p.get(4096));
   for (auto& b : back) CHECK(mine.count(b.data()) == 1);
   auto s = p.snapshot();
-  CHECK(s.totals.hits_stolen == 63);
+  // Steals come in batches: one buffer of each batch is the steal, the rest land in our own ring.
+  CHECK(s.totals.hits_stolen >= 1);
+  CHECK(s.totals.hits_stolen < 63);
+  CHECK(s.totals.hits_stolen + s.totals.hits_shared == 63);
   CHECK(s.totals.misses == 64);
   stolen.set_value();
   other.join();

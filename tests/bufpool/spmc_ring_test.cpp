@@ -35,6 +35,24 @@ TEST_CASE("spmc_ring: rejects capacities that are not a power of two") {
   CHECK_THROWS_AS(spmc_ring<int>(12), std::invalid_argument);
 }
 
+TEST_CASE("spmc_ring: bulk pops take at most half, oldest first") {
+  int v[8] = {};
+  int* out[8] = {};
+  spmc_ring<int> r(8, UINT32_MAX - 3);
+  CHECK(r.pop_tail_bulk(out, 8) == 0);
+  for (int i = 0; i < 7; ++i) REQUIRE(r.push_head(&v[i]));
+  CHECK(r.pop_tail_bulk(out, 8) == 4);  // half of 7, rounded up
+  for (int i = 0; i < 4; ++i) CHECK(out[i] == &v[i]);
+  CHECK(r.pop_tail_bulk(out, 1) == 1);
+  CHECK(out[0] == &v[4]);
+  CHECK(r.pop_tail_bulk(out, 8) == 1);
+  CHECK(out[0] == &v[5]);
+  CHECK(r.pop_tail_bulk(out, 8) == 1);  // a single item is taken whole
+  CHECK(out[0] == &v[6]);
+  CHECK(r.size() == 0);
+  CHECK(r.push_head(&v[7]));  // every slot was handed back
+}
+
 TEST_CASE("spmc_ring: indexes wrap past 2^32 on one thread") {
   std::vector<int> v(64);
   spmc_ring<int> r(8, UINT32_MAX - 2);
@@ -62,14 +80,23 @@ TEST_CASE("spmc_ring: every value arrives exactly once, 1 producer and 9 consume
     if (*v == N - 1) stop.store(true, std::memory_order_release);
   };
 
+  // Even consumers pop one at a time (Go's test); odd ones take batches with pop_tail_bulk.
   std::vector<std::thread> consumers;
   for (int i = 0; i < P - 1; ++i)
-    consumers.emplace_back([&] {
+    consumers.emplace_back([&, bulk = i % 2 == 1] {
       int fail = 0;
+      int* batch[5];
       while (!stop.load(std::memory_order_acquire)) {
-        if (int* v = ring.pop_tail()) {
+        std::uint32_t n = 0;
+        if (bulk) {
+          n = ring.pop_tail_bulk(batch, 5);
+        } else if (int* v = ring.pop_tail()) {
+          batch[0] = v;
+          n = 1;
+        }
+        for (std::uint32_t k = 0; k < n; ++k) record(batch[k]);
+        if (n > 0) {
           fail = 0;
-          record(v);
         } else if (++fail % 100 == 0) {
           std::this_thread::yield();
         }

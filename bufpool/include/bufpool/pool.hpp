@@ -38,6 +38,14 @@
 #include "options.hpp"
 #include "stats.hpp"
 
+#if defined(__GNUC__)
+#define BUFPOOL_INLINE [[gnu::always_inline]] inline
+#define BUFPOOL_NOINLINE [[gnu::noinline]]
+#else
+#define BUFPOOL_INLINE inline
+#define BUFPOOL_NOINLINE
+#endif
+
 namespace bufpool {
 
 /// A pool of byte buffers with per-thread caches. Non-copyable, non-movable.
@@ -89,7 +97,7 @@ private:
   void detach(detail::thread_cache* tc) noexcept;
   buffer get_slow(std::size_t n);
   void put_header(header* h) noexcept;
-  void put_slow(detail::thread_cache* tc, header* h) noexcept;
+  void put_slow(header* h) noexcept;
   void put_foreign(header* h) noexcept;
   header* steal(detail::thread_cache* tc, std::size_t cls) noexcept;
   header* victim_pop(std::size_t cls) noexcept;
@@ -109,6 +117,7 @@ private:
   std::size_t nclasses_;
   std::size_t credit_chunk_;
   bool debug_;
+  std::size_t fast_classes_;  // classes served by the inline fast path: nclasses_, or 0 in debug mode
   std::uint32_t slot_ = 0;  // index in every thread's tls_entries
   std::uint64_t uid_ = 0;   // never reused, tells this pool from a dead one in the same slot
 
@@ -156,6 +165,7 @@ inline pool::pool(pool_options options) : opts_((validate(options), std::move(op
   nclasses_ = static_cast<std::size_t>(std::countr_zero(opts_.max_class)) - min_shift_ + 1;
   credit_chunk_ = std::min(opts_.max_idle_bytes, 4 * opts_.max_class);
   debug_ = opts_.debug;
+  fast_classes_ = debug_ ? 0 : nclasses_;
   idle_credit_.store(opts_.max_idle_bytes, std::memory_order_relaxed);
   victim_ = std::make_unique<victim_list[]>(nclasses_);
   freed_by_rotation_ = std::make_unique<std::atomic<std::uint64_t>[]>(nclasses_);
@@ -202,7 +212,7 @@ inline pool::~pool() {
 
 // ---- the fast path --------------------------------------------------------------------------------
 
-inline detail::thread_cache* pool::local_cache() noexcept {
+BUFPOOL_INLINE detail::thread_cache* pool::local_cache() noexcept {
   if (slot_ < detail::tls_size) [[likely]] {
     const detail::tls_entry& e = detail::tls_entries[slot_];
     if (e.uid == uid_) [[likely]]
@@ -211,9 +221,9 @@ inline detail::thread_cache* pool::local_cache() noexcept {
   return attach_slow();
 }
 
-inline buffer pool::get(std::size_t n) {
+BUFPOOL_INLINE buffer pool::get(std::size_t n) {
   const std::size_t cls = class_index(n);
-  if (cls < nclasses_) [[likely]] {
+  if (cls < fast_classes_) [[likely]] {
     detail::thread_cache* tc = local_cache();
     if (tc != nullptr && tc->epoch == epoch_.load(std::memory_order_relaxed)) [[likely]] {
       detail::class_cache& cc = tc->classes[cls];
@@ -222,8 +232,6 @@ inline buffer pool::get(std::size_t n) {
         detail::bump(cc.counters.gets);
         detail::bump(cc.counters.hits_private);
         tc->credit += h->capacity;
-        if (debug_) [[unlikely]]
-          on_debug_get(h);
         return buffer(h, n);
       }
     }
@@ -231,26 +239,24 @@ inline buffer pool::get(std::size_t n) {
   return get_slow(n);
 }
 
-inline void pool::put_header(header* h) noexcept {
-  if (debug_) [[unlikely]] {
-    if (!on_debug_put(h)) return;
-  }
+BUFPOOL_INLINE void pool::put_header(header* h) noexcept {
   const std::size_t cls = h->cls;
-  if (cls < nclasses_) [[likely]] {
-    detail::thread_cache* tc = local_cache();
-    if (tc != nullptr && tc->epoch == epoch_.load(std::memory_order_relaxed)) [[likely]] {
-      detail::class_cache& cc = tc->classes[cls];
-      if (cc.private_slot.load(std::memory_order_relaxed) == nullptr && tc->credit >= h->capacity) [[likely]] {
-        tc->credit -= h->capacity;
-        detail::bump(cc.counters.puts);
-        cc.private_slot.store(h, std::memory_order_relaxed);
-        return;
+  if (cls < fast_classes_) [[likely]] {
+    if (slot_ < detail::tls_size) [[likely]] {
+      const detail::tls_entry& e = detail::tls_entries[slot_];
+      detail::thread_cache* tc = e.cache;
+      if (e.uid == uid_ && tc->epoch == epoch_.load(std::memory_order_relaxed)) [[likely]] {
+        detail::class_cache& cc = tc->classes[cls];
+        if (cc.private_slot.load(std::memory_order_relaxed) == nullptr && tc->credit >= h->capacity) [[likely]] {
+          tc->credit -= h->capacity;
+          detail::bump(cc.counters.puts);
+          cc.private_slot.store(h, std::memory_order_relaxed);
+          return;
+        }
       }
     }
-    put_slow(tc, h);
-    return;
   }
-  put_slow(local_cache(), h);
+  put_slow(h);
 }
 
 inline void pool::put(buffer&& b) noexcept {
@@ -278,7 +284,7 @@ inline void pool::put_raw(std::byte* data) noexcept {
 
 // ---- the slow paths -------------------------------------------------------------------------------
 
-inline detail::thread_cache* pool::attach_slow() noexcept {
+BUFPOOL_NOINLINE inline detail::thread_cache* pool::attach_slow() noexcept {
   using namespace detail;
   if (tls_exited) return nullptr;
   tls_exit_hook.armed = true;  // constructs the hook, so that its destructor runs at this thread's exit
@@ -354,7 +360,7 @@ inline void pool::detach(detail::thread_cache* tc) noexcept {
   free_caches_.push_back(tc);
 }
 
-inline buffer pool::get_slow(std::size_t n) {
+BUFPOOL_NOINLINE inline buffer pool::get_slow(std::size_t n) {
   const std::size_t cls = class_index(n);
   detail::thread_cache* tc = local_cache();
   if (cls >= nclasses_) {
@@ -377,9 +383,13 @@ inline buffer pool::get_slow(std::size_t n) {
   }
   if (tc->epoch != epoch_.load(std::memory_order_relaxed)) catch_up(tc);
   detail::class_cache& cc = tc->classes[cls];
-  // The private slot is empty here: get() found it empty, or catch_up() just emptied it.
-  header* h = cc.ring.pop_head();
-  std::atomic<std::uint64_t>* tier = &cc.counters.hits_shared;
+  // The private slot is empty here unless get() skipped the fast path for debug mode.
+  std::atomic<std::uint64_t>* tier = &cc.counters.hits_private;
+  header* h = cc.private_slot.exchange(nullptr, std::memory_order_relaxed);
+  if (h == nullptr) {
+    h = cc.ring.pop_head();
+    tier = &cc.counters.hits_shared;
+  }
   if (h == nullptr) {
     h = steal(tc, cls);
     tier = &cc.counters.hits_stolen;
@@ -401,8 +411,10 @@ inline buffer pool::get_slow(std::size_t n) {
   return buffer(h, n);
 }
 
-inline void pool::put_slow(detail::thread_cache* tc, header* h) noexcept {
+BUFPOOL_NOINLINE inline void pool::put_slow(header* h) noexcept {
+  if (debug_ && !on_debug_put(h)) return;
   const std::size_t cls = h->cls;
+  detail::thread_cache* tc = local_cache();
   if (cls >= nclasses_ || tc == nullptr) {  // oversize, or a thread past its exit: free it
     std::unique_lock<std::mutex> orphan_lock;
     if (tc == nullptr) {
@@ -446,12 +458,34 @@ inline void pool::put_foreign(header* h) noexcept {
 }
 
 // Steals from the tails of the other threads' rings, starting after this thread's cache and wrapping
-// around the list, as Go's getSlow starts at pid+1.
+// around the list, as Go's getSlow starts at pid+1. Unlike Go it takes a batch (up to half of the
+// victim's ring, bounded by the room in our own ring) with one CAS: one buffer is returned and the rest
+// go to the head of our ring, so a thread that keeps receiving buffers from another (cross-thread
+// return) pays one contended CAS per batch instead of one per buffer.
 inline pool::header* pool::steal(detail::thread_cache* tc, std::size_t cls) noexcept {
+  constexpr std::uint32_t max_batch = 32;
+  auto& own = tc->classes[cls].ring;
+  const std::uint32_t room = own.capacity() - own.size();  // our ring only grows roomier meanwhile
+  const std::uint32_t want = std::min(max_batch, room + 1);
+  header* batch[max_batch];
+  auto try_one = [&](detail::thread_cache* o) -> header* {
+    const std::uint32_t n = o->classes[cls].ring.pop_tail_bulk(batch, want);
+    if (n == 0) return nullptr;
+    for (std::uint32_t i = 1; i < n; ++i) {
+      // There is room, but push_head also refuses a slot whose last thief has not handed it back yet.
+      // Then the buffer leaves the pool: freed, its bytes back to the cap, counted as dropped.
+      if (!own.push_head(batch[i])) {
+        detail::bump(tc->classes[cls].counters.dropped);
+        idle_credit_.fetch_add(batch[i]->capacity, std::memory_order_relaxed);
+        deallocate(batch[i]);
+      }
+    }
+    return batch[0];
+  };
   for (detail::thread_cache* o = tc->next; o != nullptr; o = o->next)
-    if (header* h = o->classes[cls].ring.pop_tail()) return h;
+    if (header* h = try_one(o)) return h;
   for (detail::thread_cache* o = caches_.load(std::memory_order_acquire); o != tc && o != nullptr; o = o->next)
-    if (header* h = o->classes[cls].ring.pop_tail()) return h;
+    if (header* h = try_one(o)) return h;
   return nullptr;
 }
 

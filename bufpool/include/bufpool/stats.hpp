@@ -26,7 +26,8 @@ struct class_stats {
   std::uint64_t hits_stolen = 0;           ///< gets served by the tail of another thread's ring
   std::uint64_t hits_victim = 0;           ///< gets served by the victim generation
   std::uint64_t misses = 0;                ///< gets that allocated a new buffer
-  std::uint64_t dropped = 0;               ///< returns freed at once (ring full, or idle-bytes cap)
+  std::uint64_t dropped = 0;               ///< returns freed at once (ring full, or idle-bytes cap), and the
+                                           ///< rare stolen buffer that found its slot still busy
   std::uint64_t freed_by_rotation = 0;     ///< buffers freed because no one asked for them for two rotations
   std::uint64_t freed_by_thread_exit = 0;  ///< buffers freed when the thread caching them exited
   std::uint64_t rotations = 0;             ///< rotations performed by the pool

@@ -11,6 +11,7 @@
 // for as long as any thread may pop from it, which is the pool's whole lifetime.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -96,6 +97,31 @@ public:
     // our read of it above.
     slot.store(nullptr, std::memory_order_release);
     return v;
+  }
+
+  /// Any thread. Removes up to `max` of the oldest items, but no more than half of them (rounded up),
+  /// into `out` with one CAS; returns how many. Same protocol as pop_tail(), over several slots: the
+  /// CAS makes [tail, tail + n) ours, and each slot goes back to the producer with a release store.
+  std::uint32_t pop_tail_bulk(T** out, std::uint32_t max) noexcept {
+    std::uint64_t ht = head_tail_.load(std::memory_order_acquire);
+    std::uint32_t tail = 0;
+    std::uint32_t n = 0;
+    for (;;) {
+      const std::uint32_t head = head_of(ht);
+      tail = tail_of(ht);
+      const std::uint32_t have = head - tail;
+      n = std::min(max, (have + 1) / 2);
+      if (n == 0) return 0;
+      if (head_tail_.compare_exchange_weak(ht, pack(head, tail + n), std::memory_order_acq_rel,
+                                           std::memory_order_acquire))
+        break;
+    }
+    for (std::uint32_t i = 0; i < n; ++i) {
+      std::atomic<T*>& slot = slots_[(tail + i) & mask_];
+      out[i] = slot.load(std::memory_order_relaxed);
+      slot.store(nullptr, std::memory_order_release);  // pairs with the acquire load in push_head
+    }
+    return n;
   }
 
   /// Number of items; exact only when no operation runs concurrently.

@@ -145,6 +145,13 @@ void BM_pool_cross_thread(benchmark::State& state) {
 }
 BENCHMARK(BM_pool_cross_thread)->UseRealTime();
 
+// The hand-off queue alone, passing one pointer back and forth: the floor under both rows above.
+void BM_queue_floor_cross_thread(benchmark::State& state) {
+  static std::byte dummy[64];
+  cross_thread(state, [] { return static_cast<void*>(dummy); }, [](void* m) { benchmark::DoNotOptimize(m); });
+}
+BENCHMARK(BM_queue_floor_cross_thread)->UseRealTime();
+
 void BM_malloc_cross_thread(benchmark::State& state) {
   cross_thread(state, [] { return std::malloc(size_4k); }, [](void* m) { std::free(m); });
 }

@@ -1,0 +1,3 @@
+module bufpool/bench/go
+
+go 1.19

@@ -403,3 +403,22 @@ TEST_CASE("pool: outstanding equals buffers held, and the snapshot serializes ev
   CHECK(j["oversize"].contains("outstanding_bytes"));
   CHECK(j["threads"] == 1);
 }
+
+TEST_CASE("pool: enabled=false allocates every get and frees every return, with the same classes") {
+  counting_resource mem;
+  pool_options o;
+  o.enabled = false;
+  o.memory = &mem;
+  pool p(o);
+  for (int i = 0; i < 10; ++i) {
+    buffer b = p.get(3000);
+    CHECK(b.capacity() == 4096);
+  }
+  auto s = p.snapshot();
+  CHECK(mem.allocations == 10);
+  CHECK(mem.frees == 10);
+  CHECK(s.totals.misses == 10);
+  CHECK(s.totals.dropped == 10);
+  CHECK(s.totals.pooled == 0);
+  check_identities(s);
+}

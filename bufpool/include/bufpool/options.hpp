@@ -59,6 +59,9 @@ struct pool_options {
   /// Cap on idle (pooled) bytes across all threads and classes; returns beyond it are freed and counted
   /// as dropped. At least max_class.
   std::size_t max_idle_bytes = std::size_t{64} << 20;
+  /// False turns pooling off: every get allocates (a miss) and every return frees (dropped), with the
+  /// same size classes and statistics. The baseline for benchmarks.
+  bool enabled = true;
   /// Debug checks: poison on return, double-return, wrong-pool and leak detection.
   bool debug = BUFPOOL_DEBUG_DEFAULT != 0;
   /// Where buffer memory comes from; nullptr means std::pmr::new_delete_resource(). Called only on a miss

@@ -165,7 +165,7 @@ inline pool::pool(pool_options options) : opts_((validate(options), std::move(op
   nclasses_ = static_cast<std::size_t>(std::countr_zero(opts_.max_class)) - min_shift_ + 1;
   credit_chunk_ = std::min(opts_.max_idle_bytes, 4 * opts_.max_class);
   debug_ = opts_.debug;
-  fast_classes_ = debug_ ? 0 : nclasses_;
+  fast_classes_ = (debug_ || !opts_.enabled) ? 0 : nclasses_;
   idle_credit_.store(opts_.max_idle_bytes, std::memory_order_relaxed);
   victim_ = std::make_unique<victim_list[]>(nclasses_);
   freed_by_rotation_ = std::make_unique<std::atomic<std::uint64_t>[]>(nclasses_);
@@ -374,6 +374,12 @@ BUFPOOL_NOINLINE inline buffer pool::get_slow(std::size_t n) {
     detail::bump(tc->oversize_bytes_got, n);
     return buffer(h, n);
   }
+  if (!opts_.enabled && tc != nullptr) {  // pooling off: always a fresh allocation
+    header* h = allocate(cls, class_size(cls));
+    detail::bump(tc->classes[cls].counters.gets);
+    detail::bump(tc->classes[cls].counters.misses);
+    return buffer(h, n);
+  }
   if (tc == nullptr) {  // this thread's caches are gone (thread exit): unpooled
     header* h = allocate(cls, class_size(cls));
     std::lock_guard lk(orphan_mu_);
@@ -415,7 +421,7 @@ BUFPOOL_NOINLINE inline void pool::put_slow(header* h) noexcept {
   if (debug_ && !on_debug_put(h)) return;
   const std::size_t cls = h->cls;
   detail::thread_cache* tc = local_cache();
-  if (cls >= nclasses_ || tc == nullptr) {  // oversize, or a thread past its exit: free it
+  if (cls >= nclasses_ || tc == nullptr || !opts_.enabled) {  // oversize, past thread exit, or pooling off
     std::unique_lock<std::mutex> orphan_lock;
     if (tc == nullptr) {
       orphan_lock = std::unique_lock(orphan_mu_);
@@ -671,6 +677,7 @@ inline pool_snapshot pool::snapshot() const {
   s.ring_capacity = opts_.ring_capacity;
   s.max_idle_bytes = opts_.max_idle_bytes;
   s.debug = debug_;
+  s.enabled = opts_.enabled;
   s.classes.resize(nclasses_);
   auto add = [&](const detail::thread_cache& tc, bool count_pooled) {
     for (std::size_t c = 0; c < nclasses_; ++c) {

@@ -53,6 +53,7 @@ struct pool_snapshot {
   std::uint32_t ring_capacity = 0;
   std::size_t max_idle_bytes = 0;
   bool debug = false;
+  bool enabled = true;
   std::size_t threads = 0;          ///< threads currently attached to the pool
   std::size_t thread_caches = 0;    ///< per-thread caches ever created (reused after a thread exits)
   class_stats totals;               ///< sum over classes
@@ -110,7 +111,8 @@ inline void to_json(nlohmann::json& j, const pool_snapshot& s) {
                        {"max_class", s.max_class},
                        {"ring_capacity", s.ring_capacity},
                        {"max_idle_bytes", s.max_idle_bytes},
-                       {"debug", s.debug}}},
+                       {"debug", s.debug},
+                       {"enabled", s.enabled}}},
                      {"threads", s.threads},
                      {"thread_caches", s.thread_caches},
                      {"totals", s.totals},

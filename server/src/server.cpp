@@ -1,0 +1,233 @@
+// The server's assembly: one worker per thread, listeners per accept mode, admin, stats, stop.
+#include "server.hpp"
+
+#include <algorithm>
+#include <future>
+#include <thread>
+
+#include <asio/ip/tcp.hpp>
+#include <asio/post.hpp>
+#include <spdlog/spdlog.h>
+
+#include "echo_connection.hpp"
+#include "http_connection.hpp"
+#include "worker.hpp"
+
+namespace bufpool::server {
+
+namespace {
+
+// SO_REUSEPORT, which Asio 1.22 does not name.
+using reuse_port = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
+
+asio::ip::tcp::endpoint resolve(const std::string& text) {
+  const auto ep = config::parse_endpoint(text);
+  if (!ep) throw std::invalid_argument("bad endpoint " + text);
+  const std::string host = ep->host == "localhost" ? "127.0.0.1" : ep->host;
+  return {asio::ip::make_address(host), ep->port};
+}
+
+clock::duration sweep_tick(const http_settings& h) {
+  const auto shortest = std::min({h.header_timeout, h.body_timeout, h.idle_timeout, h.write_timeout,
+                                  h.linger_timeout.count() > 0 ? h.linger_timeout : h.header_timeout});
+  return std::clamp<clock::duration>(shortest / 4, std::chrono::milliseconds(5), std::chrono::milliseconds(250));
+}
+
+}  // namespace
+
+enum class protocol { http, echo, admin };
+
+// A listener: in reuseport mode one acceptor per worker on the same port; in single mode (and for
+// admin) one acceptor on its worker that hands each socket to the worker with the fewest connections.
+class listener {
+public:
+  listener(protocol proto, worker& home, std::vector<worker*> targets, asio::ip::tcp::endpoint ep, bool reuse,
+           const server_settings& settings, const http_context* http)
+      : proto_(proto), home_(home), targets_(std::move(targets)), acceptor_(home.context()), settings_(settings),
+        http_(http) {
+    acceptor_.open(ep.protocol());
+    acceptor_.set_option(asio::socket_base::reuse_address(true));
+    if (reuse) acceptor_.set_option(reuse_port(true));
+    std::error_code ec;
+    acceptor_.bind(ep, ec);
+    if (ec) throw std::system_error(ec, "cannot bind " + ep.address().to_string() + ":" + std::to_string(ep.port()));
+    acceptor_.listen(asio::socket_base::max_listen_connections);
+  }
+  std::uint16_t port() const { return acceptor_.local_endpoint().port(); }
+  void start() {
+    asio::post(home_.context(), [this] { accept(); });
+  }
+  // Closes the acceptor on its own thread and waits until that happened.
+  void close() {
+    std::promise<void> done;
+    asio::post(home_.context(), [this, &done] {
+      std::error_code ec;
+      acceptor_.close(ec);
+      done.set_value();
+    });
+    done.get_future().wait();
+  }
+
+private:
+  worker& pick() {
+    return **std::min_element(targets_.begin(), targets_.end(),
+                              [](worker* a, worker* b) { return a->stats().active() < b->stats().active(); });
+  }
+  void accept() {
+    worker& target = targets_.size() == 1 ? *targets_.front() : pick();
+    acceptor_.async_accept(target.context(), [this, &target](std::error_code ec, asio::ip::tcp::socket s) {
+      if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
+      if (!ec) {
+        asio::post(target.context(), [this, &target, s = std::move(s)]() mutable { admit(target, std::move(s)); });
+      }
+      accept();
+    });
+  }
+  // On the target worker's thread.
+  void admit(worker& w, asio::ip::tcp::socket s) {
+    if (w.draining.load(std::memory_order_relaxed) && proto_ != protocol::admin) return;  // closes s
+    if (proto_ != protocol::admin && w.stats().active() >= settings_.max_connections_per_thread) {
+      w.stats().rejected.add();
+      w.stats().count_error(error_kind::connection_limit);
+      return;  // s is closed at once
+    }
+    if (proto_ == protocol::echo) {
+      std::make_shared<echo_connection>(w, std::move(s), settings_.echo_buffer_bytes, settings_.http.write_timeout)
+          ->start();
+    } else {
+      std::make_shared<http_connection>(w, std::move(s), *http_)->start();
+    }
+  }
+
+  protocol proto_;
+  worker& home_;
+  std::vector<worker*> targets_;
+  asio::ip::tcp::acceptor acceptor_;
+  const server_settings& settings_;
+  const http_context* http_;
+};
+
+server::server(server_settings settings) : settings_(std::move(settings)), started_(std::chrono::steady_clock::now()) {
+  pool_ = std::make_unique<bufpool::pool>(settings_.pool);
+  const auto tick = sweep_tick(settings_.http);
+  for (std::size_t i = 0; i < settings_.threads; ++i)
+    workers_.push_back(std::make_unique<worker>(i, *pool_, tick));
+  std::vector<worker*> all;
+  for (auto& w : workers_) all.push_back(w.get());
+
+  public_ctx_ = std::make_unique<http_context>(http_context{settings_.http, false, draining_, {}});
+  admin_ctx_ = std::make_unique<http_context>(http_context{settings_.http, true, draining_, [this] { return stats().dump(); }});
+
+  auto add = [&](protocol proto, const std::string& where) -> std::uint16_t {
+    if (where.empty()) return 0;
+    auto ep = resolve(where);
+    if (proto == protocol::admin) {
+      listeners_.push_back(std::make_unique<listener>(proto, *all.front(), std::vector<worker*>{all.front()}, ep,
+                                                      false, settings_, admin_ctx_.get()));
+      return listeners_.back()->port();
+    }
+    const http_context* ctx = proto == protocol::http ? public_ctx_.get() : nullptr;
+    if (settings_.accept == accept_mode::single) {
+      listeners_.push_back(std::make_unique<listener>(proto, *all.front(), all, ep, false, settings_, ctx));
+      return listeners_.back()->port();
+    }
+    // reuseport: the first bind picks the port (port 0), the others join it.
+    std::uint16_t port = 0;
+    for (worker* w : all) {
+      if (port != 0) ep.port(port);
+      listeners_.push_back(std::make_unique<listener>(proto, *w, std::vector<worker*>{w}, ep, true, settings_, ctx));
+      port = listeners_.back()->port();
+    }
+    return port;
+  };
+  ports_.http = add(protocol::http, settings_.http_listen);
+  ports_.echo = add(protocol::echo, settings_.echo_listen);
+  ports_.admin = add(protocol::admin, settings_.admin_listen);
+
+  std::vector<asio::io_context*> contexts;
+  for (auto& w : workers_) contexts.push_back(&w->context());
+  rotation_ = std::make_unique<bufpool::rotation_timer>(
+      *pool_, contexts, std::chrono::duration_cast<std::chrono::milliseconds>(settings_.rotation_interval));
+  for (auto& w : workers_) w->start();
+  for (auto& l : listeners_) l->start();
+  rotation_->start();
+}
+
+server::~server() { stop(); }
+
+std::size_t server::active_connections() const {
+  std::size_t n = 0;
+  for (const auto& w : workers_) n += w->stats().active();
+  return n;
+}
+
+void server::stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  draining_ = true;
+  // 1. Stop accepting on the public listeners (admin stays up: /healthz answers 503 while draining).
+  for (auto& w : workers_) w->draining = true;
+  for (std::size_t i = 0; i + (ports_.admin != 0 ? 1 : 0) < listeners_.size(); ++i) listeners_[i]->close();
+  // 2. Close idle connections; busy ones close after their response.
+  for (auto& w : workers_)
+    asio::post(w->context(), [wp = w.get()] { wp->for_each_connection([](connection_base* c) { c->drain(); }); });
+  // 3. Wait for requests in flight, at most the grace period.
+  const auto deadline = std::chrono::steady_clock::now() + settings_.shutdown_grace;
+  while (active_connections() > 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  // 4. Close what is left and stop.
+  if (ports_.admin != 0) listeners_.back()->close();
+  rotation_->stop();
+  for (auto& w : workers_) w->stop();
+}
+
+nlohmann::json server::stats() const {
+  using nlohmann::json;
+  json threads = json::array();
+  json requests = json::object();
+  json status = json::object();
+  json errors = json::object();
+  std::uint64_t bytes_in = 0, bytes_out = 0, echo_bytes = 0;
+  std::array<std::uint64_t, static_cast<std::size_t>(route::count)> req{};
+  std::array<std::uint64_t, 5> st{};
+  std::array<std::uint64_t, static_cast<std::size_t>(error_kind::count)> err{};
+  for (const auto& w : workers_) {
+    const worker_stats& s = w->stats();
+    threads.push_back({{"http_active", s.http_active.get()},
+                       {"http_accepted", s.http_accepted.get()},
+                       {"echo_active", s.echo_active.get()},
+                       {"echo_accepted", s.echo_accepted.get()},
+                       {"rejected", s.rejected.get()}});
+    for (std::size_t i = 0; i < req.size(); ++i) req[i] += s.requests[i].get();
+    for (std::size_t i = 0; i < st.size(); ++i) st[i] += s.status_class[i].get();
+    for (std::size_t i = 0; i < err.size(); ++i) err[i] += s.errors[i].get();
+    bytes_in += s.bytes_in.get();
+    bytes_out += s.bytes_out.get();
+    echo_bytes += s.echo_bytes.get();
+  }
+  for (std::size_t i = 0; i < req.size(); ++i) requests[route_names[i]] = req[i];
+  for (std::size_t i = 0; i < st.size(); ++i) status[std::to_string(i + 1) + "xx"] = st[i];
+  for (std::size_t i = 0; i < err.size(); ++i) errors[error_names[i]] = err[i];
+  std::uint64_t active = 0, accepted = 0, rejected = 0;
+  for (const auto& t : threads) {
+    active += t["http_active"].get<std::uint64_t>() + t["echo_active"].get<std::uint64_t>();
+    accepted += t["http_accepted"].get<std::uint64_t>() + t["echo_accepted"].get<std::uint64_t>();
+    rejected += t["rejected"].get<std::uint64_t>();
+  }
+  const double uptime = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+  return json{{"server",
+               {{"uptime_s", uptime},
+                {"threads", workers_.size()},
+                {"draining", draining_.load()},
+                {"connections", {{"active", active}, {"accepted", accepted}, {"rejected", rejected}, {"per_thread", threads}}},
+                {"requests", requests},
+                {"responses", status},
+                {"errors", errors},
+                {"bytes_in", bytes_in},
+                {"bytes_out", bytes_out},
+                {"echo_bytes", echo_bytes},
+                {"settings", settings_.effective}}},
+              {"pool", pool_->snapshot()}};
+}
+
+}  // namespace bufpool::server

@@ -1,0 +1,66 @@
+// server: the workers, the listeners (HTTP, echo, admin), the pool and its rotation, statistics, and
+// the graceful stop. Usable in-process (tests) and from main.cpp.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include <bufpool/pool.hpp>
+#include <bufpool/rotation_timer.hpp>
+
+#include "settings.hpp"
+
+namespace bufpool::server {
+
+class worker;
+class listener;
+struct http_context;
+
+/// The ports actually bound (0 where a listener is off).
+struct bound_ports {
+  std::uint16_t http = 0;
+  std::uint16_t echo = 0;
+  std::uint16_t admin = 0;
+};
+
+class server {
+public:
+  /// Binds every listener (throws std::system_error with the address on failure) and starts the workers.
+  explicit server(server_settings settings);
+  ~server();
+  server(const server&) = delete;
+  server& operator=(const server&) = delete;
+
+  bound_ports ports() const noexcept { return ports_; }
+  /// Graceful stop: stop accepting, close idle connections, let requests in flight finish within
+  /// the grace period, then close the rest and join the workers. Idempotent.
+  void stop();
+  /// The /stats document: {"server": {...}, "pool": snapshot}.
+  nlohmann::json stats() const;
+  bool draining() const noexcept { return draining_.load(); }
+  bufpool::pool& pool() noexcept { return *pool_; }
+  const server_settings& settings() const noexcept { return settings_; }
+
+private:
+  std::size_t active_connections() const;
+
+  server_settings settings_;
+  std::chrono::steady_clock::time_point started_;
+  std::atomic<bool> draining_{false};
+  bool stopped_ = false;
+  std::unique_ptr<bufpool::pool> pool_;
+  std::vector<std::unique_ptr<worker>> workers_;
+  std::unique_ptr<http_context> public_ctx_;
+  std::unique_ptr<http_context> admin_ctx_;
+  std::vector<std::unique_ptr<listener>> listeners_;
+  std::unique_ptr<bufpool::rotation_timer> rotation_;
+  bound_ports ports_;
+};
+
+}  // namespace bufpool::server

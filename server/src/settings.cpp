@@ -1,0 +1,121 @@
+// The one table of server settings, and its conversion into server_settings.
+#include "settings.hpp"
+
+#include <thread>
+
+namespace bufpool::server {
+
+namespace {
+using config::setting;
+using config::value_kind;
+constexpr std::int64_t us_per_ms = 1000;
+constexpr std::int64_t us_per_s = 1000000;
+
+config::schema build() {
+  config::schema s("bufpool-server", "BUFPOOL_");
+  auto dur = [](std::string path, std::string def, std::string help, std::int64_t min_us, std::int64_t max_us) {
+    return setting{std::move(path), value_kind::duration, std::move(def), std::move(help), min_us, max_us, {}, {}, false};
+  };
+  auto integer = [](std::string path, std::int64_t def, std::string help, std::int64_t min, std::int64_t max,
+                    std::vector<std::string> aliases = {}) {
+    return setting{std::move(path), value_kind::integer, def, std::move(help), min, max, {}, std::move(aliases), false};
+  };
+  s.add(integer("threads", 0, "worker threads, one io_context each (0: one per core)", 0, 1024, {"--threads"}));
+  s.add({"accept.mode", value_kind::choice, "reuseport",
+         "reuseport: an SO_REUSEPORT acceptor per thread; single: one acceptor hands sockets to the least-loaded thread",
+         0, 0, {"reuseport", "single"}, {"--accept"}, false});
+  s.add({"http.listen", value_kind::endpoint, "127.0.0.1:8080", "HTTP/1.1 listener (port 0: any free port)", 0, 0, {},
+         {"--http-listen"}, false});
+  s.add({"echo.listen", value_kind::endpoint, "127.0.0.1:8081", "TCP echo listener (\"\": off)", 0, 0, {},
+         {"--echo-listen"}, true});
+  s.add({"admin.listen", value_kind::endpoint, "127.0.0.1:9901", "admin listener for /stats and /healthz (\"\": off)", 0,
+         0, {}, {"--admin-listen"}, true});
+  s.add({"ready_file", value_kind::string, "", "once every listener is bound, write {\"http\",\"echo\",\"admin\"} ports here",
+         0, 0, {}, {"--ready-file"}, true});
+  s.add({"log.level", value_kind::choice, "info", "log level", 0, 0, {"trace", "debug", "info", "warn", "error", "off"},
+         {"--log-level"}, false});
+  s.add(integer("http.read_buffer_bytes", 4096, "bytes of each pooled read buffer", 256, 1 << 20));
+  s.add(integer("http.max_header_bytes", 16384, "request line and headers, at most (else 431)", 256, 1 << 20));
+  s.add(integer("http.max_headers", 100, "header fields, at most (else 431)", 1, 10000));
+  s.add(integer("http.max_uri_bytes", 8192, "request target, at most (else 414)", 16, 1 << 20));
+  s.add(integer("http.max_body_bytes", 1 << 20, "request body, at most (else 413)", 0, std::int64_t{1} << 32));
+  s.add(dur("http.header_timeout", "10s", "time to receive a request's headers (else 408)", us_per_ms, 3600 * us_per_s));
+  s.add(dur("http.body_timeout", "30s", "time to receive a request's body (else 408)", us_per_ms, 3600 * us_per_s));
+  s.add(dur("http.idle_timeout", "60s", "idle keep-alive connections are closed after this", us_per_ms, 3600 * us_per_s));
+  s.add(dur("http.write_timeout", "30s", "a response write that stalls this long closes the connection", us_per_ms,
+            3600 * us_per_s));
+  s.add(dur("http.linger_timeout", "2s", "lingering close: how long to drain input after an error response", 0,
+            60 * us_per_s));
+  s.add(integer("http.max_requests_per_connection", 1000, "then the connection is closed (Connection: close)", 1,
+                std::int64_t{1} << 40));
+  s.add(integer("http.max_pipeline", 32, "pipelined responses gathered into one write, at most", 1, 1024));
+  s.add(integer("echo.buffer_bytes", 16384, "bytes of each pooled echo buffer", 256, 1 << 20));
+  s.add(integer("limits.max_connections_per_thread", 10000, "excess connections are closed at once and counted", 1,
+                1 << 24));
+  s.add(dur("shutdown.grace", "10s", "on SIGINT/SIGTERM, how long requests in flight may take", 0, 3600 * us_per_s));
+  s.add({"pool.enabled", value_kind::boolean, true, "false: plain heap buffers of the same sizes (benchmark baseline)",
+         0, 0, {}, {}, false});
+  s.add(integer("pool.min_class", 256, "smallest size class (power of two)", 64, 1 << 30));
+  s.add(integer("pool.max_class", 65536, "largest size class (power of two)", 64, 1 << 30));
+  s.add(integer("pool.ring_capacity", 128, "per-thread shared ring capacity per class (power of two)", 1, 65536));
+  s.add(integer("pool.max_idle_bytes", 64 << 20, "cap on idle pooled bytes", 64, std::int64_t{1} << 40));
+  s.add(dur("pool.rotation_interval", "10s", "victim rotation interval: unused buffers are freed within two", us_per_ms,
+            3600 * us_per_s));
+  return s;
+}
+
+std::size_t size_at(const nlohmann::json& v, std::string_view path) {
+  return static_cast<std::size_t>(config::at(v, path).get<std::int64_t>());
+}
+}  // namespace
+
+const config::schema& server_schema() {
+  static const config::schema s = build();
+  return s;
+}
+
+server_settings settings_from(const nlohmann::json& v) {
+  server_settings s;
+  s.threads = size_at(v, "threads");
+  if (s.threads == 0) s.threads = std::max(1u, std::thread::hardware_concurrency());
+  s.accept = config::at(v, "accept.mode").get<std::string>() == "single" ? accept_mode::single : accept_mode::reuseport;
+  s.http_listen = config::at(v, "http.listen").get<std::string>();
+  s.echo_listen = config::at(v, "echo.listen").get<std::string>();
+  s.admin_listen = config::at(v, "admin.listen").get<std::string>();
+  s.ready_file = config::at(v, "ready_file").get<std::string>();
+  s.log_level = config::at(v, "log.level").get<std::string>();
+  s.http.read_buffer_bytes = size_at(v, "http.read_buffer_bytes");
+  s.http.max_header_bytes = size_at(v, "http.max_header_bytes");
+  s.http.max_headers = size_at(v, "http.max_headers");
+  s.http.max_uri_bytes = size_at(v, "http.max_uri_bytes");
+  s.http.max_body_bytes = size_at(v, "http.max_body_bytes");
+  s.http.header_timeout = config::duration_at(v, "http.header_timeout");
+  s.http.body_timeout = config::duration_at(v, "http.body_timeout");
+  s.http.idle_timeout = config::duration_at(v, "http.idle_timeout");
+  s.http.write_timeout = config::duration_at(v, "http.write_timeout");
+  s.http.linger_timeout = config::duration_at(v, "http.linger_timeout");
+  s.http.max_requests_per_connection = size_at(v, "http.max_requests_per_connection");
+  s.http.max_pipeline = size_at(v, "http.max_pipeline");
+  s.echo_buffer_bytes = size_at(v, "echo.buffer_bytes");
+  s.max_connections_per_thread = size_at(v, "limits.max_connections_per_thread");
+  s.shutdown_grace = config::duration_at(v, "shutdown.grace");
+  s.pool.enabled = config::at(v, "pool.enabled").get<bool>();
+  s.pool.min_class = size_at(v, "pool.min_class");
+  s.pool.max_class = size_at(v, "pool.max_class");
+  s.pool.ring_capacity = static_cast<std::uint32_t>(size_at(v, "pool.ring_capacity"));
+  s.pool.max_idle_bytes = size_at(v, "pool.max_idle_bytes");
+  s.rotation_interval = config::duration_at(v, "pool.rotation_interval");
+  try {
+    validate(s.pool);
+  } catch (const std::invalid_argument& e) {
+    // Name the configuration keys rather than the library's field names.
+    std::string msg = e.what();
+    const std::string from = "bufpool: pool_options.";
+    if (msg.rfind(from, 0) == 0) msg = "config: pool." + msg.substr(from.size());
+    throw config::error({msg});
+  }
+  s.effective = v;
+  return s;
+}
+
+}  // namespace bufpool::server

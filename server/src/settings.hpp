@@ -1,0 +1,57 @@
+// server_settings: every setting of bufpool-server, its schema (defaults, ranges, flags, environment
+// names) and the typed struct the server runs from. One table: server_schema() in settings.cpp.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include <bufpool/config/config.hpp>
+#include <bufpool/options.hpp>
+
+namespace bufpool::server {
+
+enum class accept_mode { reuseport, single };
+
+/// HTTP limits and timeouts, each configurable; defaults no looser than nginx's.
+struct http_settings {
+  std::size_t read_buffer_bytes = 4096;
+  std::size_t max_header_bytes = 16384;   // request line + headers -> 431
+  std::size_t max_headers = 100;          // -> 431
+  std::size_t max_uri_bytes = 8192;       // -> 414
+  std::size_t max_body_bytes = 1 << 20;   // -> 413
+  std::chrono::microseconds header_timeout{10'000'000};  // -> 408
+  std::chrono::microseconds body_timeout{30'000'000};    // -> 408
+  std::chrono::microseconds idle_timeout{60'000'000};    // keep-alive idle: close
+  std::chrono::microseconds write_timeout{30'000'000};   // a write that makes no progress: close
+  std::chrono::microseconds linger_timeout{2'000'000};   // lingering close after an error
+  std::size_t max_requests_per_connection = 1000;
+  std::size_t max_pipeline = 32;           // responses gathered into one write
+};
+
+struct server_settings {
+  std::size_t threads = 0;  // 0: one per core
+  accept_mode accept = accept_mode::reuseport;
+  std::string http_listen = "127.0.0.1:8080";
+  std::string echo_listen = "127.0.0.1:8081";   // "" disables
+  std::string admin_listen = "127.0.0.1:9901";  // "" disables
+  std::string ready_file;
+  std::string log_level = "info";
+  http_settings http;
+  std::size_t echo_buffer_bytes = 16384;
+  std::size_t max_connections_per_thread = 10000;
+  std::chrono::microseconds shutdown_grace{10'000'000};
+  pool_options pool;
+  std::chrono::microseconds rotation_interval{10'000'000};
+  nlohmann::json effective;  // the configuration in force, echoed in /stats
+};
+
+/// The schema of every server setting.
+const config::schema& server_schema();
+/// The typed settings from an effective configuration (as load() returns it).
+server_settings settings_from(const nlohmann::json& values);
+
+}  // namespace bufpool::server

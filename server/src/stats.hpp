@@ -1,0 +1,61 @@
+// Per-worker statistics of the server. Each counter has one writer (its worker thread), which adds
+// with a relaxed load and store; /stats reads them relaxed from the admin thread. Kinds of requests,
+// status classes and errors are closed enums so that counting never allocates.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+
+namespace bufpool::server {
+
+/// Routes, public and admin, counted by kind.
+enum class route : std::uint8_t { plaintext, json, echo, healthz, stats, not_found, method_not_allowed, count };
+inline constexpr const char* route_names[] = {"plaintext", "json", "echo", "healthz", "stats", "not_found",
+                                              "method_not_allowed"};
+
+/// Why a request or connection failed.
+enum class error_kind : std::uint8_t {
+  bad_request,        // 400: malformed request, framing error
+  header_timeout,     // 408
+  body_too_large,     // 413
+  uri_too_long,       // 414
+  headers_too_large,  // 431
+  not_implemented,    // 501: unknown transfer coding
+  idle_timeout,       // keep-alive connection closed for idleness
+  write_timeout,      // a write stalled
+  connection_limit,   // connection closed at once: the thread is full
+  io_error,           // reset, broken pipe and the like
+  count
+};
+inline constexpr const char* error_names[] = {"bad_request",       "header_timeout",  "body_too_large",
+                                              "uri_too_long",      "headers_too_large", "not_implemented",
+                                              "idle_timeout",      "write_timeout",   "connection_limit",
+                                              "io_error"};
+
+/// A counter with one writer.
+class counter {
+public:
+  void add(std::uint64_t n = 1) noexcept { v_.store(v_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
+  void sub(std::uint64_t n = 1) noexcept { v_.store(v_.load(std::memory_order_relaxed) - n, std::memory_order_relaxed); }
+  std::uint64_t get() const noexcept { return v_.load(std::memory_order_relaxed); }
+
+private:
+  std::atomic<std::uint64_t> v_{0};
+};
+
+struct worker_stats {
+  counter http_active, http_accepted, echo_active, echo_accepted, rejected;
+  std::array<counter, static_cast<std::size_t>(route::count)> requests;
+  std::array<counter, 5> status_class;  // 1xx .. 5xx
+  std::array<counter, static_cast<std::size_t>(error_kind::count)> errors;
+  counter bytes_in, bytes_out, echo_bytes;
+
+  void count_status(unsigned status) noexcept {
+    if (status >= 100 && status < 600) status_class[status / 100 - 1].add();
+  }
+  void count_error(error_kind e) noexcept { errors[static_cast<std::size_t>(e)].add(); }
+  std::uint64_t active() const noexcept { return http_active.get() + echo_active.get(); }
+};
+
+}  // namespace bufpool::server

@@ -1,0 +1,72 @@
+#include "worker.hpp"
+
+#include <asio/post.hpp>
+
+#include <ctime>
+
+namespace bufpool::server {
+
+worker::worker(std::size_t index, bufpool::pool& pool, clock::duration tick)
+    : index_(index), pool_(pool), work_(io_.get_executor()), sweep_timer_(io_), tick_(tick) {
+  refresh_date();
+}
+
+void worker::link(connection_base* c) noexcept {
+  c->prev_ = nullptr;
+  c->next_ = head_;
+  if (head_ != nullptr) head_->prev_ = c;
+  head_ = c;
+}
+
+void worker::unlink(connection_base* c) noexcept {
+  if (c->prev_ != nullptr) c->prev_->next_ = c->next_;
+  else if (head_ == c) head_ = c->next_;
+  if (c->next_ != nullptr) c->next_->prev_ = c->prev_;
+  c->prev_ = c->next_ = nullptr;
+}
+
+void worker::start() {
+  sweep();
+  thread_ = std::thread([this] { io_.run(); });
+}
+
+void worker::stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  asio::post(io_, [this] {
+    sweep_timer_.cancel();
+    for_each_connection([](connection_base* c) { c->force_close(); });
+    work_.reset();
+  });
+  if (thread_.joinable()) {
+    thread_.join();
+  } else {
+    io_.restart();
+    io_.run();  // never started: run the closing handlers here, so no connection outlives its worker
+  }
+}
+
+void worker::refresh_date() {
+  const std::time_t now = std::time(nullptr);
+  if (now == date_second_) return;
+  date_second_ = now;
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  std::strftime(date_.data(), date_.size(), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+}
+
+// Every tick: refresh the Date, and fire the deadlines that passed. One timer per worker instead of
+// one per connection keeps timer operations off the request path.
+void worker::sweep() {
+  refresh_date();
+  const auto now = clock::now();
+  for_each_connection([now](connection_base* c) {
+    if (c->deadline() <= now) c->on_deadline();
+  });
+  sweep_timer_.expires_after(tick_);
+  sweep_timer_.async_wait([this](std::error_code ec) {
+    if (!ec) sweep();
+  });
+}
+
+}  // namespace bufpool::server

@@ -1,0 +1,96 @@
+// worker: one thread running one io_context (concurrency hint 1), with its statistics, its cached
+// Date header, and the list of its connections, which a periodic sweep checks for deadlines. Every
+// member except the atomics in `stats` and `draining` is touched by the worker thread only.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <thread>
+
+#include <asio/io_context.hpp>
+#include <asio/steady_timer.hpp>
+
+#include <bufpool/pool.hpp>
+
+#include "stats.hpp"
+
+namespace bufpool::server {
+
+using clock = std::chrono::steady_clock;
+
+/// What every connection offers the worker: a deadline check and a drain request.
+class connection_base {
+public:
+  virtual ~connection_base() = default;
+  /// Called by the sweep once now >= deadline().
+  virtual void on_deadline() = 0;
+  /// Shutdown: close now if idle, else after the response in flight.
+  virtual void drain() = 0;
+  /// Shutdown after the grace period: close now.
+  virtual void force_close() = 0;
+  clock::time_point deadline() const noexcept { return deadline_; }
+
+protected:
+  clock::time_point deadline_ = clock::time_point::max();
+
+private:
+  friend class worker;
+  connection_base* prev_ = nullptr;
+  connection_base* next_ = nullptr;
+};
+
+class worker {
+public:
+  worker(std::size_t index, bufpool::pool& pool, clock::duration tick);
+  ~worker() { stop(); }
+  worker(const worker&) = delete;
+  worker& operator=(const worker&) = delete;
+
+  asio::io_context& context() noexcept { return io_; }
+  bufpool::pool& pool() noexcept { return pool_; }
+  worker_stats& stats() noexcept { return stats_; }
+  const worker_stats& stats() const noexcept { return stats_; }
+  std::size_t index() const noexcept { return index_; }
+
+  /// "Fri, 27 Nov 2026 10:00:00 GMT": refreshed by the sweep once a second.
+  const char* date() const noexcept { return date_.data(); }
+  static constexpr std::size_t date_length = 29;
+
+  void link(connection_base* c) noexcept;
+  void unlink(connection_base* c) noexcept;
+  /// Calls f on every connection (f may unlink the one it is given).
+  template <typename F>
+  void for_each_connection(F f) {
+    for (connection_base* c = head_; c != nullptr;) {
+      connection_base* next = c->next_;
+      f(c);
+      c = next;
+    }
+  }
+
+  void start();  // starts the thread
+  void stop();   // closes every connection, lets their handlers finish, joins; idempotent
+  std::atomic<bool> draining{false};
+
+private:
+  void sweep();
+  void refresh_date();
+
+  std::size_t index_;
+  bufpool::pool& pool_;
+  asio::io_context io_{1};
+  asio::executor_work_guard<asio::io_context::executor_type> work_;
+  asio::steady_timer sweep_timer_;
+  clock::duration tick_;
+  std::thread thread_;
+  worker_stats stats_;
+  std::array<char, date_length + 1> date_{};
+  std::int64_t date_second_ = -1;
+  connection_base* head_ = nullptr;
+  bool stopped_ = false;
+};
+
+}  // namespace bufpool::server

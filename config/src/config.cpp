@@ -242,7 +242,8 @@ load_result load(const schema& sc, int argc, const char* const* argv, const std:
     std::string names = "--" + s.path;
     for (const auto& a : s.aliases) names += "," + a;
     std::string help = s.help + " [" + sc.env_name(s.path) + "] (default " + s.default_value.dump() + ")";
-    flag_options[s.path] = app.add_option(names, flag_values[s.path], help);
+    flag_options[s.path] = app.add_option(names, flag_values[s.path], help)
+                               ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // the last one wins
   }
   std::vector<std::string> pos_values(positional.size());
   for (std::size_t i = 0; i < positional.size(); ++i) app.add_option(positional[i], pos_values[i], positional[i]);

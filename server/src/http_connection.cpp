@@ -133,13 +133,18 @@ http_connection::http_connection(worker& w, asio::ip::tcp::socket socket, const 
   out_.reserve(8);
   iov_.reserve(8);
   w_.link(this);
-  w_.stats().http_active.add();
-  w_.stats().http_accepted.add();
+  active_counter().add();
+  if (!ctx_.admin) w_.stats().http_accepted.add();
 }
 
 http_connection::~http_connection() {
   if (phase_ != phase::closed) w_.unlink(this);
-  if (active_counted_) w_.stats().http_active.sub();
+  if (active_counted_) active_counter().sub();
+}
+
+// Admin connections are counted apart: they do not hold up a graceful stop or count against limits.
+counter& http_connection::active_counter() noexcept {
+  return ctx_.admin ? w_.stats().admin_active : w_.stats().http_active;
 }
 
 void http_connection::start() {
@@ -239,7 +244,7 @@ void http_connection::complete_request() {
   ++requests_;
   w_.stats().requests[static_cast<std::size_t>(route_)].add();
   if (!keep_alive_ || requests_ >= ctx_.cfg.max_requests_per_connection ||
-      w_.draining.load(std::memory_order_relaxed))
+      (!ctx_.admin && w_.draining.load(std::memory_order_relaxed)))
     closing_ = true;
   respond(route_);
   phase_ = phase::idle;
@@ -568,7 +573,7 @@ void http_connection::close_now() {
   body_.clear();
   if (active_counted_) {
     active_counted_ = false;
-    w_.stats().http_active.sub();
+    active_counter().sub();
   }
 }
 
@@ -598,6 +603,7 @@ void http_connection::on_deadline() {
 }
 
 void http_connection::drain() {
+  if (ctx_.admin) return;  // the admin port answers until the very end (/healthz: 503)
   auto self = shared_from_this();
   if (phase_ == phase::idle && !writing_ && in_begin_ == in_end_) {
     close_now();

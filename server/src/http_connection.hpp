@@ -68,6 +68,7 @@ private:
   void linger();
   void close_now();
   void set_deadline(clock::duration d);
+  counter& active_counter() noexcept;
 
   // llhttp callbacks.
   int on_message_begin();

@@ -69,16 +69,33 @@ public:
   }
 
 private:
+  // The worker with the fewest connections, counting those handed to it and not yet admitted.
   worker& pick() {
-    return **std::min_element(targets_.begin(), targets_.end(),
-                              [](worker* a, worker* b) { return a->stats().active() < b->stats().active(); });
+    auto load = [](worker* w) { return w->stats().active() + w->incoming.load(std::memory_order_relaxed); };
+    return **std::min_element(targets_.begin(), targets_.end(), [&](worker* a, worker* b) { return load(a) < load(b); });
   }
   void accept() {
-    worker& target = targets_.size() == 1 ? *targets_.front() : pick();
-    acceptor_.async_accept(target.context(), [this, &target](std::error_code ec, asio::ip::tcp::socket s) {
+    acceptor_.async_accept([this](std::error_code ec, asio::ip::tcp::socket s) {
       if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
       if (!ec) {
-        asio::post(target.context(), [this, &target, s = std::move(s)]() mutable { admit(target, std::move(s)); });
+        if (targets_.size() == 1) {
+          admit(home_, std::move(s));  // reuseport, admin: the socket is already on its thread
+        } else {
+          // single: hand the descriptor to the least-loaded worker's io_context.
+          worker& target = pick();
+          target.incoming.fetch_add(1, std::memory_order_relaxed);
+          const auto proto = acceptor_.local_endpoint().protocol();
+          std::error_code rec;
+          const int fd = s.release(rec);
+          if (!rec) {
+            asio::post(target.context(), [this, &target, proto, fd] {
+              target.incoming.fetch_sub(1, std::memory_order_relaxed);
+              admit(target, asio::ip::tcp::socket(target.context(), proto, fd));
+            });
+          } else {
+            target.incoming.fetch_sub(1, std::memory_order_relaxed);
+          }
+        }
       }
       accept();
     });

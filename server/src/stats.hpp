@@ -45,7 +45,7 @@ private:
 };
 
 struct worker_stats {
-  counter http_active, http_accepted, echo_active, echo_accepted, rejected;
+  counter http_active, http_accepted, echo_active, echo_accepted, admin_active, rejected;
   std::array<counter, static_cast<std::size_t>(route::count)> requests;
   std::array<counter, 5> status_class;  // 1xx .. 5xx
   std::array<counter, static_cast<std::size_t>(error_kind::count)> errors;

@@ -74,6 +74,8 @@ public:
   void start();  // starts the thread
   void stop();   // closes every connection, lets their handlers finish, joins; idempotent
   std::atomic<bool> draining{false};
+  /// Sockets handed to this worker by a single acceptor and not yet admitted (acceptor: +1, worker: -1).
+  std::atomic<std::size_t> incoming{0};
 
 private:
   void sweep();

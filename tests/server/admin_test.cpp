@@ -1,0 +1,87 @@
+// The admin listener (/stats, /healthz), the statistics' sums, and the graceful stop.
+#include <thread>
+
+#include <doctest/doctest.h>
+#include <nlohmann/json.hpp>
+
+#include "test_client.hpp"
+
+using namespace std::chrono_literals;
+using bufpool::server::server;
+using bufpool::test::client;
+using bufpool::test::get;
+using bufpool::test::post;
+using bufpool::test::test_settings;
+
+TEST_CASE("admin: /stats has the server and pool sections, and its counters add up") {
+  server s(test_settings());
+  {
+    client c(s.ports().http);
+    for (int i = 0; i < 10; ++i) c.send(get("/plaintext"));
+    c.send(get("/nope"));
+    c.read_responses(11);
+  }
+  client a(s.ports().admin);
+  a.send(get("/stats"));
+  auto r = a.read_response();
+  CHECK(r.status == 200);
+  CHECK(r.header("content-type") == "application/json");
+  auto j = nlohmann::json::parse(r.body);
+  const auto& srv = j["server"];
+  for (const char* k : {"uptime_s", "threads", "connections", "requests", "responses", "errors", "bytes_in",
+                        "bytes_out", "settings"})
+    CHECK(srv.contains(k));
+  CHECK(srv["threads"] == 2);
+  CHECK(srv["connections"]["per_thread"].size() == 2);
+  CHECK(srv["requests"]["plaintext"] == 10);
+  CHECK(srv["requests"]["not_found"] == 1);
+  CHECK(srv["responses"]["2xx"] == 10);
+  CHECK(srv["responses"]["4xx"] == 1);
+  CHECK(srv["settings"]["http"]["max_body_bytes"] == 1048576);
+  const auto& t = j["pool"]["totals"];
+  for (const char* k : {"gets", "puts", "hits_private", "hits_shared", "hits_stolen", "hits_victim", "misses",
+                        "dropped", "freed_by_rotation", "rotations", "pooled", "pooled_bytes", "outstanding"})
+    CHECK(t.contains(k));
+  CHECK(t["gets"] == t["hits_private"].get<std::uint64_t>() + t["hits_shared"].get<std::uint64_t>() +
+                         t["hits_stolen"].get<std::uint64_t>() + t["hits_victim"].get<std::uint64_t>() +
+                         t["misses"].get<std::uint64_t>());
+  CHECK(j["pool"]["classes"].size() == 9);
+  a.send(get("/healthz"));
+  CHECK(a.read_response().body == "ok\n");
+  a.send(get("/plaintext"));  // public routes are not on the admin port
+  CHECK(a.read_response().status == 404);
+}
+
+TEST_CASE("shutdown: idle connections close, a request in flight finishes, /healthz says 503 meanwhile") {
+  server s(test_settings({{"shutdown.grace", "5s"}}));
+  client idle(s.ports().http);
+  idle.send(get("/plaintext"));
+  idle.read_response();
+  client busy(s.ports().http);
+  busy.send("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nhello");  // half the body
+  std::this_thread::sleep_for(100ms);
+  client admin(s.ports().admin);
+  std::thread stopper([&] { s.stop(); });
+  CHECK(idle.closed_by_peer(3s));
+  admin.send(get("/healthz"));
+  auto h = admin.read_response();
+  CHECK(h.status == 503);
+  busy.send("world");
+  auto r = busy.read_response();
+  CHECK(r.status == 200);
+  CHECK(r.body == "helloworld");
+  CHECK(r.header("connection") == "close");
+  stopper.join();
+  CHECK(s.stats()["pool"]["totals"]["outstanding"] == 0);
+}
+
+TEST_CASE("shutdown: connections still busy after the grace period are closed") {
+  server s(test_settings({{"shutdown.grace", "200ms"}}));
+  client busy(s.ports().http);
+  busy.send("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nhel");
+  std::this_thread::sleep_for(50ms);
+  const auto t0 = std::chrono::steady_clock::now();
+  s.stop();
+  CHECK(std::chrono::steady_clock::now() - t0 < 5s);  // a bound on the stop, not a speed claim
+  CHECK(busy.closed_by_peer(2s));
+}

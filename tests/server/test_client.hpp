@@ -1,0 +1,213 @@
+// Test helpers for the server: an in-process server on 127.0.0.1 port 0 with test settings, and a
+// blocking loopback client on raw POSIX sockets (no heap allocation on its I/O path) that reads
+// responses with llhttp in response mode. Every wait is bounded.
+#pragma once
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <llhttp.h>
+
+#include "server.hpp"
+#include "settings.hpp"
+
+namespace bufpool::test {
+
+/// Settings from the schema's defaults, all listeners on 127.0.0.1:0, then `overrides` (JSON pointer
+/// style paths, e.g. {"http.header_timeout", "200ms"}) applied through the same conversion as flags.
+inline server::server_settings test_settings(const std::map<std::string, std::string>& overrides = {}) {
+  std::vector<std::string> args = {"test", "--http-listen", "127.0.0.1:0", "--echo-listen", "127.0.0.1:0",
+                                   "--admin-listen", "127.0.0.1:0", "--threads", "2", "--log-level", "warn"};
+  for (const auto& [k, v] : overrides) {
+    args.push_back("--" + k);
+    args.push_back(v);
+  }
+  std::vector<const char*> argv;
+  for (auto& a : args) argv.push_back(a.c_str());
+  auto loaded = config::load(server::server_schema(), static_cast<int>(argv.size()), argv.data(), {});
+  return server::settings_from(loaded.values);
+}
+
+/// One parsed HTTP response.
+struct response {
+  unsigned status = 0;
+  std::map<std::string, std::string> headers;  // names lower-cased
+  std::string body;
+  bool keep_alive = true;
+  std::string header(const std::string& name) const {
+    auto it = headers.find(name);
+    return it == headers.end() ? std::string() : it->second;
+  }
+};
+
+/// A blocking loopback TCP client with timeouts.
+class client {
+public:
+  explicit client(std::uint16_t port) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) throw std::runtime_error("connect failed");
+    int one = 1;
+    ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    llhttp_settings_init(&settings_);
+    settings_.on_status_complete = nullptr;
+    settings_.on_header_field = [](llhttp_t* p, const char* at, size_t n) {
+      auto* c = static_cast<client*>(p->data);
+      if (c->value_done_) {
+        c->field_.clear();
+        c->value_done_ = false;
+      }
+      c->field_.append(at, n);
+      return 0;
+    };
+    settings_.on_header_value = [](llhttp_t* p, const char* at, size_t n) {
+      auto* c = static_cast<client*>(p->data);
+      std::string name = c->field_;
+      for (auto& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      c->current_.headers[name].append(at, n);
+      c->value_done_ = true;
+      return 0;
+    };
+    settings_.on_body = [](llhttp_t* p, const char* at, size_t n) {
+      static_cast<client*>(p->data)->current_.body.append(at, n);
+      return 0;
+    };
+    settings_.on_headers_complete = [](llhttp_t* p) {
+      auto* c = static_cast<client*>(p->data);
+      c->current_.status = llhttp_get_status_code(p);
+      // A response to HEAD has no body whatever Content-Length says.
+      return c->head_pending_ > 0 && c->current_.status >= 200 ? 1 : 0;
+    };
+    settings_.on_message_complete = [](llhttp_t* p) {
+      auto* c = static_cast<client*>(p->data);
+      c->current_.keep_alive = llhttp_should_keep_alive(p) != 0;
+      if (c->current_.status >= 200 && c->head_pending_ > 0) --c->head_pending_;
+      c->done_.push_back(std::move(c->current_));
+      c->current_ = {};
+      c->value_done_ = true;
+      c->field_.clear();
+      return 0;
+    };
+    llhttp_init(&parser_, HTTP_RESPONSE, &settings_);
+    parser_.data = this;
+  }
+  ~client() { close(); }
+  client(const client&) = delete;
+  client& operator=(const client&) = delete;
+
+  void close() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+  void shutdown_write() { ::shutdown(fd_, SHUT_WR); }
+  int fd() const { return fd_; }
+
+  /// Sends everything (blocking); false if the peer is gone.
+  bool send(std::string_view data) {
+    while (!data.empty()) {
+      const ssize_t n = ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL);
+      if (n <= 0) return false;
+      data.remove_prefix(static_cast<std::size_t>(n));
+    }
+    return true;
+  }
+  /// Marks that the next response answers a HEAD request.
+  void expect_head() { ++head_pending_; }
+
+  /// Reads until `count` responses are complete; throws on timeout or EOF before that.
+  std::vector<response> read_responses(std::size_t count, std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (done_.size() < count) {
+      const int r = recv_some(deadline);
+      if (r == 0) throw std::runtime_error("connection closed after " + std::to_string(done_.size()) + " responses");
+      if (r < 0) throw std::runtime_error("timed out after " + std::to_string(done_.size()) + " responses");
+    }
+    std::vector<response> out(std::make_move_iterator(done_.begin()), std::make_move_iterator(done_.begin() + count));
+    done_.erase(done_.begin(), done_.begin() + count);
+    return out;
+  }
+  response read_response(std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+    return read_responses(1, timeout).front();
+  }
+  /// True if the server closes the connection (EOF or reset) within `timeout`, after any responses.
+  bool closed_by_peer(std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+      const int r = recv_some(deadline);
+      if (r == 0) return true;
+      if (r < 0) return false;
+    }
+  }
+  /// Raw bytes received so far and not parsed as responses (for 100 Continue checks).
+  std::string raw_until(std::string_view marker, std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    std::string got;
+    char buf[4096];
+    while (got.find(marker) == std::string::npos) {
+      if (!wait_readable(deadline)) return got;
+      const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+      if (n <= 0) return got;
+      got.append(buf, static_cast<std::size_t>(n));
+    }
+    return got;
+  }
+
+private:
+  bool wait_readable(std::chrono::steady_clock::time_point deadline) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return false;
+    pollfd p{fd_, POLLIN, 0};
+    return ::poll(&p, 1, static_cast<int>(left.count())) > 0;
+  }
+  // 1: data parsed; 0: EOF or reset; -1: timeout.
+  int recv_some(std::chrono::steady_clock::time_point deadline) {
+    if (!wait_readable(deadline)) return -1;
+    char buf[65536];
+    const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+    if (n <= 0) {
+      llhttp_finish(&parser_);
+      return 0;
+    }
+    const auto err = llhttp_execute(&parser_, buf, static_cast<std::size_t>(n));
+    if (err != HPE_OK) throw std::runtime_error(std::string("bad response: ") + llhttp_errno_name(err));
+    return 1;
+  }
+
+  int fd_ = -1;
+  llhttp_t parser_{};
+  llhttp_settings_t settings_{};
+  response current_;
+  std::vector<response> done_;
+  std::string field_;
+  bool value_done_ = true;
+  int head_pending_ = 0;
+};
+
+/// A GET request with Host.
+inline std::string get(std::string_view path, std::string_view extra = {}) {
+  return "GET " + std::string(path) + " HTTP/1.1\r\nHost: t\r\n" + std::string(extra) + "\r\n";
+}
+
+/// A POST with Content-Length.
+inline std::string post(std::string_view path, std::string_view body, std::string_view extra = {}) {
+  return "POST " + std::string(path) + " HTTP/1.1\r\nHost: t\r\nContent-Length: " + std::to_string(body.size()) +
+         "\r\n" + std::string(extra) + "\r\n" + std::string(body);
+}
+
+}  // namespace bufpool::test

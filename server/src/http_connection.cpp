@@ -423,6 +423,7 @@ void http_connection::write_head(unsigned status, std::string_view content_type,
   char head[512];
   char* p = head;
   auto put = [&](std::string_view s) {
+    if (s.empty()) return;  // an empty view may have a null data()
     std::memcpy(p, s.data(), s.size());
     p += s.size();
   };

@@ -6,6 +6,7 @@
 #include <cctype>
 #include <charconv>
 #include <cstring>
+#include <span>
 
 #include <asio/write.hpp>
 
@@ -502,7 +503,9 @@ void http_connection::flush() {
   for (const auto& b : out_) iov_.emplace_back(b.data(), b.size());
   writing_ = true;
   set_deadline(ctx_.cfg.write_timeout);
-  asio::async_write(socket_, iov_, [self = shared_from_this()](std::error_code ec, std::size_t n) {
+  // A span, not the vector: async_write copies its buffer sequence, and a vector copy would allocate.
+  asio::async_write(socket_, std::span<const asio::const_buffer>(iov_),
+                    [self = shared_from_this()](std::error_code ec, std::size_t n) {
     self->on_written(ec, n);
   });
 }

@@ -5,6 +5,7 @@
 BUFPOOL_PACKAGES=(
   cmake ninja-build g++ pkg-config        # toolchain
   libasio-dev nlohmann-json3-dev          # the library's own dependencies
+  libspdlog-dev libcli11-dev node-llhttp  # the server and load generator (llhttp's C sources)
   doctest-dev libbenchmark-dev            # tests and benchmarks
 )
 

@@ -210,10 +210,9 @@ http_connection::outcome http_connection::process_input() {
       in_begin_ = in_end_;
       break;
     }
-    if (err == HPE_PAUSED) {  // on_message_complete paused: one request is complete
+    if (err == HPE_PAUSED) {  // on_message_complete paused: the batch is full or the connection closes
       in_begin_ = static_cast<std::size_t>(llhttp_get_error_pos(&parser_) - base);
       llhttp_resume(&parser_);
-      complete_request();
       if (batch_ >= ctx_.cfg.max_pipeline) break;
       continue;
     }
@@ -393,9 +392,12 @@ int http_connection::on_body(const char* at, std::size_t n) {
   return 0;
 }
 
+// Answers the request right here, so a read full of pipelined requests is parsed in one
+// llhttp_execute call; pauses only when the batch is full or the connection is to close.
 int http_connection::on_message_complete() {
   keep_alive_ = llhttp_should_keep_alive(&parser_) != 0;
-  return HPE_PAUSED;  // hand control back to process_input(), which answers this request
+  complete_request();
+  return closing_ || batch_ >= ctx_.cfg.max_pipeline ? HPE_PAUSED : 0;
 }
 
 // ---- output -------------------------------------------------------------------------------------

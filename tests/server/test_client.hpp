@@ -17,6 +17,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include <llhttp.h>
@@ -39,6 +40,18 @@ inline server::server_settings test_settings(const std::map<std::string, std::st
   for (auto& a : args) argv.push_back(a.c_str());
   auto loaded = config::load(server::server_schema(), static_cast<int>(argv.size()), argv.data(), {});
   return server::settings_from(loaded.values);
+}
+
+/// Polls `pred` until it holds or `timeout` passes (a bound, not a timing assertion): for server state
+/// that settles just after the client has its response (a write's completion handler runs later).
+template <typename Pred>
+bool eventually(Pred pred, std::chrono::milliseconds timeout = std::chrono::seconds(5)) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return true;
 }
 
 /// One parsed HTTP response.

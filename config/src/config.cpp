@@ -242,8 +242,11 @@ load_result load(const schema& sc, int argc, const char* const* argv, const std:
     std::string names = "--" + s.path;
     for (const auto& a : s.aliases) names += "," + a;
     std::string help = s.help + " [" + sc.env_name(s.path) + "] (default " + s.default_value.dump() + ")";
-    flag_options[s.path] = app.add_option(names, flag_values[s.path], help)
-                               ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // the last one wins
+    // A boolean is a flag: "--quiet" alone means true, "--quiet=false" says so. The last one wins.
+    CLI::Option* opt = s.kind == value_kind::boolean ? app.add_flag(names, flag_values[s.path], help)
+                                                     : app.add_option(names, flag_values[s.path], help);
+    opt->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+    flag_options[s.path] = opt;
   }
   std::vector<std::string> pos_values(positional.size());
   for (std::size_t i = 0; i < positional.size(); ++i) app.add_option(positional[i], pos_values[i], positional[i]);
@@ -301,8 +304,12 @@ load_result load(const schema& sc, int argc, const char* const* argv, const std:
   }
 
   // Flags.
-  for (const auto& s : sc.settings())
-    if (flag_options[s.path]->count() > 0) apply(s, flag_values[s.path], "flag --" + s.path, values, problems);
+  for (const auto& s : sc.settings()) {
+    if (flag_options[s.path]->count() == 0) continue;
+    std::string v = flag_values[s.path];
+    if (s.kind == value_kind::boolean && v.empty()) v = "true";
+    apply(s, v, "flag --" + s.path, values, problems);
+  }
 
   if (!problems.empty()) throw error(problems);
   for (std::size_t i = 0; i < positional.size(); ++i)

@@ -32,10 +32,7 @@ namespace bufpool::test {
 inline server::server_settings test_settings(const std::map<std::string, std::string>& overrides = {}) {
   std::vector<std::string> args = {"test", "--http-listen", "127.0.0.1:0", "--echo-listen", "127.0.0.1:0",
                                    "--admin-listen", "127.0.0.1:0", "--threads", "2", "--log-level", "warn"};
-  for (const auto& [k, v] : overrides) {
-    args.push_back("--" + k);
-    args.push_back(v);
-  }
+  for (const auto& [k, v] : overrides) args.push_back("--" + k + "=" + v);
   std::vector<const char*> argv;
   for (auto& a : args) argv.push_back(a.c_str());
   auto loaded = config::load(server::server_schema(), static_cast<int>(argv.size()), argv.data(), {});

@@ -1,0 +1,549 @@
+// The load engine: threads, connections (HTTP and echo), schedules, latency recording, per-second
+// series. See engine.hpp for the model.
+#include "engine.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include <asio/connect.hpp>
+#include <asio/io_context.hpp>
+#include <asio/ip/tcp.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/write.hpp>
+#include <llhttp.h>
+
+#include <bufpool/pool.hpp>
+
+namespace bufpool::loadgen {
+
+namespace {
+
+using clock = std::chrono::steady_clock;
+using asio::ip::tcp;
+
+std::int64_t micros(clock::duration d) { return std::chrono::duration_cast<std::chrono::microseconds>(d).count(); }
+
+// Collects each thread's per-second figures and hands a second on once every thread reported it.
+class second_collector {
+public:
+  second_collector(std::size_t threads, progress_fn progress) : threads_(threads), progress_(std::move(progress)) {}
+  void report(std::uint64_t second, std::uint64_t requests, std::uint64_t errors, const histogram& h) {
+    std::lock_guard lk(mu_);
+    auto& p = pending_[second];
+    p.stats.second = second;
+    p.stats.requests += requests;
+    p.stats.errors += errors;
+    p.stats.latency.merge(h);
+    if (++p.reported == threads_) {
+      if (progress_) progress_(p.stats);
+      done_.push_back(std::move(p.stats));
+      pending_.erase(second);
+    }
+  }
+  std::vector<second_stats> take() {
+    std::lock_guard lk(mu_);
+    for (auto& [s, p] : pending_) done_.push_back(std::move(p.stats));  // partial seconds at the very end
+    pending_.clear();
+    std::sort(done_.begin(), done_.end(), [](const auto& a, const auto& b) { return a.second < b.second; });
+    return std::move(done_);
+  }
+
+private:
+  struct partial {
+    second_stats stats;
+    std::size_t reported = 0;
+  };
+  std::mutex mu_;
+  std::size_t threads_;
+  progress_fn progress_;
+  std::map<std::uint64_t, partial> pending_;
+  std::vector<second_stats> done_;
+};
+
+struct plan {
+  const loadgen_settings& s;
+  tcp::endpoint endpoint;
+  clock::time_point start;          // first sends
+  clock::time_point measure_start;  // end of warm-up
+  clock::time_point end;            // stop (duration mode)
+  bufpool::pool& pool;
+  second_collector& seconds;
+};
+
+class connection;
+
+// One thread: an io_context, its connections and its own figures (touched by this thread only).
+class thread_state {
+public:
+  thread_state(const plan& p, std::size_t index) : p_(p), index_(index), tick_(io_) {}
+  asio::io_context io_{1};
+  run_result result;
+  histogram second_hist{60'000'000};
+  std::uint64_t second_requests = 0, second_errors = 0, second_index = 0;
+  std::vector<std::shared_ptr<connection>> conns;
+  bool stopping = false;
+
+  const plan& p() const { return p_; }
+  void run();
+  void fail(failure f) {
+    result.failures[static_cast<std::size_t>(f)]++;
+    if (clock::now() >= p_.measure_start) ++second_errors;
+  }
+  void record(clock::time_point intended, clock::time_point sent, clock::time_point now) {
+    if (intended < p_.measure_start) return;  // warm-up
+    result.corrected.record(micros(now - intended));
+    result.uncorrected.record(micros(now - sent));
+    second_hist.record(micros(now - intended));
+    ++result.requests;
+    ++second_requests;
+  }
+  void stop_all();
+
+private:
+  void on_tick();
+  const plan& p_;
+  std::size_t index_;
+  asio::steady_timer tick_;
+};
+
+// One connection: HTTP (llhttp in response mode) or echo (byte stream checked against a pattern).
+class connection : public std::enable_shared_from_this<connection> {
+public:
+  connection(thread_state& t, std::size_t id, std::uint64_t quota, double interval_s, double phase_s)
+      : t_(t), id_(id), quota_(quota), socket_(t.io_), timer_(t.io_) {
+    const auto& s = t_.p().s;
+    if (interval_s > 0) {
+      interval_ = std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(interval_s));
+      next_intended_ = t_.p().start + std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(phase_s));
+    }
+    if (!s.url.echo) build_requests();
+    malformed_every_ = s.malformed > 0 ? std::max<std::uint64_t>(1, static_cast<std::uint64_t>(std::llround(1.0 / s.malformed))) : 0;
+    llhttp_settings_init(&settings_);
+    settings_.on_headers_complete = [](llhttp_t* p) {
+      auto* c = static_cast<connection*>(p->data);
+      return (!c->inflight_.empty() && c->inflight_.front().head) ? 1 : 0;
+    };
+    settings_.on_message_complete = [](llhttp_t* p) {
+      auto* c = static_cast<connection*>(p->data);
+      c->on_response(llhttp_get_status_code(p), llhttp_should_keep_alive(p) != 0);
+      return c->closing_ ? HPE_PAUSED : 0;
+    };
+  }
+
+  void start() { connect(); }
+
+  // Stops for good; counts what was in flight.
+  void stop() {
+    stopped_ = true;
+    t_.result.in_flight_at_stop += inflight_.size();
+    inflight_.clear();
+    std::error_code ec;
+    socket_.close(ec);
+    timer_.cancel();
+  }
+
+  // Called by the thread's tick: gives up on a response that is overdue.
+  void check_timeout(clock::time_point now) {
+    if (stopped_) return;
+    if (!connected_ && now > connect_deadline_) {  // a connect that hangs (no answer at all)
+      std::error_code ec;
+      socket_.close(ec);  // on_connect sees operation_aborted and counts the failure
+      connect_deadline_ = clock::time_point::max();
+      return;
+    }
+    if (inflight_.empty() || !connected_) return;
+    if (now - inflight_.front().sent > t_.p().s.timeout) {
+      t_.fail(failure::timeout);
+      reconnect();
+    }
+  }
+
+private:
+  struct request_record {
+    clock::time_point intended;
+    clock::time_point sent;
+    bool head = false;
+    std::uint64_t echo_end = 0;  // stream offset where this echo request's bytes end
+  };
+
+  bool done_sending() const {
+    if (stopped_ || t_.stopping) return true;
+    if (quota_ > 0) return sent_ >= quota_;
+    return clock::now() >= t_.p().end;
+  }
+
+  void connect() {
+    if (stopped_) return;
+    t_.result.connections_requested++;
+    socket_ = tcp::socket(t_.io_);
+    connected_ = false;
+    connect_deadline_ = clock::now() + t_.p().s.timeout;
+    socket_.async_connect(t_.p().endpoint, [self = shared_from_this()](std::error_code ec) { self->on_connect(ec); });
+  }
+
+  void on_connect(std::error_code ec) {
+    if (stopped_) return;
+    if (ec) {
+      t_.result.connections_failed++;
+      if (t_.result.first_connect_error.empty()) t_.result.first_connect_error = ec.message();
+      t_.fail(failure::connect);
+      ++connect_failures_;
+      if (connect_failures_ >= 3) {  // give up on this connection: the run reports it
+        stopped_ = true;
+        return;
+      }
+      timer_.expires_after(std::chrono::milliseconds(100));
+      timer_.async_wait([self = shared_from_this()](std::error_code e) {
+        if (!e) self->connect();
+      });
+      return;
+    }
+    connect_failures_ = 0;
+    connected_ = true;
+    t_.result.connections_established++;
+    std::error_code ignored;
+    socket_.set_option(tcp::no_delay(true), ignored);
+    llhttp_init(&parser_, HTTP_RESPONSE, &settings_);
+    parser_.data = this;
+    closing_ = false;
+    echo_sent_ = echo_received_ = 0;
+    read();
+    schedule();
+  }
+
+  // Queues what is due and sends it.
+  void schedule() {
+    if (!connected_ || stopped_) return;
+    const auto limit = t_.p().s.pipeline;
+    if (interval_.count() == 0) {  // closed loop: keep `pipeline` in flight
+      while (inflight_.size() < limit && !done_sending()) enqueue(clock::now());
+    } else {
+      const auto now = clock::now();
+      while (next_intended_ <= now && inflight_.size() < limit && !done_sending()) {
+        enqueue(next_intended_);
+        next_intended_ += interval_;
+      }
+      if (!done_sending() && inflight_.size() < limit && !timer_armed_) {
+        timer_armed_ = true;
+        timer_.expires_at(next_intended_);
+        timer_.async_wait([self = shared_from_this()](std::error_code e) {
+          self->timer_armed_ = false;
+          if (!e) self->schedule();
+        });
+      }
+    }
+    pump();
+  }
+
+  void enqueue(clock::time_point intended) {
+    request_record r;
+    r.intended = intended;
+    ++sent_;
+    ++to_send_;
+    const bool bad = malformed_every_ > 0 && sent_ % malformed_every_ == 0;
+    r.head = !bad && t_.p().s.method == "HEAD";
+    pending_bad_.push_back(bad);
+    if (t_.p().s.url.echo) {
+      echo_sent_ += t_.p().s.echo_size;
+      r.echo_end = echo_sent_;
+    }
+    inflight_.push_back(r);
+  }
+
+  // One write at a time; everything queued meanwhile goes in the next gather write.
+  void pump() {
+    if (writing_ || to_send_ == 0 || !connected_) return;
+    iov_.clear();
+    out_.clear();
+    const auto now = clock::now();
+    const std::size_t first = inflight_.size() - to_send_;
+    for (std::size_t i = first; i < inflight_.size(); ++i) {
+      inflight_[i].sent = now;
+      if (t_.p().s.url.echo) {
+        const std::size_t n = t_.p().s.echo_size;
+        bufpool::buffer b = t_.p().pool.get(n);
+        const std::uint64_t begin = inflight_[i].echo_end - n;
+        for (std::size_t k = 0; k < n; ++k) b.data()[k] = static_cast<std::byte>(pattern(begin + k));
+        out_.push_back(std::move(b));
+      } else {
+        const bufpool::buffer& b = pending_bad_[i - first] ? bad_request_ : request_;
+        iov_.emplace_back(b.data(), b.size());
+      }
+    }
+    pending_bad_.clear();
+    for (const auto& b : out_) iov_.emplace_back(b.data(), b.size());
+    to_send_ = 0;
+    writing_ = true;
+    asio::async_write(socket_, std::span<const asio::const_buffer>(iov_),
+                      [self = shared_from_this()](std::error_code ec, std::size_t n) {
+                        self->writing_ = false;
+                        self->out_.clear();
+                        if (self->stopped_) return;
+                        self->t_.result.bytes_out += n;
+                        if (ec) {
+                          if (self->connected_) self->t_.fail(failure::write);
+                          self->reconnect();
+                          return;
+                        }
+                        self->pump();
+                      });
+  }
+
+  void read() {
+    if (!in_) in_ = t_.p().pool.get(16384);
+    socket_.async_read_some(asio::buffer(in_.data(), in_.capacity()),
+                            [self = shared_from_this(), gen = generation_](std::error_code ec, std::size_t n) {
+                              if (self->stopped_ || gen != self->generation_) return;
+                              self->on_read(ec, n);
+                            });
+  }
+
+  void on_read(std::error_code ec, std::size_t n) {
+    if (ec) {
+      if (!closing_ || !inflight_.empty()) t_.fail(ec == asio::error::eof ? failure::closed : failure::read);
+      reconnect();
+      return;
+    }
+    t_.result.bytes_in += n;
+    const char* data = reinterpret_cast<const char*>(in_.data());
+    if (t_.p().s.url.echo) {
+      const auto gen = generation_;
+      on_echo_bytes(data, n);
+      if (gen != generation_) return;  // it reconnected
+    } else {
+      const auto err = llhttp_execute(&parser_, data, n);
+      if (err != HPE_OK && err != HPE_PAUSED) {
+        t_.fail(failure::parse);
+        reconnect();
+        return;
+      }
+      if (closing_) {  // the server closes after this response (e.g. our malformed request)
+        reconnect();
+        return;
+      }
+    }
+    if (stopped_) return;
+    schedule();
+    if (done_sending() && inflight_.empty() && to_send_ == 0) {
+      stopped_ = true;  // quota reached and everything answered
+      std::error_code ignored;
+      socket_.close(ignored);
+      return;
+    }
+    read();
+  }
+
+  void on_response(int status, bool keep_alive) {
+    if (inflight_.empty()) return;
+    const auto now = clock::now();
+    const request_record r = inflight_.front();
+    inflight_.pop_front();
+    if (status >= 100 && status < 200) {  // an interim response does not complete the request
+      inflight_.push_front(r);
+      return;
+    }
+    if (r.intended >= t_.p().measure_start && status >= 100 && status < 600)
+      t_.result.status[static_cast<std::size_t>(status / 100 - 1)]++;
+    t_.record(r.intended, r.sent, now);
+    if (!keep_alive) closing_ = true;
+  }
+
+  void on_echo_bytes(const char* data, std::size_t n) {
+    for (std::size_t i = 0; i < n; ++i) {
+      if (static_cast<char>(pattern(echo_received_ + i)) != data[i]) {
+        t_.fail(failure::echo_mismatch);
+        reconnect();  // the stream is out of step: start over on a fresh connection
+        return;
+      }
+    }
+    echo_received_ += n;
+    const auto now = clock::now();
+    while (!inflight_.empty() && inflight_.front().echo_end <= echo_received_) {
+      t_.record(inflight_.front().intended, inflight_.front().sent, now);
+      inflight_.pop_front();
+    }
+  }
+
+  // Byte `offset` of this connection's echo stream.
+  unsigned char pattern(std::uint64_t offset) const {
+    const std::uint64_t x = (offset + id_ * 0x9e3779b97f4a7c15ull) * 0xbf58476d1ce4e5b9ull;
+    return static_cast<unsigned char>(x >> 56);
+  }
+
+  // Drops the connection; requests in flight are lost (not retried), then connects again.
+  void reconnect() {
+    ++generation_;
+    std::error_code ec;
+    socket_.close(ec);
+    connected_ = false;
+    closing_ = false;
+    writing_ = false;
+    inflight_.clear();
+    pending_bad_.clear();
+    to_send_ = 0;
+    in_.reset();
+    if (stopped_ || done_sending()) {
+      stopped_ = true;
+      return;
+    }
+    connect();
+  }
+
+  void build_requests() {
+    const auto& s = t_.p().s;
+    std::string host = s.url.host.find(':') != std::string::npos ? "[" + s.url.host + "]" : s.url.host;
+    host += ":" + std::to_string(s.url.port);
+    std::string req = s.method + " " + s.url.path + " HTTP/1.1\r\nHost: " + host + "\r\nUser-Agent: bufpool-loadgen\r\n";
+    if (s.method == "POST" || s.method == "PUT") {
+      std::string body(s.body_size, 'x');
+      for (std::size_t i = 0; i < body.size(); ++i) body[i] = static_cast<char>('a' + i % 26);
+      if (s.chunked) {
+        req += "Transfer-Encoding: chunked\r\n\r\n";
+        for (std::size_t off = 0; off < body.size(); off += 8192) {
+          const std::size_t n = std::min<std::size_t>(8192, body.size() - off);
+          char hex[20];
+          std::snprintf(hex, sizeof hex, "%zx\r\n", n);
+          req += hex + body.substr(off, n) + "\r\n";
+        }
+        req += "0\r\n\r\n";
+      } else {
+        req += "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+      }
+    } else {
+      req += "\r\n";
+    }
+    request_ = copy_to_pool(req);
+    // Malformed on purpose: a Content-Length that is not a number (a server must answer 400 and close).
+    bad_request_ = copy_to_pool("GET " + s.url.path + " HTTP/1.1\r\nHost: " + host + "\r\nContent-Length: 1x\r\n\r\n");
+  }
+  bufpool::buffer copy_to_pool(const std::string& s) {
+    bufpool::buffer b = t_.p().pool.get(s.size());
+    std::memcpy(b.data(), s.data(), s.size());
+    return b;
+  }
+
+  thread_state& t_;
+  std::size_t id_;
+  std::uint64_t quota_;
+  tcp::socket socket_;
+  asio::steady_timer timer_;
+  bool timer_armed_ = false;
+  clock::duration interval_{0};
+  clock::time_point next_intended_{};
+  clock::time_point connect_deadline_{};
+  bufpool::buffer request_, bad_request_, in_;
+  std::vector<bufpool::buffer> out_;
+  std::vector<asio::const_buffer> iov_;
+  std::deque<request_record> inflight_;
+  std::vector<bool> pending_bad_;
+  std::size_t to_send_ = 0;
+  std::uint64_t sent_ = 0;
+  std::uint64_t malformed_every_ = 0;
+  std::uint64_t echo_sent_ = 0, echo_received_ = 0;
+  std::uint64_t generation_ = 0;
+  int connect_failures_ = 0;
+  bool connected_ = false, writing_ = false, closing_ = false, stopped_ = false;
+  llhttp_t parser_{};
+  llhttp_settings_t settings_{};
+};
+
+void thread_state::run() {
+  std::this_thread::sleep_until(p_.start);  // every thread starts together, and nothing before `start`
+  for (auto& c : conns) c->start();
+  // The tick: timeouts every 100 ms, the per-second figures at each second of the measured window.
+  tick_.expires_at(p_.start + std::chrono::milliseconds(100));
+  tick_.async_wait([this](std::error_code ec) {
+    if (!ec) on_tick();
+  });
+  io_.run();
+}
+
+void thread_state::on_tick() {
+  const auto now = clock::now();
+  for (auto& c : conns) c->check_timeout(now);
+  // Report every whole second of the measured window that has passed.
+  while (now >= p_.measure_start + std::chrono::seconds(second_index + 1)) {
+    p_.seconds.report(second_index, second_requests, second_errors, second_hist);
+    second_hist.reset();
+    second_requests = second_errors = 0;
+    ++second_index;
+  }
+  const bool duration_over = p_.s.requests == 0 && now >= p_.end;
+  // Every connection finished its quota or gave up (a target that refuses every connection).
+  const bool all_done = std::all_of(conns.begin(), conns.end(), [](const auto& c) { return c.use_count() == 1; });
+  if (duration_over || all_done) {
+    stop_all();
+    return;
+  }
+  tick_.expires_at(tick_.expiry() + std::chrono::milliseconds(100));
+  tick_.async_wait([this](std::error_code ec) {
+    if (!ec) on_tick();
+  });
+}
+
+void thread_state::stop_all() {
+  stopping = true;
+  // The last (partial) second, if it holds anything.
+  if (second_requests > 0 || second_errors > 0) p_.seconds.report(second_index, second_requests, second_errors, second_hist);
+  for (auto& c : conns) c->stop();
+}
+
+}  // namespace
+
+run_result run_load(const loadgen_settings& s, const progress_fn& progress) {
+  asio::io_context resolver_io;
+  tcp::resolver resolver(resolver_io);
+  std::error_code ec;
+  const auto results = resolver.resolve(s.url.host, std::to_string(s.url.port), ec);
+  if (ec || results.empty()) throw std::runtime_error("cannot resolve " + s.url.host + ": " + ec.message());
+
+  bufpool::pool pool;
+  second_collector seconds(s.threads, progress);
+  const auto start = clock::now() + std::chrono::milliseconds(20);
+  plan p{s, *results.begin(), start, start + s.warmup, start + s.warmup + s.duration, pool, seconds};
+
+  std::vector<std::unique_ptr<thread_state>> threads;
+  for (std::size_t t = 0; t < s.threads; ++t) threads.push_back(std::make_unique<thread_state>(p, t));
+  const double per_conn_rate = s.rate > 0 ? s.rate / static_cast<double>(s.connections) : 0;
+  const double interval = per_conn_rate > 0 ? 1.0 / per_conn_rate : 0;
+  for (std::size_t c = 0; c < s.connections; ++c) {
+    std::uint64_t quota = 0;
+    if (s.requests > 0) quota = s.requests / s.connections + (c < s.requests % s.connections ? 1 : 0);
+    if (s.requests > 0 && quota == 0) continue;
+    auto& t = *threads[c % s.threads];
+    const double phase = interval * static_cast<double>(c) / static_cast<double>(s.connections);
+    t.conns.push_back(std::make_shared<connection>(t, c, quota, interval, phase));
+  }
+  std::vector<std::thread> running;
+  for (auto& t : threads) running.emplace_back([&t] { t->run(); });
+  for (auto& r : running) r.join();
+  const auto finished = clock::now();
+
+  run_result out;
+  for (auto& t : threads) {
+    run_result& r = t->result;
+    out.requests += r.requests;
+    for (std::size_t i = 0; i < out.status.size(); ++i) out.status[i] += r.status[i];
+    for (std::size_t i = 0; i < out.failures.size(); ++i) out.failures[i] += r.failures[i];
+    out.bytes_in += r.bytes_in;
+    out.bytes_out += r.bytes_out;
+    out.connections_requested += r.connections_requested;
+    out.connections_established += r.connections_established;
+    out.connections_failed += r.connections_failed;
+    out.in_flight_at_stop += r.in_flight_at_stop;
+    out.corrected.merge(r.corrected);
+    out.uncorrected.merge(r.uncorrected);
+    if (out.first_connect_error.empty()) out.first_connect_error = r.first_connect_error;
+  }
+  const auto window_end = s.requests > 0 ? finished : std::min(finished, p.end);
+  out.elapsed_s = std::max(0.0, std::chrono::duration<double>(window_end - p.measure_start).count());
+  out.series = seconds.take();
+  return out;
+}
+
+}  // namespace bufpool::loadgen

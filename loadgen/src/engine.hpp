@@ -1,0 +1,71 @@
+// engine: drives the load. One io_context per thread, each with its share of the connections; every
+// buffer the load generator sends or reads comes from a bufpool::pool. Latency is recorded per thread
+// into histograms (no shared atomics on the request path) and merged when the run ends.
+//
+// Closed loop: each connection keeps `pipeline` requests in flight and sends the next as a response
+// arrives. Open loop (rate > 0): each connection has a fixed schedule of intended send times
+// (rate / connections per second, phases staggered); a request that cannot go out on time (its
+// connection has `pipeline` requests in flight) waits and keeps its intended time. Latency is measured
+// from the intended time ("corrected": coordinated omission accounted for, as wrk2 does) and from the
+// actual send time ("uncorrected"). In the closed loop the two are the same.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "histogram.hpp"
+#include "settings.hpp"
+
+namespace bufpool::loadgen {
+
+/// Transport-level failures, counted by kind.
+enum class failure : std::uint8_t { connect, read, write, timeout, closed, parse, echo_mismatch, count };
+inline constexpr const char* failure_names[] = {"connect", "read",  "write",        "timeout",
+                                                "closed",  "parse", "echo_mismatch"};
+
+/// One second of the measured window, all threads merged.
+struct second_stats {
+  std::uint64_t second = 0;  // 0 = the first measured second
+  std::uint64_t requests = 0;
+  std::uint64_t errors = 0;
+  histogram latency{60'000'000};  // corrected
+};
+
+struct run_result {
+  std::uint64_t requests = 0;                  // responses received for requests sent in the window
+  std::array<std::uint64_t, 5> status{};       // responses by class, 1xx..5xx (HTTP)
+  std::array<std::uint64_t, static_cast<std::size_t>(failure::count)> failures{};
+  std::uint64_t bytes_in = 0;
+  std::uint64_t bytes_out = 0;
+  std::uint64_t connections_requested = 0;
+  std::uint64_t connections_established = 0;
+  std::uint64_t connections_failed = 0;
+  std::uint64_t in_flight_at_stop = 0;
+  double elapsed_s = 0;
+  histogram corrected{60'000'000};
+  histogram uncorrected{60'000'000};
+  std::vector<second_stats> series;
+  std::string first_connect_error;  // the first connect failure's message, for a clear report
+  std::uint64_t errors() const noexcept {
+    std::uint64_t n = 0;
+    for (auto f : failures) n += f;
+    return n;
+  }
+};
+
+/// Called once per measured second (from a worker thread) with that second's merged figures.
+using progress_fn = std::function<void(const second_stats&)>;
+
+/// Runs the load described by `s` and returns its figures. Throws std::runtime_error when the target
+/// cannot be resolved.
+run_result run_load(const loadgen_settings& s, const progress_fn& progress = {});
+
+}  // namespace bufpool::loadgen

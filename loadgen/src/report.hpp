@@ -1,0 +1,36 @@
+// report: the versioned JSON report ("schema": "bufpool-loadgen/1"), its wrk-like human summary, the
+// fetch of a server's /stats, and the exact merge of reports from several machines.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "engine.hpp"
+#include "settings.hpp"
+
+namespace bufpool::loadgen {
+
+inline constexpr const char* report_schema = "bufpool-loadgen/1";
+
+/// Server statistics gathered around a run.
+struct server_stats {
+  nlohmann::json before;                         // null if not fetched
+  nlohmann::json after;
+  nlohmann::json series = nlohmann::json::array();  // [{"t_s": seconds since start, "stats": {...}}]
+};
+
+/// GET url (http://host:port/path) with a timeout; the body parsed as JSON. Throws std::runtime_error.
+nlohmann::json fetch_json(const std::string& url, std::chrono::milliseconds timeout);
+
+/// The JSON report of a run.
+nlohmann::json make_report(const loadgen_settings& s, const run_result& r, const server_stats& st);
+/// The human summary (stdout) of a report.
+std::string summary(const nlohmann::json& report);
+/// Merges reports exactly: counters add, histograms add, the time series adds second by second.
+nlohmann::json merge_reports(const std::vector<nlohmann::json>& reports);
+/// Latency figures of a histogram: p50, p90, p99, p99.9, p99.99, max, mean (us; null when empty).
+nlohmann::json latency_json(const histogram& h);
+
+}  // namespace bufpool::loadgen

@@ -87,6 +87,8 @@ public:
   std::uint64_t second_requests = 0, second_errors = 0, second_index = 0;
   std::vector<std::shared_ptr<connection>> conns;
   bool stopping = false;
+  bool time_over = false;  // set by the tick once the duration has passed: no clock read per request
+  bool open_loop = false;
 
   const plan& p() const { return p_; }
   void run();
@@ -95,9 +97,10 @@ public:
     if (clock::now() >= p_.measure_start) ++second_errors;
   }
   void record(clock::time_point intended, clock::time_point sent, clock::time_point now) {
-    if (intended < p_.measure_start) return;  // warm-up
+    if (intended < p_.measure_start) return;                     // warm-up
+    if (p_.s.requests == 0 && intended >= p_.end) return;        // sent after the window closed
     result.corrected.record(micros(now - intended));
-    result.uncorrected.record(micros(now - sent));
+    if (open_loop) result.uncorrected.record(micros(now - sent));  // closed loop: the same, copied at the end
     second_hist.record(micros(now - intended));
     ++result.requests;
     ++second_requests;
@@ -174,7 +177,7 @@ private:
   bool done_sending() const {
     if (stopped_ || t_.stopping) return true;
     if (quota_ > 0) return sent_ >= quota_;
-    return clock::now() >= t_.p().end;
+    return t_.time_over || read_time_ >= t_.p().end;  // read_time_: no clock read of our own
   }
 
   void connect() {
@@ -221,7 +224,8 @@ private:
     if (!connected_ || stopped_) return;
     const auto limit = t_.p().s.pipeline;
     if (interval_.count() == 0) {  // closed loop: keep `pipeline` in flight
-      while (inflight_.size() < limit && !done_sending()) enqueue(clock::now());
+      const auto now = read_time_ != clock::time_point{} ? read_time_ : clock::now();
+      while (inflight_.size() < limit && !done_sending()) enqueue(now);
     } else {
       const auto now = clock::now();
       while (next_intended_ <= now && inflight_.size() < limit && !done_sending()) {
@@ -264,6 +268,7 @@ private:
     const std::size_t first = inflight_.size() - to_send_;
     for (std::size_t i = first; i < inflight_.size(); ++i) {
       inflight_[i].sent = now;
+      if (interval_.count() == 0) inflight_[i].intended = now;  // closed loop: intended when sent
       if (t_.p().s.url.echo) {
         const std::size_t n = t_.p().s.echo_size;
         bufpool::buffer b = t_.p().pool.get(n);
@@ -310,6 +315,7 @@ private:
       return;
     }
     t_.result.bytes_in += n;
+    read_time_ = clock::now();  // the arrival time of every response in this read
     const char* data = reinterpret_cast<const char*>(in_.data());
     if (t_.p().s.url.echo) {
       const auto gen = generation_;
@@ -329,6 +335,7 @@ private:
     }
     if (stopped_) return;
     schedule();
+    read_time_ = {};
     if (done_sending() && inflight_.empty() && to_send_ == 0) {
       stopped_ = true;  // quota reached and everything answered
       std::error_code ignored;
@@ -340,7 +347,7 @@ private:
 
   void on_response(int status, bool keep_alive) {
     if (inflight_.empty()) return;
-    const auto now = clock::now();
+    const auto now = read_time_;
     const request_record r = inflight_.front();
     inflight_.pop_front();
     if (status >= 100 && status < 200) {  // an interim response does not complete the request
@@ -362,7 +369,7 @@ private:
       }
     }
     echo_received_ += n;
-    const auto now = clock::now();
+    const auto now = read_time_;
     while (!inflight_.empty() && inflight_.front().echo_end <= echo_received_) {
       t_.record(inflight_.front().intended, inflight_.front().sent, now);
       inflight_.pop_front();
@@ -436,6 +443,7 @@ private:
   clock::duration interval_{0};
   clock::time_point next_intended_{};
   clock::time_point connect_deadline_{};
+  clock::time_point read_time_{};  // set while a read is being handled
   bufpool::buffer request_, bad_request_, in_;
   std::vector<bufpool::buffer> out_;
   std::vector<asio::const_buffer> iov_;
@@ -474,6 +482,7 @@ void thread_state::on_tick() {
     ++second_index;
   }
   const bool duration_over = p_.s.requests == 0 && now >= p_.end;
+  time_over = duration_over;
   // Every connection finished its quota or gave up (a target that refuses every connection).
   const bool all_done = std::all_of(conns.begin(), conns.end(), [](const auto& c) { return c.use_count() == 1; });
   if (duration_over || all_done) {
@@ -516,6 +525,7 @@ run_result run_load(const loadgen_settings& s, const progress_fn& progress) {
     if (s.requests > 0) quota = s.requests / s.connections + (c < s.requests % s.connections ? 1 : 0);
     if (s.requests > 0 && quota == 0) continue;
     auto& t = *threads[c % s.threads];
+    t.open_loop = interval > 0;
     const double phase = interval * static_cast<double>(c) / static_cast<double>(s.connections);
     t.conns.push_back(std::make_shared<connection>(t, c, quota, interval, phase));
   }
@@ -527,6 +537,7 @@ run_result run_load(const loadgen_settings& s, const progress_fn& progress) {
   run_result out;
   for (auto& t : threads) {
     run_result& r = t->result;
+    if (!t->open_loop) r.uncorrected = r.corrected;  // closed loop: sent when intended
     out.requests += r.requests;
     for (std::size_t i = 0; i < out.status.size(); ++i) out.status[i] += r.status[i];
     for (std::size_t i = 0; i < out.failures.size(); ++i) out.failures[i] += r.failures[i];

@@ -4,9 +4,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
-#include <spawn.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -17,6 +15,7 @@
 
 #include <doctest/doctest.h>
 
+#include "../support/process.hpp"
 #include "engine.hpp"
 #include "report.hpp"
 #include "server.hpp"
@@ -244,38 +243,10 @@ struct run_output {
   std::string out;
 };
 run_output run_loadgen(const std::vector<std::string>& args) {
-  const std::string log = "/tmp/bufpool-loadgen-test-" + std::to_string(::getpid()) + ".log";
-  std::vector<std::string> copy = args;
-  copy.insert(copy.begin(), BUFPOOL_LOADGEN_BIN);
-  std::vector<char*> argv;
-  for (auto& a : copy) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_adddup2(&fa, 1, 2);
-  pid_t pid = -1;
-  REQUIRE(posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), environ) == 0);
-  posix_spawn_file_actions_destroy(&fa);
+  bufpool::test::child_process p(BUFPOOL_LOADGEN_BIN, args);
   run_output r;
-  const auto deadline = std::chrono::steady_clock::now() + 30s;
-  int status = 0;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (::waitpid(pid, &status, WNOHANG) == pid) {
-      r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-      break;
-    }
-    std::this_thread::sleep_for(10ms);
-  }
-  if (r.status == -1) {
-    ::kill(pid, SIGKILL);
-    ::waitpid(pid, nullptr, 0);
-  }
-  std::ifstream in(log);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  r.out = ss.str();
-  std::remove(log.c_str());
+  r.status = p.wait_exit(30s);
+  r.out = p.output();
   return r;
 }
 }  // namespace

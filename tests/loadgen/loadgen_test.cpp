@@ -289,3 +289,14 @@ TEST_CASE("loadgen program: --max-error-rate fails the run when exceeded, and --
   CHECK(rep["summary"]["errors"]["parse"].get<int>() >= 1);
   std::remove(json.c_str());
 }
+
+TEST_CASE("loadgen: settings come from a JSON file too, with flags on top") {
+  const std::string file = "/tmp/bufpool-loadgen-config-" + std::to_string(::getpid()) + ".json";
+  std::ofstream(file) << R"({"connections": 3, "duration": "2s", "pipeline": 4, "method": "POST"})";
+  auto s = settings_for("http://127.0.0.1:1/", {"--config", file, "--pipeline", "8"});
+  CHECK(s.connections == 3);
+  CHECK(s.duration == std::chrono::seconds(2));
+  CHECK(s.pipeline == 8);
+  CHECK(s.method == "POST");
+  std::remove(file.c_str());
+}

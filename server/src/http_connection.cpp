@@ -258,7 +258,7 @@ unsigned http_connection::status_for(llhttp_errno_t err) const {
     std::string_view te(te_.data(), te_len_);
     const auto comma = te.rfind(',');
     const std::string_view last = trim(comma == std::string_view::npos ? te : te.substr(comma + 1));
-    if (!last.empty() && !iequals(last, "chunked") && te.find("chunked") == std::string_view::npos) return 501;
+    if (!last.empty() && last != "chunked" && te.find("chunked") == std::string_view::npos) return 501;
     return 400;
   }
   return 400;
@@ -346,7 +346,8 @@ int http_connection::on_header_value_complete() {
     } else if (iequals(name, "transfer-encoding")) {
       te_seen_ = true;
       te_len_ = std::min(value.size(), te_.size());
-      std::memcpy(te_.data(), value.data(), te_len_);
+      for (std::size_t i = 0; i < te_len_; ++i)  // kept in lower case: codings are case-insensitive
+        te_[i] = static_cast<char>(std::tolower(static_cast<unsigned char>(value[i])));
     }
   }
   field_len_ = 0;

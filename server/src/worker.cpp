@@ -34,6 +34,8 @@ void worker::stop() {
   if (stopped_) return;
   stopped_ = true;
   asio::post(io_, [this] {
+    // The sweep may already be queued to run (its timer expired): the flag keeps it from re-arming.
+    sweeping_ = false;
     sweep_timer_.cancel();
     for_each_connection([](connection_base* c) { c->force_close(); });
     work_.reset();
@@ -58,6 +60,7 @@ void worker::refresh_date() {
 // Every tick: refresh the Date, and fire the deadlines that passed. One timer per worker instead of
 // one per connection keeps timer operations off the request path.
 void worker::sweep() {
+  if (!sweeping_) return;
   refresh_date();
   const auto now = clock::now();
   for_each_connection([now](connection_base* c) {

@@ -93,6 +93,7 @@ private:
   std::int64_t date_second_ = -1;
   connection_base* head_ = nullptr;
   bool stopped_ = false;
+  bool sweeping_ = true;  // worker thread only: cleared when the worker stops
 };
 
 }  // namespace bufpool::server

@@ -85,3 +85,16 @@ TEST_CASE("shutdown: connections still busy after the grace period are closed") 
   CHECK(std::chrono::steady_clock::now() - t0 < 5s);  // a bound on the stop, not a speed claim
   CHECK(busy.closed_by_peer(2s));
 }
+
+// Regression: a sweep already queued to run when the worker stopped re-armed its timer, so the worker's
+// io_context never ran out of work and stop() waited forever. A short sweep tick makes the race likely.
+TEST_CASE("shutdown: stopping never hangs when a sweep is due (regression: queued sweep re-armed)") {
+  for (int i = 0; i < 100; ++i) {
+    server s(test_settings({{"http.idle_timeout", "20ms"}, {"http.linger_timeout", "0s"}}));  // 5 ms ticks
+    client c(s.ports().http);
+    c.send(get("/plaintext"));
+    c.read_response();
+    std::this_thread::sleep_for(std::chrono::microseconds(i * 50));
+    s.stop();  // ctest's timeout is the bound if this regresses
+  }
+}

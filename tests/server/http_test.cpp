@@ -224,9 +224,10 @@ TEST_CASE("http: 400 for Transfer-Encoding in HTTP/1.0") {
   expect_error_and_close(s, "POST /echo HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 400);
 }
 
-TEST_CASE("http: 501 for an unknown transfer coding") {
+TEST_CASE("http: 501 for an unknown transfer coding; 400 when chunked is not the last coding") {
   server s(test_settings());
   expect_error_and_close(s, "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n", 501);
+  expect_error_and_close(s, "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: Chunked, gzip\r\n\r\n", 400);
 }
 
 TEST_CASE("http: 404 for an unknown path, and the admin routes are not on the public port") {

@@ -96,9 +96,11 @@ public:
     result.failures[static_cast<std::size_t>(f)]++;
     if (clock::now() >= p_.measure_start) ++second_errors;
   }
-  void record(clock::time_point intended, clock::time_point sent, clock::time_point now) {
+  // One completed request: counted (with its status class, 0 for echo) only inside the measured window.
+  void record(clock::time_point intended, clock::time_point sent, clock::time_point now, int status = 0) {
     if (intended < p_.measure_start) return;                     // warm-up
     if (p_.s.requests == 0 && intended >= p_.end) return;        // sent after the window closed
+    if (status >= 100 && status < 600) result.status[static_cast<std::size_t>(status / 100 - 1)]++;
     result.corrected.record(micros(now - intended));
     if (open_loop) result.uncorrected.record(micros(now - sent));  // closed loop: the same, copied at the end
     second_hist.record(micros(now - intended));
@@ -354,9 +356,7 @@ private:
       inflight_.push_front(r);
       return;
     }
-    if (r.intended >= t_.p().measure_start && status >= 100 && status < 600)
-      t_.result.status[static_cast<std::size_t>(status / 100 - 1)]++;
-    t_.record(r.intended, r.sent, now);
+    t_.record(r.intended, r.sent, now, status);
     if (!keep_alive) closing_ = true;
   }
 

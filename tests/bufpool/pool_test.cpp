@@ -24,7 +24,7 @@ using bufpool::pool_options;
 using bufpool::test::check_identities;
 using bufpool::test::counting_resource;
 
-TEST_CASE("pool: requests round up to power-of-two classes; above the maximum they are unpooled") {
+TEST_CASE("pool: requests round up to power-of-two classes, and above the maximum they are unpooled") {
   pool p;
   CHECK(p.class_count() == 9);  // 256 B .. 64 KiB
   CHECK(p.get(0).capacity() == 256);
@@ -134,7 +134,7 @@ TEST_CASE("pool: a full ring drops, counted") {
   check_identities(s);
 }
 
-TEST_CASE("pool: the idle-bytes cap is never exceeded; returns beyond it are dropped") {
+TEST_CASE("pool: the idle-bytes cap is never exceeded, and returns beyond it are dropped") {
   counting_resource mem;
   pool_options o;
   o.max_class = 4096;

@@ -89,7 +89,7 @@ TEST_CASE("histogram: encode and decode are exact") {
   CHECK(back.percentile(99.9) == h.percentile(99.9));
 }
 
-TEST_CASE("histogram: values above the highest are clamped and counted; empty is NaN") {
+TEST_CASE("histogram: values above the highest are clamped and counted, and an empty one gives NaN") {
   histogram h(100'000);
   h.record(5);
   h.record(10'000'000);

@@ -209,7 +209,7 @@ TEST_CASE("http: 400 for a bad chunk size") {
                          400);
 }
 
-TEST_CASE("http: 400 for HTTP/1.1 without Host; HTTP/1.0 without Host is fine") {
+TEST_CASE("http: 400 for HTTP/1.1 without Host, while HTTP/1.0 without Host is fine") {
   server s(test_settings());
   expect_error_and_close(s, "GET /plaintext HTTP/1.1\r\n\r\n", 400);
   client c(s.ports().http);
@@ -224,7 +224,7 @@ TEST_CASE("http: 400 for Transfer-Encoding in HTTP/1.0") {
   expect_error_and_close(s, "POST /echo HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 400);
 }
 
-TEST_CASE("http: 501 for an unknown transfer coding; 400 when chunked is not the last coding") {
+TEST_CASE("http: 501 for an unknown transfer coding, and 400 when chunked is not the last coding") {
   server s(test_settings());
   expect_error_and_close(s, "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n", 501);
   expect_error_and_close(s, "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: Chunked, gzip\r\n\r\n", 400);

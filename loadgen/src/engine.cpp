@@ -96,10 +96,13 @@ public:
     result.failures[static_cast<std::size_t>(f)]++;
     if (clock::now() >= p_.measure_start) ++second_errors;
   }
+  /// Whether a request intended at `t` belongs to the measured window (not warm-up, not after the end).
+  bool in_window(clock::time_point t) const {
+    return t >= p_.measure_start && (p_.s.requests > 0 || t < p_.end);
+  }
   // One completed request: counted (with its status class, 0 for echo) only inside the measured window.
   void record(clock::time_point intended, clock::time_point sent, clock::time_point now, int status = 0) {
-    if (intended < p_.measure_start) return;                     // warm-up
-    if (p_.s.requests == 0 && intended >= p_.end) return;        // sent after the window closed
+    if (!in_window(intended)) return;
     if (status >= 100 && status < 600) result.status[static_cast<std::size_t>(status / 100 - 1)]++;
     result.corrected.record(micros(now - intended));
     if (open_loop) result.uncorrected.record(micros(now - sent));  // closed loop: the same, copied at the end
@@ -145,7 +148,7 @@ public:
   // Stops for good; counts what was in flight.
   void stop() {
     stopped_ = true;
-    t_.result.in_flight_at_stop += inflight_.size();
+    t_.result.in_flight_at_stop += count_sent_in_window();
     inflight_.clear();
     std::error_code ec;
     socket_.close(ec);
@@ -271,6 +274,7 @@ private:
     for (std::size_t i = first; i < inflight_.size(); ++i) {
       inflight_[i].sent = now;
       if (interval_.count() == 0) inflight_[i].intended = now;  // closed loop: intended when sent
+      if (t_.in_window(inflight_[i].intended)) ++t_.result.sent;
       if (t_.p().s.url.echo) {
         const std::size_t n = t_.p().s.echo_size;
         bufpool::buffer b = t_.p().pool.get(n);
@@ -383,8 +387,17 @@ private:
   }
 
   // Drops the connection; requests in flight are lost (not retried), then connects again.
+  // Requests written and not answered, inside the measured window.
+  std::uint64_t count_sent_in_window() const {
+    std::uint64_t n = 0;
+    const std::size_t written = inflight_.size() - to_send_;
+    for (std::size_t i = 0; i < written; ++i) n += t_.in_window(inflight_[i].intended) ? 1 : 0;
+    return n;
+  }
+
   void reconnect() {
     ++generation_;
+    t_.result.lost += count_sent_in_window();  // never answered: reported, not retried
     std::error_code ec;
     socket_.close(ec);
     connected_ = false;
@@ -547,6 +560,8 @@ run_result run_load(const loadgen_settings& s, const progress_fn& progress) {
     out.connections_established += r.connections_established;
     out.connections_failed += r.connections_failed;
     out.in_flight_at_stop += r.in_flight_at_stop;
+    out.sent += r.sent;
+    out.lost += r.lost;
     out.corrected.merge(r.corrected);
     out.uncorrected.merge(r.uncorrected);
     if (out.first_connect_error.empty()) out.first_connect_error = r.first_connect_error;

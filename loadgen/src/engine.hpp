@@ -49,6 +49,8 @@ struct run_result {
   std::uint64_t connections_established = 0;
   std::uint64_t connections_failed = 0;
   std::uint64_t in_flight_at_stop = 0;
+  std::uint64_t sent = 0;  // requests written in the window: sent == requests + lost + in_flight_at_stop
+  std::uint64_t lost = 0;  // written, then their connection closed before an answer (not retried)
   double elapsed_s = 0;
   histogram corrected{60'000'000};
   histogram uncorrected{60'000'000};

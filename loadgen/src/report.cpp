@@ -125,7 +125,9 @@ nlohmann::json make_report(const loadgen_settings& s, const run_result& r, const
                                 {"attempts", r.connections_requested},
                                 {"established", r.connections_established},
                                 {"failed", r.connections_failed}}},
-               {"in_flight_at_stop", r.in_flight_at_stop}};
+               {"in_flight_at_stop", r.in_flight_at_stop},
+               {"sent", r.sent},
+               {"lost", r.lost}};
   if (s.rate > 0) {
     summary["target_rps"] = s.rate;
     summary["achieved_rps"] = rps;
@@ -177,7 +179,8 @@ std::string summary(const nlohmann::json& rep) {
   for (auto it = s["errors"].begin(); it != s["errors"].end(); ++it)
     if (it.value().get<std::uint64_t>() > 0) o << " (" << it.key() << " " << it.value().get<std::uint64_t>() << ")";
   o << "\n  Connections: " << s["connections"]["established"] << " established, " << s["connections"]["failed"]
-    << " failed; " << s["in_flight_at_stop"] << " requests in flight at stop\n";
+    << " failed; " << s["in_flight_at_stop"] << " requests in flight at stop, " << s.value("lost", 0)
+    << " lost to closed connections\n";
   const auto& pw = rep["server_stats"]["pool_window"];
   if (pw.is_object()) {
     std::snprintf(line, sizeof line,
@@ -216,8 +219,8 @@ nlohmann::json merge_reports(const std::vector<nlohmann::json>& reports) {
   for (std::size_t i = 1; i < reports.size(); ++i) {
     const auto& r = reports[i];
     const auto& rs = r["summary"];
-    for (const char* k : {"requests", "errors_total", "bytes_in", "bytes_out", "in_flight_at_stop"})
-      s[k] = s[k].get<std::uint64_t>() + rs[k].get<std::uint64_t>();
+    for (const char* k : {"requests", "errors_total", "bytes_in", "bytes_out", "in_flight_at_stop", "sent", "lost"})
+      s[k] = s.value(k, std::uint64_t{0}) + rs.value(k, std::uint64_t{0});
     for (auto it = rs["responses"].begin(); it != rs["responses"].end(); ++it)
       s["responses"][it.key()] = s["responses"].value(it.key(), std::uint64_t{0}) + it.value().get<std::uint64_t>();
     for (auto it = rs["errors"].begin(); it != rs["errors"].end(); ++it)

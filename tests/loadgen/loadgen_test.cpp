@@ -92,6 +92,11 @@ bool read_some(int fd, std::string& buf, std::atomic<bool>& stop) {
   return false;
 }
 
+// Every request written in the window was answered, lost to a closed connection, or in flight at stop.
+void check_accounting(const run_result& r) {
+  CHECK(r.sent == r.requests + r.lost + r.in_flight_at_stop);
+}
+
 }  // namespace
 
 TEST_CASE("loadgen: a server that stalls for a second shows in the corrected p99, not in the uncorrected") {
@@ -122,6 +127,7 @@ TEST_CASE("loadgen: a server that stalls for a second shows in the corrected p99
   CHECK(r.corrected.percentile(99) > 500'000);
   CHECK(r.uncorrected.percentile(99) < 100'000);
   CHECK(r.uncorrected.max() >= 1'000'000);
+  check_accounting(r);
 }
 
 TEST_CASE("loadgen: echo verification catches a server that corrupts one byte") {
@@ -142,6 +148,7 @@ TEST_CASE("loadgen: echo verification catches a server that corrupts one byte") 
   // Caught at byte 1000 of each connection (the server corrupts that byte of every connection).
   CHECK(r.failures[static_cast<std::size_t>(failure::echo_mismatch)] >= 1);
   CHECK(r.requests < 100);
+  check_accounting(r);
 }
 
 TEST_CASE("loadgen: echo against bufpool-server verifies every byte") {
@@ -175,6 +182,8 @@ TEST_CASE("loadgen: the JSON report against bufpool-server carries every key and
   }
   CHECK(rep["environment"]["cores"].get<int>() >= 1);
   CHECK(rep["summary"]["responses"]["2xx"].get<std::uint64_t>() == r.requests);
+  check_accounting(r);
+  CHECK(rep["summary"]["sent"] == r.sent);
   CHECK(r.requests > 100);
   CHECK(rep["timeseries"].size() >= 1);
   const auto& pw = rep["server_stats"]["pool_window"];
@@ -195,6 +204,19 @@ TEST_CASE("loadgen: malformed requests are counted by status and the connections
   CHECK(r.status[1] == 180);  // 2xx
   CHECK(r.status[3] == 20);   // 4xx: 400 for each malformed request
   CHECK(r.requests == 200);
+  check_accounting(r);
+}
+
+TEST_CASE("loadgen: requests pipelined behind a malformed one are reported lost, not silently dropped") {
+  bufpool::server::server srv(bufpool::test::test_settings());
+  auto s = settings_for("http://127.0.0.1:" + std::to_string(srv.ports().http) + "/plaintext",
+                        {"--connections", "1", "--threads", "1", "--requests", "100", "--malformed", "0.1",
+                         "--pipeline", "4"});
+  const auto r = run_load(s);
+  CHECK(r.status[3] >= 1);  // the malformed ones that were answered (400, then the server closes)
+  CHECK(r.lost >= 1);       // what was pipelined behind them
+  CHECK(r.sent == 100);
+  check_accounting(r);
 }
 
 TEST_CASE("loadgen: POST with Content-Length and chunked bodies") {

@@ -1,5 +1,5 @@
 // bufpool-demo: a short tour of the pool on two io_context threads, printing the statistics as JSON.
-// It is what ./scripts/run starts until the server exists.
+// Run it as build/release/bin/bufpool-demo: an example of embedding the library, no server needed.
 #include <chrono>
 #include <cstdio>
 #include <iostream>

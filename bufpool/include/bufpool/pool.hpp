@@ -309,7 +309,6 @@ BUFPOOL_NOINLINE inline detail::thread_cache* pool::attach_slow() noexcept {
         caches_.store(tc, std::memory_order_release);
         ++cache_count_;
       }
-      tc->attached = true;
       ++attached_;
       tc->epoch = epoch_.load(std::memory_order_acquire);
     }
@@ -355,7 +354,6 @@ inline void pool::detach(detail::thread_cache* tc) noexcept {
   }
   idle_credit_.fetch_add(freed_bytes + std::exchange(tc->credit, 0), std::memory_order_relaxed);
   std::lock_guard lk(caches_mu_);
-  tc->attached = false;
   --attached_;
   free_caches_.push_back(tc);
 }

@@ -67,8 +67,6 @@ struct thread_cache {
   std::size_t credit = 0;
   /// Single-writer counters of unpooled (oversize) buffers.
   std::atomic<std::uint64_t> oversize_gets{0}, oversize_puts{0}, oversize_bytes_got{0}, oversize_bytes_put{0};
-  /// Guarded by the pool's cache mutex.
-  bool attached = false;
   /// Next cache in the pool's list; written once before the cache is published, then never again.
   thread_cache* next = nullptr;
 

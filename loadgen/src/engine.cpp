@@ -130,6 +130,7 @@ public:
       next_intended_ = t_.p().start + std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(phase_s));
     }
     if (!s.url.echo) build_requests();
+    head_requests_ = s.method == "HEAD";
     malformed_every_ = s.malformed > 0 ? std::max<std::uint64_t>(1, static_cast<std::uint64_t>(std::llround(1.0 / s.malformed))) : 0;
     llhttp_settings_init(&settings_);
     settings_.on_headers_complete = [](llhttp_t* p) {
@@ -228,9 +229,8 @@ private:
   void schedule() {
     if (!connected_ || stopped_) return;
     const auto limit = t_.p().s.pipeline;
-    if (interval_.count() == 0) {  // closed loop: keep `pipeline` in flight
-      const auto now = read_time_ != clock::time_point{} ? read_time_ : clock::now();
-      while (inflight_.size() < limit && !done_sending()) enqueue(now);
+    if (interval_.count() == 0) {  // closed loop: keep `pipeline` in flight; pump() stamps the times
+      while (inflight_.size() < limit && !done_sending()) enqueue(clock::time_point{});
     } else {
       const auto now = clock::now();
       while (next_intended_ <= now && inflight_.size() < limit && !done_sending()) {
@@ -255,7 +255,7 @@ private:
     ++sent_;
     ++to_send_;
     const bool bad = malformed_every_ > 0 && sent_ % malformed_every_ == 0;
-    r.head = !bad && t_.p().s.method == "HEAD";
+    r.head = !bad && head_requests_;
     pending_bad_.push_back(bad);
     if (t_.p().s.url.echo) {
       echo_sent_ += t_.p().s.echo_size;
@@ -469,6 +469,7 @@ private:
   std::uint64_t generation_ = 0;
   int connect_failures_ = 0;
   bool connected_ = false, writing_ = false, closing_ = false, stopped_ = false;
+  bool head_requests_ = false;  // responses to our (well-formed) requests have no body
   llhttp_t parser_{};
   llhttp_settings_t settings_{};
 };

@@ -1,12 +1,15 @@
 #include "echo_connection.hpp"
 
+#include <new>
+
 #include <asio/write.hpp>
 
 namespace bufpool::server {
 
 echo_connection::echo_connection(worker& w, asio::ip::tcp::socket socket, std::size_t buffer_bytes,
-                                 clock::duration write_timeout)
-    : w_(w), socket_(std::move(socket)), buffer_bytes_(buffer_bytes), write_timeout_(write_timeout) {
+                                 clock::duration idle_timeout, clock::duration write_timeout)
+    : w_(w), socket_(std::move(socket)), buffer_bytes_(buffer_bytes), idle_timeout_(idle_timeout),
+      write_timeout_(write_timeout) {
   std::error_code ec;
   socket_.non_blocking(true, ec);
   socket_.set_option(asio::ip::tcp::no_delay(true), ec);
@@ -23,11 +26,18 @@ void echo_connection::read() {
     close_now();
     return;
   }
-  buf_ = w_.pool().get(buffer_bytes_);
+  try {
+    buf_ = w_.pool().get(buffer_bytes_);
+  } catch (const std::bad_alloc&) {
+    w_.stats().count_error(error_kind::out_of_memory);
+    close_now();
+    return;
+  }
   std::error_code ec;
   const std::size_t n = socket_.read_some(asio::buffer(buf_.data(), buf_.capacity()), ec);
   if (ec == asio::error::would_block || ec == asio::error::try_again) {
     buf_.reset();  // idle: hold no buffer while waiting
+    deadline_ = clock::now() + idle_timeout_;
     socket_.async_wait(asio::socket_base::wait_read, [self = shared_from_this()](std::error_code e) {
       if (e) {
         self->close_now();
@@ -74,7 +84,7 @@ void echo_connection::close_now() {
 void echo_connection::on_deadline() {
   auto self = shared_from_this();
   deadline_ = clock::time_point::max();
-  if (writing_) w_.stats().count_error(error_kind::write_timeout);
+  w_.stats().count_error(writing_ ? error_kind::write_timeout : error_kind::echo_idle_timeout);
   close_now();
 }
 

@@ -6,8 +6,10 @@
 #include <cctype>
 #include <charconv>
 #include <cstring>
+#include <new>
 #include <span>
 
+#include <asio/post.hpp>
 #include <asio/write.hpp>
 
 namespace bufpool::server {
@@ -15,8 +17,18 @@ namespace bufpool::server {
 namespace {
 
 constexpr std::string_view plaintext_body = "Hello, World!";
-constexpr std::size_t echo_chunk_bytes = 16384;
 constexpr std::size_t out_buffer_bytes = 4096;
+// Reads one connection may do in one turn of the io_context before it yields (fairness: a client
+// that keeps sending cannot hold its worker; with 4 KiB read buffers, 64 KiB per turn).
+constexpr unsigned max_reads_per_turn = 16;
+// Bytes read and discarded per turn while lingering.
+constexpr std::size_t max_linger_bytes_per_turn = 64 * 1024;
+// Chunk-extension bytes allowed on one chunk-size line (they also count toward max_body_bytes).
+constexpr std::size_t max_chunk_extension_bytes = 1024;
+// What is sent when no buffer can be had: from static memory, so it needs no allocation.
+constexpr std::string_view out_of_memory_response =
+    "HTTP/1.1 503 Service Unavailable\r\nServer: bufpool\r\nContent-Type: text/plain\r\n"
+    "Content-Length: 14\r\nConnection: close\r\nRetry-After: 1\r\n\r\nout of memory\n";
 
 std::string_view reason(unsigned status) {
   switch (status) {
@@ -32,6 +44,7 @@ std::string_view reason(unsigned status) {
     case 500: return "Internal Server Error";
     case 501: return "Not Implemented";
     case 503: return "Service Unavailable";
+    case 505: return "HTTP Version Not Supported";
   }
   return "Unknown";
 }
@@ -40,6 +53,21 @@ bool iequals(std::string_view a, std::string_view b) {
   return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
            return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
          });
+}
+
+// tchar of RFC 9110 5.6.2: the characters of a header field name.
+bool is_tchar(char c) {
+  const auto u = static_cast<unsigned char>(c);
+  if (std::isalnum(u) != 0) return true;
+  return std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+}
+
+// What a Host value may hold (RFC 9110 7.2 / RFC 3986 authority without userinfo): reg-name or
+// IP-literal characters and a port. No spaces, no '/', '?', '#' or '@'.
+bool is_host_char(char c) {
+  const auto u = static_cast<unsigned char>(c);
+  if (std::isalnum(u) != 0) return true;
+  return std::string_view("-._~%!$&'()*+,;=:[]").find(c) != std::string_view::npos;
 }
 
 std::string_view trim(std::string_view s) {
@@ -79,8 +107,25 @@ std::size_t write_message_json(char* out, std::string_view text) {
   return static_cast<std::size_t>(p - out);
 }
 
+// The path of an origin-form target, or of an absolute-form one (RFC 9112 3.2.2: a server MUST
+// accept "GET http://host/path"), without its query.
+std::string_view path_of(std::string_view target) {
+  auto starts_with_ci = [&](std::string_view prefix) {
+    return target.size() >= prefix.size() && iequals(target.substr(0, prefix.size()), prefix);
+  };
+  for (std::string_view scheme : {std::string_view("http://"), std::string_view("https://")}) {
+    if (starts_with_ci(scheme)) {
+      const auto slash = target.find('/', scheme.size());
+      target = slash == std::string_view::npos ? std::string_view("/") : target.substr(slash);
+      break;
+    }
+  }
+  if (const auto q = target.find('?'); q != std::string_view::npos) target = target.substr(0, q);
+  return target;
+}
+
 route route_for(bool admin, llhttp_method_t method, std::string_view path) {
-  if (const auto q = path.find('?'); q != std::string_view::npos) path = path.substr(0, q);
+  path = path_of(path);
   const bool get = method == HTTP_GET || method == HTTP_HEAD;
   auto by_method = [](bool ok, route r) { return ok ? r : route::method_not_allowed; };
   if (path == "/healthz") return by_method(get, route::healthz);
@@ -95,7 +140,7 @@ route route_for(bool admin, llhttp_method_t method, std::string_view path) {
 }
 
 std::string_view allow_for(bool admin, std::string_view path) {
-  if (const auto q = path.find('?'); q != std::string_view::npos) path = path.substr(0, q);
+  path = path_of(path);
   if (!admin && path == "/echo") return "Allow: POST\r\n";
   return "Allow: GET, HEAD\r\n";
 }
@@ -116,6 +161,10 @@ struct llhttp_callbacks {
       x.on_header_value = [](llhttp_t* p, const char* at, std::size_t n) { return c(p).on_header_value(at, n); };
       x.on_header_value_complete = [](llhttp_t* p) { return c(p).on_header_value_complete(); };
       x.on_headers_complete = [](llhttp_t* p) { return c(p).on_headers_complete(); };
+      x.on_chunk_header = [](llhttp_t* p) { return c(p).on_chunk_header(); };
+      x.on_chunk_extension_name = [](llhttp_t* p, const char*, std::size_t n) { return c(p).on_chunk_extension(n); };
+      x.on_chunk_extension_value = [](llhttp_t* p, const char*, std::size_t n) { return c(p).on_chunk_extension(n); };
+      x.on_chunk_complete = [](llhttp_t* p) { return c(p).on_chunk_complete(); };
       x.on_body = [](llhttp_t* p, const char* at, std::size_t n) { return c(p).on_body(at, n); };
       x.on_message_complete = [](llhttp_t* p) { return c(p).on_message_complete(); };
       return x;
@@ -158,11 +207,23 @@ void http_connection::set_deadline(clock::duration d) { deadline_ = clock::now()
 // ---- input --------------------------------------------------------------------------------------
 
 // Reads whatever the socket has, without waiting; if nothing is there, waits for readability holding
-// no buffer. Loops while input keeps coming and produces no response (a request arriving in pieces).
+// no buffer. Loops while input keeps coming and produces no response (a request arriving in pieces),
+// at most max_reads_per_turn times: then it yields, so one client cannot hold its worker.
 void http_connection::read() {
-  for (;;) {
+  for (unsigned reads = 0;; ++reads) {
     if (in_begin_ == in_end_) {
-      if (!in_) in_ = w_.pool().get(ctx_.cfg.read_buffer_bytes);
+      if (reads == max_reads_per_turn) {
+        yield();
+        return;
+      }
+      if (!in_) {
+        try {
+          in_ = w_.pool().get(ctx_.cfg.read_buffer_bytes);
+        } catch (const std::bad_alloc&) {
+          fail_out_of_memory();
+          return;
+        }
+      }
       std::error_code ec;
       const std::size_t n = socket_.read_some(asio::buffer(in_.data(), in_.capacity()), ec);
       if (ec == asio::error::would_block || ec == asio::error::try_again) {
@@ -187,12 +248,23 @@ void http_connection::read() {
   }
 }
 
+// Lets the other handlers of this io_context run, then reads on.
+void http_connection::yield() {
+  yielded_ = true;
+  asio::post(w_.context(), [self = shared_from_this()] {
+    self->yielded_ = false;
+    if (self->phase_ == phase::closed || self->writing_ || self->waiting_) return;
+    if (self->phase_ == phase::lingering) self->linger();
+    else self->read();
+  });
+}
+
 void http_connection::wait_readable() {
   waiting_ = true;
   socket_.async_wait(asio::socket_base::wait_read, [self = shared_from_this()](std::error_code ec) {
     self->waiting_ = false;
     // While a response is being written, on_written() decides what comes next.
-    if (ec || self->phase_ == phase::closed || self->writing_) return;
+    if (ec || self->phase_ == phase::closed || self->writing_ || self->yielded_) return;
     if (self->phase_ == phase::lingering) {
       self->linger();
       return;
@@ -201,33 +273,41 @@ void http_connection::wait_readable() {
   });
 }
 
+// One llhttp_execute over [data, data + n), remembering where it started (for the obs-fold check).
+void http_connection::execute(const char* data, std::size_t n) {
+  exec_begin_ = data;
+  const llhttp_errno_t err = llhttp_execute(&parser_, data, n);
+  const char* end = data + n;
+  if (err == HPE_PAUSED) {
+    end = llhttp_get_error_pos(&parser_);
+    in_begin_ = static_cast<std::size_t>(end - reinterpret_cast<const char*>(in_.data()));
+    llhttp_resume(&parser_);
+  } else {
+    in_begin_ = in_end_;
+  }
+  for (const char* p = end; p != data;) {  // the last byte that is not SP/HT, for the next call
+    --p;
+    if (*p != ' ' && *p != '\t') {
+      last_byte_ = *p;
+      break;
+    }
+  }
+  if (err != HPE_OK && err != HPE_PAUSED)
+    fail(reject_status_ != 0 ? reject_status_ : 400, reject_status_ != 0 ? reject_kind_ : error_kind::bad_request);
+}
+
 // Parses [in_begin_, in_end_), answering every complete request; flushes the answers.
 http_connection::outcome http_connection::process_input() {
   const char* base = reinterpret_cast<const char*>(in_.data());
   while (in_begin_ < in_end_ && !closing_) {
-    const llhttp_errno_t err = llhttp_execute(&parser_, base + in_begin_, in_end_ - in_begin_);
-    if (err == HPE_OK) {
-      in_begin_ = in_end_;
-      break;
-    }
-    if (err == HPE_PAUSED) {  // on_message_complete paused: the batch is full or the connection closes
-      in_begin_ = static_cast<std::size_t>(llhttp_get_error_pos(&parser_) - base);
-      llhttp_resume(&parser_);
-      if (batch_ >= ctx_.cfg.max_pipeline) break;
-      continue;
-    }
-    fail(status_for(err), reject_status_ != 0 ? reject_kind_ : error_kind::bad_request);
-    in_begin_ = in_end_;
+    execute(base + in_begin_, in_end_ - in_begin_);
+    if (batch_ >= ctx_.cfg.max_pipeline) break;
   }
+  if (closing_) in_begin_ = in_end_;  // nothing after a failed or last request is parsed
+  if (writing_) return outcome::writing;  // the 503 of a failed allocation is on its way
   if (in_begin_ >= in_end_) {
     in_.reset();  // all parsed: llhttp keeps the state, the bytes are no longer needed
     in_begin_ = in_end_ = 0;
-  }
-  // Expect: 100-continue: only once the body will really be read (echo), never before a 413.
-  if (expect_continue_ && !continue_sent_ && phase_ == phase::body && route_ == route::echo && !closing_) {
-    continue_sent_ = true;
-    append("HTTP/1.1 100 Continue\r\n\r\n");
-    w_.stats().count_status(100);
   }
   if (!out_.empty()) {
     flush();
@@ -240,35 +320,32 @@ http_connection::outcome http_connection::process_input() {
   return outcome::need_input;
 }
 
+bool http_connection::last_response() const {
+  return !keep_alive_ || requests_ + 1 >= ctx_.cfg.max_requests_per_connection ||
+         (!ctx_.admin && w_.draining.load(std::memory_order_relaxed));
+}
+
 void http_connection::complete_request() {
+  if (last_response()) closing_ = true;
   ++requests_;
   w_.stats().requests[static_cast<std::size_t>(route_)].add();
-  if (!keep_alive_ || requests_ >= ctx_.cfg.max_requests_per_connection ||
-      (!ctx_.admin && w_.draining.load(std::memory_order_relaxed)))
-    closing_ = true;
   respond(route_);
+  head_ = streaming_ = false;  // a request that fails before its headers are complete is no HEAD
   phase_ = phase::idle;
   set_deadline(ctx_.cfg.idle_timeout);
 }
 
-unsigned http_connection::status_for(llhttp_errno_t err) const {
-  if (reject_status_ != 0) return reject_status_;
-  if (err == HPE_INVALID_TRANSFER_ENCODING) {
-    // Unknown transfer coding -> 501; a malformed one (or chunked not last) -> 400.
-    std::string_view te(te_.data(), te_len_);
-    const auto comma = te.rfind(',');
-    const std::string_view last = trim(comma == std::string_view::npos ? te : te.substr(comma + 1));
-    if (!last.empty() && last != "chunked" && te.find("chunked") == std::string_view::npos) return 501;
-    return 400;
-  }
-  return 400;
-}
-
-// A framing or limit error: answer with `status`, then close with a lingering close.
+// A framing or limit error: answer with `status`, then close with a lingering close. If an echo
+// answer has already begun, no status can be sent any more: the answer is cut short (its framing
+// tells the client it is incomplete) and the connection closes.
 void http_connection::fail(unsigned status, error_kind kind) {
-  w_.stats().count_error(status == 501 ? error_kind::not_implemented : kind);
+  w_.stats().count_error(kind);
   closing_ = true;
-  body_.clear();
+  if (streaming_) {
+    w_.stats().count_error(error_kind::response_aborted);
+    streaming_ = false;
+    return;
+  }
   std::string_view text;
   switch (status) {
     case 408: text = "request timeout\n"; break;
@@ -276,13 +353,43 @@ void http_connection::fail(unsigned status, error_kind kind) {
     case 414: text = "request target too long\n"; break;
     case 431: text = "request header fields too large\n"; break;
     case 501: text = "transfer coding not implemented\n"; break;
+    case 503: text = "out of memory\n"; break;
+    case 505: text = "HTTP version not supported\n"; break;
     default: text = "bad request\n"; break;
   }
-  write_head(status, "text/plain", text.size());
-  append_body(text);
+  try {
+    write_head(status, "text/plain", text.size());
+    if (!head_) append(text);  // a request that failed before its headers were complete is no HEAD
+  } catch (const std::bad_alloc&) {
+    fail_out_of_memory();
+  }
+}
+
+// No buffer could be had: answer 503 from static memory if no answer has begun, and close.
+void http_connection::fail_out_of_memory() {
+  w_.stats().count_error(error_kind::out_of_memory);
+  out_.clear();
+  out_open_ = false;
+  body_bytes_ = 0;
+  in_.reset();
+  in_begin_ = in_end_ = 0;
+  if (writing_ || phase_ == phase::closed || phase_ == phase::lingering) {
+    close_now();
+    return;
+  }
+  closing_ = true;
+  if (streaming_) {
+    close_now();
+    return;
+  }
+  writing_ = true;
+  w_.stats().count_status(503);
+  asio::async_write(socket_, asio::buffer(out_of_memory_response),
+                    [self = shared_from_this()](std::error_code ec, std::size_t n) { self->on_written(ec, n); });
 }
 
 // ---- llhttp callbacks ---------------------------------------------------------------------------
+// Callbacks never throw (llhttp is C): an allocation failure becomes a user error and a 503.
 
 int http_connection::reject(unsigned status, error_kind kind) {
   reject_status_ = status;
@@ -295,7 +402,9 @@ int http_connection::on_message_begin() {
   set_deadline(ctx_.cfg.header_timeout);
   path_len_ = url_len_ = field_len_ = value_len_ = te_len_ = 0;
   header_bytes_ = header_count_ = body_bytes_ = 0;
-  host_seen_ = expect_continue_ = te_seen_ = continue_sent_ = false;
+  header_ = header::other;
+  host_seen_ = host_bad_ = expect_continue_ = te_seen_ = te_overflow_ = continue_sent_ = head_ = false;
+  streaming_ = chunk_open_ = false;
   keep_alive_ = true;
   route_ = route::not_found;
   return 0;
@@ -314,6 +423,8 @@ int http_connection::on_url(const char* at, std::size_t n) {
 int http_connection::on_header_field(const char* at, std::size_t n) {
   header_bytes_ += n + 4;  // ": " and CRLF
   if (header_bytes_ > ctx_.cfg.max_header_bytes) return reject(431, error_kind::headers_too_large);
+  for (std::size_t i = 0; i < n; ++i)
+    if (!is_tchar(at[i])) return reject(400, error_kind::bad_request);  // "X A", "Host :"
   const std::size_t room = field_.size() - std::min(field_.size(), field_len_);
   std::memcpy(field_.data() + std::min(field_.size(), field_len_), at, std::min(room, n));
   field_len_ += n;  // may exceed the array: then it is no header we look at
@@ -322,13 +433,44 @@ int http_connection::on_header_field(const char* at, std::size_t n) {
 
 int http_connection::on_header_field_complete() {
   if (++header_count_ > ctx_.cfg.max_headers) return reject(431, error_kind::headers_too_large);
+  if (field_len_ == 0) return reject(400, error_kind::bad_request);  // ": value"
   value_len_ = 0;
+  header_ = header::other;
+  const std::string_view name(field_.data(), std::min(field_len_, field_.size()));
+  if (field_len_ <= field_.size()) {
+    if (iequals(name, "host")) {
+      if (host_seen_ || phase_ != phase::headers) return reject(400, error_kind::bad_request);  // RFC 9112 3.2
+      host_seen_ = true;
+      header_ = header::host;
+    } else if (iequals(name, "transfer-encoding")) {
+      header_ = header::transfer_encoding;
+    } else if (iequals(name, "expect")) {
+      header_ = header::expect;
+    }
+  }
+  field_len_ = 0;
   return 0;
 }
 
 int http_connection::on_header_value(const char* at, std::size_t n) {
   header_bytes_ += n;
   if (header_bytes_ > ctx_.cfg.max_header_bytes) return reject(431, error_kind::headers_too_large);
+  // obs-fold (RFC 9112 5.2): a value that starts on a line of its own. The byte before the span,
+  // after optional whitespace, is ':' for a value, a value byte for a span split across reads, and
+  // the LF of a line end only for a folded line.
+  char before = last_byte_;
+  for (const char* p = at; p != exec_begin_;) {
+    --p;
+    if (*p != ' ' && *p != '\t') {
+      before = *p;
+      break;
+    }
+  }
+  if (before == '\n' || before == '\r') return reject(400, error_kind::bad_request);
+  if (header_ == header::host) {
+    for (std::size_t i = 0; i < n; ++i)
+      if (!is_host_char(at[i]) && at[i] != ' ' && at[i] != '\t') host_bad_ = true;
+  }
   const std::size_t room = value_.size() - std::min(value_.size(), value_len_);
   std::memcpy(value_.data() + std::min(value_.size(), value_len_), at, std::min(room, n));
   value_len_ += n;
@@ -336,29 +478,69 @@ int http_connection::on_header_value(const char* at, std::size_t n) {
 }
 
 int http_connection::on_header_value_complete() {
-  const std::string_view name(field_.data(), std::min(field_len_, field_.size()));
-  const std::string_view value(value_.data(), std::min(value_len_, value_.size()));
-  if (field_len_ <= field_.size()) {
-    if (iequals(name, "host")) {
-      host_seen_ = true;
-    } else if (iequals(name, "expect")) {
-      expect_continue_ = value_len_ <= value_.size() && iequals(trim(value), "100-continue");
-    } else if (iequals(name, "transfer-encoding")) {
+  const std::string_view value = trim(std::string_view(value_.data(), std::min(value_len_, value_.size())));
+  switch (header_) {
+    case header::host:
+      // One authority: no inner whitespace, and no longer than a DNS name with a port.
+      if (host_bad_ || value_len_ > value_.size() || value.find_first_of(" \t") != std::string_view::npos)
+        return reject(400, error_kind::bad_request);
+      break;
+    case header::expect:
+      expect_continue_ = value_len_ <= value_.size() && iequals(value, "100-continue");
+      break;
+    case header::transfer_encoding:
+      // Several Transfer-Encoding fields make one list (RFC 9110 5.3); kept in lower case.
       te_seen_ = true;
-      te_len_ = std::min(value.size(), te_.size());
-      for (std::size_t i = 0; i < te_len_; ++i)  // kept in lower case: codings are case-insensitive
-        te_[i] = static_cast<char>(std::tolower(static_cast<unsigned char>(value[i])));
-    }
+      if (value_len_ > value_.size() || te_len_ + value.size() + 1 > te_.size()) {
+        te_overflow_ = true;
+        break;
+      }
+      if (te_len_ > 0) te_[te_len_++] = ',';
+      for (char ch : value) te_[te_len_++] = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      break;
+    case header::other: break;
   }
-  field_len_ = 0;
+  header_ = header::other;
+  return 0;
+}
+
+// The Transfer-Encoding list: every coding must be one we implement (only "chunked": else 501), and
+// chunked must be the last and appear once (else 400: the body length cannot be known).
+int http_connection::check_transfer_encoding() {
+  if (te_overflow_) return reject(400, error_kind::bad_request);
+  std::string_view list(te_.data(), te_len_);
+  std::size_t chunked = 0;
+  bool chunked_last = false;
+  bool unknown = false;
+  while (!list.empty() || chunked_last) {
+    const auto comma = list.find(',');
+    const std::string_view item = trim(list.substr(0, comma));
+    list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 1);
+    if (!item.empty()) {
+      chunked_last = item == "chunked";
+      if (chunked_last) ++chunked;
+      else if (!std::all_of(item.begin(), item.end(), is_tchar)) return reject(400, error_kind::bad_request);
+      else unknown = true;
+    }
+    if (list.empty()) break;
+  }
+  if (unknown) return reject(501, error_kind::not_implemented);
+  if (chunked != 1 || !chunked_last) return reject(400, error_kind::bad_request);
   return 0;
 }
 
 int http_connection::on_headers_complete() {
-  const bool http11 = parser_.http_major == 1 && parser_.http_minor == 1;
-  if (http11 && !host_seen_) return reject(400, error_kind::bad_request);
-  if (te_seen_ && parser_.http_major == 1 && parser_.http_minor == 0)
-    return reject(400, error_kind::bad_request);  // no transfer codings in HTTP/1.0 (RFC 9112 6.1)
+  if (parser_.http_major != 1) return reject(505, error_kind::version_not_supported);
+  const bool http10 = parser_.http_minor == 0;
+  if (!http10 && !host_seen_) return reject(400, error_kind::bad_request);
+  if (parser_.method == HTTP_CONNECT) return reject(400, error_kind::bad_request);  // no tunnels here
+  parser_.upgrade = 0;  // Upgrade (h2c, websocket) is not offered: answer the request as HTTP/1.1
+  if (te_seen_) {
+    if (http10) return reject(400, error_kind::bad_request);  // no transfer codings in HTTP/1.0 (RFC 9112 6.1)
+    if (check_transfer_encoding() != 0) return -1;
+  }
+  head_ = parser_.method == HTTP_HEAD;
+  echo_length_ = parser_.content_length;  // llhttp counts it down as the body is read
   route_ = route_for(ctx_.admin, static_cast<llhttp_method_t>(parser_.method),
                      std::string_view(path_.data(), path_len_));
   if ((parser_.flags & F_CONTENT_LENGTH) != 0 && parser_.content_length > ctx_.cfg.max_body_bytes)
@@ -368,6 +550,59 @@ int http_connection::on_headers_complete() {
   if (has_body) {
     phase_ = phase::body;
     set_deadline(ctx_.cfg.body_timeout);
+    // Expect: 100-continue: the body will be read (echoed or discarded), and no 413 is known yet.
+    if (expect_continue_ && !continue_sent_) {
+      continue_sent_ = true;
+      try {
+        append("HTTP/1.1 100 Continue\r\n\r\n");
+      } catch (const std::bad_alloc&) {
+        return reject(503, error_kind::out_of_memory);
+      }
+      w_.stats().count_status(100);
+    }
+  }
+  return 0;
+}
+
+// A chunk-size line: its size counts against the body limit before any of it is read.
+int http_connection::on_chunk_header() {
+  const std::uint64_t size = parser_.content_length;
+  if (size > ctx_.cfg.max_body_bytes - std::min(body_bytes_, ctx_.cfg.max_body_bytes))
+    return reject(size >= (std::uint64_t{1} << 63) ? 400 : 413,
+                  size >= (std::uint64_t{1} << 63) ? error_kind::bad_request : error_kind::body_too_large);
+  if (size == 0 || route_ != route::echo) return 0;
+  try {
+    start_echo_stream();
+    char line[24];
+    const auto r = std::to_chars(line, line + sizeof line - 2, size, 16);
+    char* p = r.ptr;
+    *p++ = '\r';
+    *p++ = '\n';
+    append(std::string_view(line, static_cast<std::size_t>(p - line)));
+  } catch (const std::bad_alloc&) {
+    return reject(503, error_kind::out_of_memory);
+  }
+  chunk_open_ = true;
+  return 0;
+}
+
+// Chunk extensions are read and ignored, but every byte counts: per line and toward the body limit.
+int http_connection::on_chunk_extension(std::size_t n) {
+  body_bytes_ += n;
+  if (body_bytes_ > ctx_.cfg.max_body_bytes) return reject(413, error_kind::body_too_large);
+  ext_bytes_ += n;
+  if (ext_bytes_ > max_chunk_extension_bytes) return reject(400, error_kind::bad_request);
+  return 0;
+}
+
+int http_connection::on_chunk_complete() {
+  ext_bytes_ = 0;
+  if (!chunk_open_) return 0;
+  chunk_open_ = false;
+  try {
+    append("\r\n");
+  } catch (const std::bad_alloc&) {
+    return reject(503, error_kind::out_of_memory);
   }
   return 0;
 }
@@ -376,19 +611,11 @@ int http_connection::on_body(const char* at, std::size_t n) {
   body_bytes_ += n;
   if (body_bytes_ > ctx_.cfg.max_body_bytes) return reject(413, error_kind::body_too_large);
   if (route_ != route::echo) return 0;  // read and discarded
-  while (n > 0) {
-    if (body_.empty() || body_.back().size() == body_.back().capacity()) {
-      std::size_t want = echo_chunk_bytes;
-      if ((parser_.flags & F_CONTENT_LENGTH) != 0) want = std::min<std::size_t>(want, parser_.content_length + n);
-      body_.push_back(w_.pool().get(want));
-      body_.back().resize(0);
-    }
-    bufpool::buffer& b = body_.back();
-    const std::size_t take = std::min(n, b.capacity() - b.size());
-    std::memcpy(b.data() + b.size(), at, take);
-    b.resize(b.size() + take);
-    at += take;
-    n -= take;
+  try {
+    start_echo_stream();
+    append(std::string_view(at, n));  // copied into the output: the read buffer can go back at once
+  } catch (const std::bad_alloc&) {
+    return reject(503, error_kind::out_of_memory);
   }
   return 0;
 }
@@ -397,7 +624,11 @@ int http_connection::on_body(const char* at, std::size_t n) {
 // llhttp_execute call; pauses only when the batch is full or the connection is to close.
 int http_connection::on_message_complete() {
   keep_alive_ = llhttp_should_keep_alive(&parser_) != 0;
-  complete_request();
+  try {
+    complete_request();
+  } catch (const std::bad_alloc&) {
+    return reject(503, error_kind::out_of_memory);
+  }
   return closing_ || batch_ >= ctx_.cfg.max_pipeline ? HPE_PAUSED : 0;
 }
 
@@ -419,7 +650,7 @@ void http_connection::append(std::string_view bytes) {
 }
 
 void http_connection::append_body(std::string_view body) {
-  if (parser_.method != HTTP_HEAD || reject_status_ != 0) append(body);
+  if (!head_) append(body);
 }
 
 void http_connection::write_head(unsigned status, std::string_view content_type, std::size_t content_length,
@@ -441,9 +672,13 @@ void http_connection::write_head(unsigned status, std::string_view content_type,
   put(std::string_view(w_.date(), worker::date_length));
   put("\r\nContent-Type: ");
   put(content_type);
-  put("\r\nContent-Length: ");
-  r = std::to_chars(num, num + sizeof num, content_length);
-  put(std::string_view(num, static_cast<std::size_t>(r.ptr - num)));
+  if (content_length == chunked_length) {
+    put("\r\nTransfer-Encoding: chunked");
+  } else {
+    put("\r\nContent-Length: ");
+    r = std::to_chars(num, num + sizeof num, content_length);
+    put(std::string_view(num, static_cast<std::size_t>(r.ptr - num)));
+  }
   put("\r\n");
   if (extra_headers.size() < 128) put(extra_headers);
   if (closing_) put("Connection: close\r\n");
@@ -452,6 +687,20 @@ void http_connection::write_head(unsigned status, std::string_view content_type,
   append(std::string_view(head, static_cast<std::size_t>(p - head)));
   w_.stats().count_status(status);
   ++batch_;
+}
+
+// The echo answer's head, written before the first body byte is echoed: Content-Length for a
+// Content-Length request, chunked for a chunked one. Whether it is the connection's last answer is
+// known now (Connection: close, HTTP/1.0, request count, draining).
+void http_connection::start_echo_stream() {
+  if (streaming_) return;
+  const bool last = last_response();
+  const bool was_closing = closing_;
+  closing_ = last;  // only for the Connection header: parsing goes on until the message completes
+  write_head(200, "application/octet-stream",
+             (parser_.flags & F_CHUNKED) != 0 ? chunked_length : static_cast<std::size_t>(echo_length_));
+  closing_ = was_closing;
+  streaming_ = true;
 }
 
 void http_connection::respond(route r) {
@@ -468,11 +717,12 @@ void http_connection::respond(route r) {
       break;
     }
     case route::echo:
-      write_head(200, "application/octet-stream", body_bytes_);
-      // The body's pooled chunks are written as they are: no copy.
-      for (auto& chunk : body_) out_.push_back(std::move(chunk));
-      body_.clear();
-      out_open_ = false;
+      if (!streaming_) {
+        write_head(200, "application/octet-stream", 0);  // no body was sent
+      } else if ((parser_.flags & F_CHUNKED) != 0) {
+        append("0\r\n\r\n");
+      }
+      streaming_ = false;
       break;
     case route::healthz:
       if (ctx_.draining.load(std::memory_order_relaxed)) {
@@ -543,7 +793,8 @@ void http_connection::on_written(std::error_code ec, std::size_t n) {
 // ---- closing ------------------------------------------------------------------------------------
 
 // Lingering close: stop sending, then read and discard until the peer closes or linger_timeout passes,
-// so that an error response is not destroyed by a reset caused by unread input.
+// so that an error response is not destroyed by a reset caused by unread input. At most
+// max_linger_bytes_per_turn are read per turn.
 void http_connection::linger() {
   if (phase_ != phase::lingering) {
     phase_ = phase::lingering;
@@ -557,17 +808,21 @@ void http_connection::linger() {
   }
   in_.reset();
   in_begin_ = in_end_ = 0;
-  bufpool::buffer sink = w_.pool().get(4096);
-  for (;;) {
+  std::array<char, 2048> sink;  // on the stack: lingering needs no pooled buffer
+  for (std::size_t total = 0; total < max_linger_bytes_per_turn;) {
     std::error_code ec;
-    socket_.read_some(asio::buffer(sink), ec);
-    if (ec == asio::error::would_block || ec == asio::error::try_again) break;
+    const std::size_t n = socket_.read_some(asio::buffer(sink), ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) {
+      if (!waiting_) wait_readable();
+      return;
+    }
     if (ec) {
       close_now();
       return;
     }
+    total += n;
   }
-  if (!waiting_) wait_readable();
+  yield();
 }
 
 void http_connection::close_now() {
@@ -577,7 +832,7 @@ void http_connection::close_now() {
   socket_.close(ec);
   w_.unlink(this);
   in_.reset();
-  body_.clear();
+  if (!writing_) out_.clear();  // a write in flight still reads them; on_written returns them
   if (active_counted_) {
     active_counted_ = false;
     active_counter().sub();
@@ -599,8 +854,12 @@ void http_connection::on_deadline() {
       return;
     case phase::headers:
     case phase::body:
-      fail(408, error_kind::header_timeout);
-      flush();
+      fail(408, phase_ == phase::headers ? error_kind::header_timeout : error_kind::body_timeout);
+      in_.reset();
+      in_begin_ = in_end_ = 0;
+      if (writing_) return;
+      if (!out_.empty()) flush();
+      else linger();
       return;
     case phase::lingering:
     case phase::closed:

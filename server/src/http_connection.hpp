@@ -2,11 +2,15 @@
 //
 // How a request's bytes travel (docs/design.md, section 2): the connection holds no pooled buffer while
 // it waits. When the socket is readable it takes a read buffer from the pool, reads what is there, and
-// feeds it to llhttp, which keeps its own state across reads, so the buffer goes back to the pool as
-// soon as its bytes are parsed. Every complete request in a read is answered, in order, into pooled
-// output buffers (an echo body is collected into pooled chunks that are then written as they are);
-// the responses of one read go out in one gather write, and reading stops while it is pending.
-// Limits and timeouts end a request with the right status and a lingering close.
+// feeds it to llhttp (strict mode), which keeps its own state across reads, so the buffer goes back to
+// the pool as soon as its bytes are parsed. Every complete request in a read is answered, in order,
+// into pooled output buffers; an echo body is streamed: each piece is copied into the output as it is
+// parsed, so a connection holds one read buffer and one batch of output whatever the body size. The
+// responses of one read go out in one gather write, and reading stops while it is pending
+// (backpressure). One connection reads at most max_reads_per_turn buffers before it yields to the
+// io_context. What llhttp does not check (obs-fold, Host, Transfer-Encoding lists, versions, header
+// name characters, chunk-extension bytes) the callbacks check. Limits and timeouts end a request with
+// the right status and a lingering close.
 #pragma once
 
 #include <array>
@@ -48,15 +52,24 @@ public:
 private:
   enum class phase : std::uint8_t { idle, headers, body, lingering, closed };
   enum class outcome : std::uint8_t { need_input, writing, closed };
+  /// The header whose value is being parsed, when it is one the connection checks itself.
+  enum class header : std::uint8_t { other, host, transfer_encoding, expect };
 
   friend struct llhttp_callbacks;
+  /// write_head's content_length for an answer sent with Transfer-Encoding: chunked.
+  static constexpr std::size_t chunked_length = ~std::size_t{0};
 
   void read();
+  void yield();
   void wait_readable();
+  void execute(const char* data, std::size_t n);
   outcome process_input();
   void complete_request();
   void fail(unsigned status, error_kind kind);
-  unsigned status_for(llhttp_errno_t err) const;
+  void fail_out_of_memory();
+  bool last_response() const;
+  int check_transfer_encoding();
+  void start_echo_stream();
 
   void respond(route r);
   void write_head(unsigned status, std::string_view content_type, std::size_t content_length,
@@ -78,6 +91,9 @@ private:
   int on_header_value(const char* at, std::size_t n);
   int on_header_value_complete();
   int on_headers_complete();
+  int on_chunk_header();
+  int on_chunk_extension(std::size_t n);
+  int on_chunk_complete();
   int on_body(const char* at, std::size_t n);
   int on_message_complete();
   int reject(unsigned status, error_kind kind);
@@ -91,6 +107,9 @@ private:
   bufpool::buffer in_;
   std::size_t in_begin_ = 0;
   std::size_t in_end_ = 0;
+  // The span llhttp_execute is working on, and the last byte other than SP/HT before it (for obs-fold).
+  const char* exec_begin_ = nullptr;
+  char last_byte_ = '\n';
 
   // Output: pooled buffers of this batch of responses, and their gather list. Both vectors keep
   // their capacity, so a steady connection allocates nothing per request.
@@ -100,24 +119,31 @@ private:
   std::size_t batch_ = 0;  // responses in out_
 
   // The request being parsed.
-  std::array<char, 64> path_{};
+  std::array<char, 256> path_{};
   std::size_t path_len_ = 0;
   std::size_t url_len_ = 0;
   std::array<char, 20> field_{};
   std::size_t field_len_ = 0;
-  std::array<char, 64> value_{};
+  header header_ = header::other;
+  std::array<char, 256> value_{};
   std::size_t value_len_ = 0;
-  std::array<char, 64> te_{};
+  std::array<char, 256> te_{};  // every Transfer-Encoding value, lower case, joined by ','
   std::size_t te_len_ = 0;
   std::size_t header_bytes_ = 0;
   std::size_t header_count_ = 0;
-  std::size_t body_bytes_ = 0;
-  std::vector<bufpool::buffer> body_;  // echo body chunks (capacity kept)
+  std::uint64_t echo_length_ = 0;  // the request's Content-Length
+  std::size_t body_bytes_ = 0;     // body and chunk-extension bytes: counted against max_body_bytes
   route route_ = route::not_found;
   bool host_seen_ = false;
+  bool host_bad_ = false;
   bool expect_continue_ = false;
   bool te_seen_ = false;
+  bool te_overflow_ = false;
+  bool head_ = false;              // a HEAD request whose headers are complete: answers carry no body
   bool keep_alive_ = true;
+  bool streaming_ = false;         // an echo answer has begun: a later failure can only cut it short
+  bool chunk_open_ = false;        // a chunk of a chunked echo answer awaits its CRLF
+  std::size_t ext_bytes_ = 0;      // chunk-extension bytes on the current chunk-size line
   unsigned reject_status_ = 0;
   error_kind reject_kind_ = error_kind::bad_request;
 
@@ -125,6 +151,7 @@ private:
   phase phase_ = phase::idle;
   bool writing_ = false;
   bool waiting_ = false;         // an async_wait for readability is pending
+  bool yielded_ = false;         // a read is posted to let other connections run
   bool closing_ = false;         // close (lingering) once the output is written
   bool continue_sent_ = false;
   bool active_counted_ = true;

@@ -7,6 +7,7 @@
 
 #include <asio/ip/tcp.hpp>
 #include <asio/post.hpp>
+#include <asio/steady_timer.hpp>
 #include <spdlog/spdlog.h>
 
 #include "echo_connection.hpp"
@@ -27,8 +28,9 @@ asio::ip::tcp::endpoint resolve(const std::string& text) {
   return {asio::ip::make_address(host), ep->port};
 }
 
-clock::duration sweep_tick(const http_settings& h) {
-  const auto shortest = std::min({h.header_timeout, h.body_timeout, h.idle_timeout, h.write_timeout,
+clock::duration sweep_tick(const server_settings& s) {
+  const http_settings& h = s.http;
+  const auto shortest = std::min({h.header_timeout, h.body_timeout, h.idle_timeout, h.write_timeout, s.echo_idle_timeout,
                                   h.linger_timeout.count() > 0 ? h.linger_timeout : h.header_timeout});
   return std::clamp<clock::duration>(shortest / 4, std::chrono::milliseconds(5), std::chrono::milliseconds(250));
 }
@@ -63,6 +65,7 @@ public:
     asio::post(home_.context(), [this, &done] {
       std::error_code ec;
       acceptor_.close(ec);
+      backoff_timer_.cancel();
       done.set_value();
     });
     done.get_future().wait();
@@ -77,7 +80,12 @@ private:
   void accept() {
     acceptor_.async_accept([this](std::error_code ec, asio::ip::tcp::socket s) {
       if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
-      if (!ec) {
+      if (ec) {
+        on_accept_error(ec);
+        return;
+      }
+      backoff_ = std::chrono::milliseconds(0);
+      {
         if (targets_.size() == 1) {
           admit(home_, std::move(s));  // reuseport, admin: the socket is already on its thread
         } else {
@@ -100,16 +108,54 @@ private:
       accept();
     });
   }
+  // Accept failed. Out of descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM): accepting again at
+  // once would fail again at once and spin, so the listener pauses, 50 ms doubling to 1 s, as nginx
+  // pauses its accept events. Anything else (a connection reset while queued) is retried at once.
+  // Counted, and logged at most once a second per listener with the number not logged.
+  void on_accept_error(std::error_code ec) {
+    home_.stats().count_error(error_kind::accept_error);
+    const auto now = clock::now();
+    if (now - last_log_ >= std::chrono::seconds(1)) {
+      spdlog::warn("accept on port {}: {} ({} more since the last message); pausing {} ms", port(), ec.message(),
+                   unlogged_, backoff_for(ec).count());
+      last_log_ = now;
+      unlogged_ = 0;
+    } else {
+      ++unlogged_;
+    }
+    const auto pause = backoff_for(ec);
+    if (pause.count() == 0) {
+      accept();
+      return;
+    }
+    backoff_ = pause;
+    backoff_timer_.expires_after(pause);
+    backoff_timer_.async_wait([this](std::error_code e) {
+      if (!e && acceptor_.is_open()) accept();
+    });
+  }
+  std::chrono::milliseconds backoff_for(std::error_code ec) const {
+    const int v = ec.value();
+    if (ec.category() != asio::error::get_system_category() ||
+        (v != EMFILE && v != ENFILE && v != ENOBUFS && v != ENOMEM))
+      return std::chrono::milliseconds(0);
+    return std::clamp(backoff_ * 2, std::chrono::milliseconds(50), std::chrono::milliseconds(1000));
+  }
+
   // On the target worker's thread.
   void admit(worker& w, asio::ip::tcp::socket s) {
     if (w.draining.load(std::memory_order_relaxed) && proto_ != protocol::admin) return;  // closes s
-    if (proto_ != protocol::admin && w.stats().active() >= settings_.max_connections_per_thread) {
+    const bool full = proto_ == protocol::http   ? w.stats().http_active.get() >= settings_.max_connections_per_thread
+                      : proto_ == protocol::echo ? w.stats().echo_active.get() >= settings_.max_echo_connections_per_thread
+                                                 : false;
+    if (full) {
       w.stats().rejected.add();
       w.stats().count_error(error_kind::connection_limit);
       return;  // s is closed at once
     }
     if (proto_ == protocol::echo) {
-      std::make_shared<echo_connection>(w, std::move(s), settings_.echo_buffer_bytes, settings_.http.write_timeout)
+      std::make_shared<echo_connection>(w, std::move(s), settings_.echo_buffer_bytes, settings_.echo_idle_timeout,
+                                        settings_.http.write_timeout)
           ->start();
     } else {
       std::make_shared<http_connection>(w, std::move(s), *http_)->start();
@@ -122,11 +168,15 @@ private:
   asio::ip::tcp::acceptor acceptor_;
   const server_settings& settings_;
   const http_context* http_;
+  asio::steady_timer backoff_timer_{home_.context()};
+  std::chrono::milliseconds backoff_{0};
+  clock::time_point last_log_{};
+  std::uint64_t unlogged_ = 0;
 };
 
 server::server(server_settings settings) : settings_(std::move(settings)), started_(std::chrono::steady_clock::now()) {
   pool_ = std::make_unique<bufpool::pool>(settings_.pool);
-  const auto tick = sweep_tick(settings_.http);
+  const auto tick = sweep_tick(settings_);
   for (std::size_t i = 0; i < settings_.threads; ++i)
     workers_.push_back(std::make_unique<worker>(i, *pool_, tick));
   std::vector<worker*> all;

@@ -50,8 +50,12 @@ config::schema build() {
                 std::int64_t{1} << 40));
   s.add(integer("http.max_pipeline", 32, "pipelined responses gathered into one write, at most", 1, 1024));
   s.add(integer("echo.buffer_bytes", 16384, "bytes of each pooled echo buffer", 256, 1 << 20));
-  s.add(integer("limits.max_connections_per_thread", 10000, "excess connections are closed at once and counted", 1,
-                1 << 24));
+  s.add(integer("limits.max_connections_per_thread", 10000,
+                "HTTP connections per thread; excess ones are closed at once and counted", 1, 1 << 24));
+  s.add(integer("limits.max_echo_connections_per_thread", 10000,
+                "echo connections per thread (a limit of its own: echo clients cannot lock HTTP out)", 1, 1 << 24));
+  s.add(dur("echo.idle_timeout", "60s", "an echo connection that sends nothing this long is closed", us_per_ms,
+            3600 * us_per_s));
   s.add(dur("shutdown.grace", "10s", "on SIGINT/SIGTERM, how long requests in flight may take", 0, 3600 * us_per_s));
   s.add({"pool.enabled", value_kind::boolean, true, "false: plain heap buffers of the same sizes (benchmark baseline)",
          0, 0, {}, {}, false});
@@ -98,6 +102,8 @@ server_settings settings_from(const nlohmann::json& v) {
   s.http.max_pipeline = size_at(v, "http.max_pipeline");
   s.echo_buffer_bytes = size_at(v, "echo.buffer_bytes");
   s.max_connections_per_thread = size_at(v, "limits.max_connections_per_thread");
+  s.max_echo_connections_per_thread = size_at(v, "limits.max_echo_connections_per_thread");
+  s.echo_idle_timeout = config::duration_at(v, "echo.idle_timeout");
   s.shutdown_grace = config::duration_at(v, "shutdown.grace");
   s.pool.enabled = config::at(v, "pool.enabled").get<bool>();
   s.pool.min_class = size_at(v, "pool.min_class");

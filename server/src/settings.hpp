@@ -42,7 +42,9 @@ struct server_settings {
   std::string log_level = "info";
   http_settings http;
   std::size_t echo_buffer_bytes = 16384;
-  std::size_t max_connections_per_thread = 10000;
+  std::size_t max_connections_per_thread = 10000;       // HTTP
+  std::size_t max_echo_connections_per_thread = 10000;  // echo
+  std::chrono::microseconds echo_idle_timeout{60'000'000};
   std::chrono::microseconds shutdown_grace{10'000'000};
   pool_options pool;
   std::chrono::microseconds rotation_interval{10'000'000};

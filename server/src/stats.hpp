@@ -6,6 +6,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <iterator>
 
 namespace bufpool::server {
 
@@ -16,22 +17,30 @@ inline constexpr const char* route_names[] = {"plaintext", "json", "echo", "heal
 
 /// Why a request or connection failed.
 enum class error_kind : std::uint8_t {
-  bad_request,        // 400: malformed request, framing error
-  header_timeout,     // 408
-  body_too_large,     // 413
-  uri_too_long,       // 414
-  headers_too_large,  // 431
-  not_implemented,    // 501: unknown transfer coding
-  idle_timeout,       // keep-alive connection closed for idleness
-  write_timeout,      // a write stalled
-  connection_limit,   // connection closed at once: the thread is full
-  io_error,           // reset, broken pipe and the like
+  bad_request,            // 400: malformed request, framing error, smuggling attempt
+  header_timeout,         // 408: the headers did not arrive in time
+  body_timeout,           // 408 (or a cut-short streamed answer): the body did not arrive in time
+  body_too_large,         // 413
+  uri_too_long,           // 414
+  headers_too_large,      // 431
+  not_implemented,        // 501: unknown transfer coding
+  version_not_supported,  // 505: an HTTP major version other than 1
+  response_aborted,       // a streamed echo answer cut short: its request failed after the answer began
+  idle_timeout,           // keep-alive HTTP connection closed for idleness
+  echo_idle_timeout,      // echo connection closed for idleness
+  write_timeout,          // a write stalled
+  connection_limit,       // connection closed at once: the thread's limit for its listener is reached
+  accept_error,           // accept failed (EMFILE, ENFILE, ENOBUFS, ...): the listener backed off
+  out_of_memory,          // a buffer could not be allocated: 503 or a closed connection
+  io_error,               // reset, broken pipe and the like
   count
 };
-inline constexpr const char* error_names[] = {"bad_request",       "header_timeout",  "body_too_large",
-                                              "uri_too_long",      "headers_too_large", "not_implemented",
-                                              "idle_timeout",      "write_timeout",   "connection_limit",
-                                              "io_error"};
+inline constexpr const char* error_names[] = {
+    "bad_request",       "header_timeout",        "body_timeout",     "body_too_large",
+    "uri_too_long",      "headers_too_large",     "not_implemented",  "version_not_supported",
+    "response_aborted",  "idle_timeout",          "echo_idle_timeout", "write_timeout",
+    "connection_limit",  "accept_error",          "out_of_memory",    "io_error"};
+static_assert(std::size(error_names) == static_cast<std::size_t>(error_kind::count));
 
 /// A counter with one writer.
 class counter {

@@ -70,7 +70,8 @@ TEST_CASE("shutdown: idle connections close, a request in flight finishes, /heal
   auto r = busy.read_response();
   CHECK(r.status == 200);
   CHECK(r.body == "helloworld");
-  CHECK(r.header("connection") == "close");
+  // The echo answer's head went out before the stop began (it is streamed); the connection closes after it.
+  CHECK(busy.closed_by_peer(3s));
   stopper.join();
   CHECK(s.stats()["pool"]["totals"]["outstanding"] == 0);
 }

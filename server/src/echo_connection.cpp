@@ -26,6 +26,11 @@ void echo_connection::read() {
     close_now();
     return;
   }
+  if (w_.over_budget()) {  // the server's buffer budget is spent: wait, holding nothing
+    budget_wait_ = true;
+    w_.wait_for_budget(shared_from_this());
+    return;
+  }
   try {
     buf_ = w_.pool().get(buffer_bytes_);
   } catch (const std::bad_alloc&) {
@@ -62,6 +67,7 @@ void echo_connection::read() {
     self->deadline_ = clock::time_point::max();
     self->buf_.reset();
     self->w_.stats().bytes_out.add(m);
+    self->w_.on_buffers_returned();
     if (e) {
       if (!self->closed_) self->w_.stats().count_error(error_kind::io_error);
       self->close_now();
@@ -71,12 +77,17 @@ void echo_connection::read() {
   });
 }
 
+void echo_connection::resume() {
+  budget_wait_ = false;
+  if (!closed_ && !writing_) read();
+}
+
 void echo_connection::close_now() {
   if (closed_) return;
   closed_ = true;
   std::error_code ec;
   socket_.close(ec);
-  buf_.reset();
+  if (!writing_) buf_.reset();  // a write in flight still reads it; its handler returns it
   w_.unlink(this);
   w_.stats().echo_active.sub();
 }

@@ -23,6 +23,7 @@ public:
   void on_deadline() override;
   void drain() override;
   void force_close() override;
+  void resume() override;
 
 private:
   void read();
@@ -37,6 +38,7 @@ private:
   bool writing_ = false;
   bool closed_ = false;
   bool draining_ = false;
+  bool budget_wait_ = false;
 };
 
 }  // namespace bufpool::server

@@ -217,6 +217,11 @@ void http_connection::read() {
         return;
       }
       if (!in_) {
+        if (w_.over_budget()) {  // the server's buffer budget is spent: wait, holding nothing
+          budget_wait_ = true;
+          w_.wait_for_budget(shared_from_this());
+          return;
+        }
         try {
           in_ = w_.pool().get(ctx_.cfg.read_buffer_bytes);
         } catch (const std::bad_alloc&) {
@@ -248,12 +253,19 @@ void http_connection::read() {
   }
 }
 
+void http_connection::resume() {
+  budget_wait_ = false;
+  if (phase_ == phase::closed || writing_ || waiting_ || yielded_) return;
+  if (phase_ == phase::lingering) linger();
+  else read();
+}
+
 // Lets the other handlers of this io_context run, then reads on.
 void http_connection::yield() {
   yielded_ = true;
   asio::post(w_.context(), [self = shared_from_this()] {
     self->yielded_ = false;
-    if (self->phase_ == phase::closed || self->writing_ || self->waiting_) return;
+    if (self->phase_ == phase::closed || self->writing_ || self->waiting_ || self->budget_wait_) return;
     if (self->phase_ == phase::lingering) self->linger();
     else self->read();
   });
@@ -264,7 +276,7 @@ void http_connection::wait_readable() {
   socket_.async_wait(asio::socket_base::wait_read, [self = shared_from_this()](std::error_code ec) {
     self->waiting_ = false;
     // While a response is being written, on_written() decides what comes next.
-    if (ec || self->phase_ == phase::closed || self->writing_ || self->yielded_) return;
+    if (ec || self->phase_ == phase::closed || self->writing_ || self->yielded_ || self->budget_wait_) return;
     if (self->phase_ == phase::lingering) {
       self->linger();
       return;
@@ -769,6 +781,7 @@ void http_connection::on_written(std::error_code ec, std::size_t n) {
   out_open_ = false;
   batch_ = 0;
   w_.stats().bytes_out.add(n);
+  w_.on_buffers_returned();
   if (phase_ == phase::closed) return;
   if (ec) {
     w_.stats().count_error(error_kind::io_error);
@@ -833,6 +846,7 @@ void http_connection::close_now() {
   w_.unlink(this);
   in_.reset();
   if (!writing_) out_.clear();  // a write in flight still reads them; on_written returns them
+  w_.on_buffers_returned();
   if (active_counted_) {
     active_counted_ = false;
     active_counter().sub();

@@ -48,6 +48,7 @@ public:
   void on_deadline() override;
   void drain() override;
   void force_close() override;
+  void resume() override;
 
 private:
   enum class phase : std::uint8_t { idle, headers, body, lingering, closed };
@@ -152,6 +153,7 @@ private:
   bool writing_ = false;
   bool waiting_ = false;         // an async_wait for readability is pending
   bool yielded_ = false;         // a read is posted to let other connections run
+  bool budget_wait_ = false;     // queued in worker::wait_for_budget
   bool closing_ = false;         // close (lingering) once the output is written
   bool continue_sent_ = false;
   bool active_counted_ = true;

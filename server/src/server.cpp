@@ -1,7 +1,11 @@
 // The server's assembly: one worker per thread, listeners per accept mode, admin, stats, stop.
 #include "server.hpp"
 
+#include <malloc.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstdio>
 #include <future>
 #include <thread>
 
@@ -175,6 +179,10 @@ private:
 };
 
 server::server(server_settings settings) : settings_(std::move(settings)), started_(std::chrono::steady_clock::now()) {
+  if (settings_.pool.memory == nullptr && settings_.backing == pool_backing::chunks) {
+    chunks_ = std::make_unique<bufpool::chunk_resource>();
+    settings_.pool.memory = chunks_.get();
+  }
   pool_ = std::make_unique<bufpool::pool>(settings_.pool);
   const auto tick = sweep_tick(settings_);
   for (std::size_t i = 0; i < settings_.threads; ++i)
@@ -215,9 +223,29 @@ server::server(server_settings settings) : settings_(std::move(settings)), start
   for (auto& w : workers_) contexts.push_back(&w->context());
   rotation_ = std::make_unique<bufpool::rotation_timer>(
       *pool_, contexts, std::chrono::duration_cast<std::chrono::milliseconds>(settings_.rotation_interval));
+  // The budget of buffer bytes in use, shared evenly: each worker checks its own share, so no
+  // atomic is shared between workers on the request path.
+  const auto share = static_cast<std::int64_t>(settings_.max_buffer_bytes / workers_.size());
+  for (auto& w : workers_) w->set_buffer_budget(std::max<std::int64_t>(share, 1));
+  trim_timer_ = std::make_unique<asio::steady_timer>(workers_.front()->context());
   for (auto& w : workers_) w->start();
   for (auto& l : listeners_) l->start();
   rotation_->start();
+  asio::post(workers_.front()->context(), [this] { trim_heap(); });
+}
+
+// Once per rotation interval, on worker 0: memory the heap keeps after connections close (their
+// objects, Asio's operations) goes back to the OS, as the pool's own memory does through chunks_.
+// glibc keeps freed memory below the top of each arena otherwise.
+void server::trim_heap() {
+  if (!trimming_) return;
+#if defined(__GLIBC__)
+  ::malloc_trim(0);
+#endif
+  trim_timer_->expires_after(settings_.rotation_interval);
+  trim_timer_->async_wait([this](std::error_code ec) {
+    if (!ec) trim_heap();
+  });
 }
 
 server::~server() { stop(); }
@@ -245,7 +273,28 @@ void server::stop() {
   // 4. Close what is left and stop.
   if (ports_.admin != 0) listeners_.back()->close();
   rotation_->stop();
+  asio::post(workers_.front()->context(), [this] {
+    trimming_ = false;  // a trim already queued (its timer expired) must not re-arm
+    trim_timer_->cancel();
+  });
   for (auto& w : workers_) w->stop();
+}
+
+// Where the pool's memory is: the chunk resource's figures, and the process's resident set.
+nlohmann::json server::memory_json() const {
+  nlohmann::json m = {{"backing", chunks_ ? "chunks" : (settings_.pool.memory != nullptr ? "custom" : "heap")}};
+  if (chunks_) {
+    const auto c = chunks_->stats();
+    m["chunks"] = {{"mapped_bytes", c.mapped_bytes}, {"in_use_bytes", c.in_use_bytes}, {"chunks", c.chunks},
+                   {"large_blocks", c.large_blocks}, {"maps", c.maps}, {"unmaps", c.unmaps}};
+  }
+  if (std::FILE* f = std::fopen("/proc/self/statm", "r")) {
+    unsigned long size = 0, resident = 0;
+    if (std::fscanf(f, "%lu %lu", &size, &resident) == 2)
+      m["resident_bytes"] = static_cast<std::uint64_t>(resident) * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+    std::fclose(f);
+  }
+  return m;
 }
 
 nlohmann::json server::stats() const {
@@ -254,7 +303,7 @@ nlohmann::json server::stats() const {
   json requests = json::object();
   json status = json::object();
   json errors = json::object();
-  std::uint64_t bytes_in = 0, bytes_out = 0, echo_bytes = 0;
+  std::uint64_t bytes_in = 0, bytes_out = 0, echo_bytes = 0, budget_waits = 0, budget_waiting = 0;
   std::array<std::uint64_t, static_cast<std::size_t>(route::count)> req{};
   std::array<std::uint64_t, 5> st{};
   std::array<std::uint64_t, static_cast<std::size_t>(error_kind::count)> err{};
@@ -271,6 +320,8 @@ nlohmann::json server::stats() const {
     bytes_in += s.bytes_in.get();
     bytes_out += s.bytes_out.get();
     echo_bytes += s.echo_bytes.get();
+    budget_waits += s.budget_waits.get();
+    budget_waiting += s.budget_waiting.get();
   }
   for (std::size_t i = 0; i < req.size(); ++i) requests[route_names[i]] = req[i];
   for (std::size_t i = 0; i < st.size(); ++i) status[std::to_string(i + 1) + "xx"] = st[i];
@@ -293,6 +344,10 @@ nlohmann::json server::stats() const {
                 {"bytes_in", bytes_in},
                 {"bytes_out", bytes_out},
                 {"echo_bytes", echo_bytes},
+                {"buffer_budget", {{"max_buffer_bytes", settings_.max_buffer_bytes},
+                                   {"waits", budget_waits},
+                                   {"waiting", budget_waiting}}},
+                {"memory", memory_json()},
                 {"settings", settings_.effective}}},
               {"pool", pool_->snapshot()}};
 }

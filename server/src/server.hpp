@@ -11,6 +11,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include <asio/steady_timer.hpp>
+
+#include <bufpool/chunk_resource.hpp>
 #include <bufpool/pool.hpp>
 #include <bufpool/rotation_timer.hpp>
 
@@ -49,17 +52,22 @@ public:
 
 private:
   std::size_t active_connections() const;
+  void trim_heap();
+  nlohmann::json memory_json() const;
 
   server_settings settings_;
   std::chrono::steady_clock::time_point started_;
   std::atomic<bool> draining_{false};
   bool stopped_ = false;
+  std::unique_ptr<bufpool::chunk_resource> chunks_;  // the pool's memory (pool.backing=chunks); outlives pool_
   std::unique_ptr<bufpool::pool> pool_;
   std::vector<std::unique_ptr<worker>> workers_;
   std::unique_ptr<http_context> public_ctx_;
   std::unique_ptr<http_context> admin_ctx_;
   std::vector<std::unique_ptr<listener>> listeners_;
   std::unique_ptr<bufpool::rotation_timer> rotation_;
+  std::unique_ptr<asio::steady_timer> trim_timer_;  // on worker 0: gives the heap's free pages back
+  bool trimming_ = true;                             // worker 0's thread only
   bound_ports ports_;
 };
 

@@ -1,6 +1,8 @@
 // The one table of server settings, and its conversion into server_settings.
 #include "settings.hpp"
 
+#include <unistd.h>
+
 #include <thread>
 
 namespace bufpool::server {
@@ -54,11 +56,19 @@ config::schema build() {
                 "HTTP connections per thread; excess ones are closed at once and counted", 1, 1 << 24));
   s.add(integer("limits.max_echo_connections_per_thread", 10000,
                 "echo connections per thread (a limit of its own: echo clients cannot lock HTTP out)", 1, 1 << 24));
+  s.add(integer("limits.max_buffer_bytes", 0,
+                "server-wide budget of pooled buffer bytes in use; when reached, connections wait to read "
+                "(0: an eighth of physical memory)",
+                0, std::int64_t{1} << 50));
   s.add(dur("echo.idle_timeout", "60s", "an echo connection that sends nothing this long is closed", us_per_ms,
             3600 * us_per_s));
   s.add(dur("shutdown.grace", "10s", "on SIGINT/SIGTERM, how long requests in flight may take", 0, 3600 * us_per_s));
   s.add({"pool.enabled", value_kind::boolean, true, "false: plain heap buffers of the same sizes (benchmark baseline)",
          0, 0, {}, {}, false});
+  s.add({"pool.backing", value_kind::choice, "chunks",
+         "chunks: buffer memory in chunks the server maps and unmaps (freed memory goes back to the OS); "
+         "heap: operator new",
+         0, 0, {"chunks", "heap"}, {}, false});
   s.add(integer("pool.min_class", 256, "smallest size class (power of two)", 64, 1 << 30));
   s.add(integer("pool.max_class", 65536, "largest size class (power of two)", 64, 1 << 30));
   s.add(integer("pool.ring_capacity", 128, "per-thread shared ring capacity per class (power of two)", 1, 65536));
@@ -103,6 +113,13 @@ server_settings settings_from(const nlohmann::json& v) {
   s.echo_buffer_bytes = size_at(v, "echo.buffer_bytes");
   s.max_connections_per_thread = size_at(v, "limits.max_connections_per_thread");
   s.max_echo_connections_per_thread = size_at(v, "limits.max_echo_connections_per_thread");
+  s.max_buffer_bytes = size_at(v, "limits.max_buffer_bytes");
+  if (s.max_buffer_bytes == 0) {
+    const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
+    s.max_buffer_bytes = pages > 0 && page > 0 ? static_cast<std::size_t>(pages) * static_cast<std::size_t>(page) / 8
+                                               : std::size_t{1} << 30;
+  }
+  s.backing = config::at(v, "pool.backing").get<std::string>() == "heap" ? pool_backing::heap : pool_backing::chunks;
   s.echo_idle_timeout = config::duration_at(v, "echo.idle_timeout");
   s.shutdown_grace = config::duration_at(v, "shutdown.grace");
   s.pool.enabled = config::at(v, "pool.enabled").get<bool>();

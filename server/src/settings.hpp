@@ -15,6 +15,8 @@
 namespace bufpool::server {
 
 enum class accept_mode { reuseport, single };
+/// Where the pool's buffer memory comes from.
+enum class pool_backing { chunks, heap };
 
 /// HTTP limits and timeouts, each configurable; defaults no looser than nginx's.
 struct http_settings {
@@ -45,6 +47,8 @@ struct server_settings {
   std::size_t max_connections_per_thread = 10000;       // HTTP
   std::size_t max_echo_connections_per_thread = 10000;  // echo
   std::chrono::microseconds echo_idle_timeout{60'000'000};
+  std::size_t max_buffer_bytes = 0;  // budget of buffer bytes in use, all workers together (0: none)
+  pool_backing backing = pool_backing::chunks;  // ignored when pool.memory is set (tests, embedders)
   std::chrono::microseconds shutdown_grace{10'000'000};
   pool_options pool;
   std::chrono::microseconds rotation_interval{10'000'000};

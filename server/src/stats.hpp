@@ -59,6 +59,8 @@ struct worker_stats {
   std::array<counter, 5> status_class;  // 1xx .. 5xx
   std::array<counter, static_cast<std::size_t>(error_kind::count)> errors;
   counter bytes_in, bytes_out, echo_bytes;
+  counter budget_waits;    // times a connection waited for the buffer budget
+  counter budget_waiting;  // connections waiting for it now
 
   void count_status(unsigned status) noexcept {
     if (status >= 100 && status < 600) status_class[status / 100 - 1].add();

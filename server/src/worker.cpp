@@ -25,6 +25,23 @@ void worker::unlink(connection_base* c) noexcept {
   c->prev_ = c->next_ = nullptr;
 }
 
+void worker::wait_for_budget(std::shared_ptr<connection_base> c) {
+  stats_.budget_waits.add();
+  stats_.budget_waiting.add();
+  budget_waiters_.push_back(std::move(c));
+}
+
+void worker::resume_waiters() {
+  // Each resumed connection may take buffers and put the worker over its budget again; the ones
+  // still waiting then stay queued, in order.
+  while (!budget_waiters_.empty() && !over_budget()) {
+    std::shared_ptr<connection_base> c = std::move(budget_waiters_.front());
+    budget_waiters_.pop_front();
+    stats_.budget_waiting.sub();
+    c->resume();
+  }
+}
+
 void worker::start() {
   sweep();
   thread_ = std::thread([this] { io_.run(); });
@@ -37,6 +54,10 @@ void worker::stop() {
     // The sweep may already be queued to run (its timer expired): the flag keeps it from re-arming.
     sweeping_ = false;
     sweep_timer_.cancel();
+    while (!budget_waiters_.empty()) {  // they hold no buffer; closing them below needs no resume
+      budget_waiters_.pop_front();
+      stats_.budget_waiting.sub();
+    }
     for_each_connection([](connection_base* c) { c->force_close(); });
     work_.reset();
   });
@@ -62,6 +83,7 @@ void worker::refresh_date() {
 void worker::sweep() {
   if (!sweeping_) return;
   refresh_date();
+  on_buffers_returned();  // also returns made outside a connection's own handlers
   const auto now = clock::now();
   for_each_connection([now](connection_base* c) {
     if (c->deadline() <= now) c->on_deadline();

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <thread>
 
@@ -31,6 +32,8 @@ public:
   virtual void drain() = 0;
   /// Shutdown after the grace period: close now.
   virtual void force_close() = 0;
+  /// The worker's buffer budget has room again: read on (see worker::wait_for_budget).
+  virtual void resume() {}
   clock::time_point deadline() const noexcept { return deadline_; }
 
 protected:
@@ -71,6 +74,19 @@ public:
     }
   }
 
+  /// This worker's share of the server-wide budget of buffer bytes in use (0: no budget).
+  void set_buffer_budget(std::int64_t bytes) noexcept { budget_ = bytes; }
+  std::int64_t buffer_budget() const noexcept { return budget_; }
+  /// Worker thread only: true when the buffers this worker's connections hold reach its budget. A
+  /// connection then takes no buffer: it calls wait_for_budget() and is resumed once buffers come back.
+  bool over_budget() noexcept { return budget_ > 0 && pool_.thread_outstanding_bytes() >= budget_; }
+  void wait_for_budget(std::shared_ptr<connection_base> c);
+  /// Worker thread only: buffers went back (a write finished, a connection closed): resume waiters
+  /// while there is room, oldest first.
+  void on_buffers_returned() {
+    if (!budget_waiters_.empty()) resume_waiters();
+  }
+
   void start();  // starts the thread
   void stop();   // closes every connection, lets their handlers finish, joins; idempotent
   std::atomic<bool> draining{false};
@@ -80,6 +96,7 @@ public:
 private:
   void sweep();
   void refresh_date();
+  void resume_waiters();
 
   std::size_t index_;
   bufpool::pool& pool_;
@@ -92,6 +109,8 @@ private:
   std::array<char, date_length + 1> date_{};
   std::int64_t date_second_ = -1;
   connection_base* head_ = nullptr;
+  std::int64_t budget_ = 0;
+  std::deque<std::shared_ptr<connection_base>> budget_waiters_;
   bool stopped_ = false;
   bool sweeping_ = true;  // worker thread only: cleared when the worker stops
 };

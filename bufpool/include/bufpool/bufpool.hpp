@@ -2,6 +2,7 @@
 #pragma once
 
 #include "buffer.hpp"
+#include "chunk_resource.hpp"
 #include "options.hpp"
 #include "pool.hpp"
 #include "rotation_timer.hpp"

@@ -74,6 +74,10 @@ public:
 
   /// Statistics, gathered now. Exact when nothing runs concurrently.
   pool_snapshot snapshot() const;
+  /// Bytes (capacities) of the buffers the calling thread has taken and not returned itself: a buffer
+  /// returned on another thread counts there, so one thread's figure can be negative. Reads only this
+  /// thread's counters (no atomic read-modify-write, O(classes)): meant for a per-thread memory budget.
+  std::int64_t thread_outstanding_bytes() noexcept;
 
   /// The options the pool was built with.
   const pool_options& options() const noexcept { return opts_; }
@@ -208,6 +212,20 @@ inline pool::~pool() {
   for (std::size_t c = 0; c < nclasses_; ++c) {
     for (header* h = victim_[c].head; h != nullptr;) deallocate(std::exchange(h, h->next));
   }
+}
+
+inline std::int64_t pool::thread_outstanding_bytes() noexcept {
+  const detail::thread_cache* tc = local_cache();
+  if (tc == nullptr) return 0;
+  std::int64_t bytes = 0;
+  for (std::size_t c = 0; c < nclasses_; ++c) {
+    const detail::class_counters& k = tc->classes[c].counters;
+    bytes += static_cast<std::int64_t>((k.gets.load(std::memory_order_relaxed) - k.puts.load(std::memory_order_relaxed)) *
+                                       class_size(c));
+  }
+  bytes += static_cast<std::int64_t>(tc->oversize_bytes_got.load(std::memory_order_relaxed) -
+                                     tc->oversize_bytes_put.load(std::memory_order_relaxed));
+  return bytes;
 }
 
 // ---- the fast path --------------------------------------------------------------------------------

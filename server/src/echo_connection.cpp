@@ -2,6 +2,7 @@
 
 #include <new>
 
+#include <asio/bind_allocator.hpp>
 #include <asio/write.hpp>
 
 namespace bufpool::server {
@@ -43,13 +44,14 @@ void echo_connection::read() {
   if (ec == asio::error::would_block || ec == asio::error::try_again) {
     buf_.reset();  // idle: hold no buffer while waiting
     deadline_ = clock::now() + idle_timeout_;
-    socket_.async_wait(asio::socket_base::wait_read, [self = shared_from_this()](std::error_code e) {
-      if (e) {
-        self->close_now();
-        return;
-      }
-      self->read();
-    });
+    socket_.async_wait(asio::socket_base::wait_read,
+                       asio::bind_allocator(handler_allocator<int>(handler_memory_), [self = shared_from_this()](std::error_code e) {
+                         if (e) {
+                           self->close_now();
+                           return;
+                         }
+                         self->read();
+                       }));
     return;
   }
   if (ec) {
@@ -62,7 +64,9 @@ void echo_connection::read() {
   w_.stats().echo_bytes.add(n);
   writing_ = true;
   deadline_ = clock::now() + write_timeout_;
-  asio::async_write(socket_, asio::buffer(buf_), [self = shared_from_this()](std::error_code e, std::size_t m) {
+  asio::async_write(socket_, asio::buffer(buf_),
+                    asio::bind_allocator(handler_allocator<int>(handler_memory_), [self = shared_from_this()](std::error_code e,
+                                                                                            std::size_t m) {
     self->writing_ = false;
     self->deadline_ = clock::time_point::max();
     self->buf_.reset();
@@ -74,7 +78,7 @@ void echo_connection::read() {
       return;
     }
     self->read();
-  });
+  }));
 }
 
 void echo_connection::resume() {

@@ -10,6 +10,7 @@
 
 #include <bufpool/buffer.hpp>
 
+#include "handler_memory.hpp"
 #include "worker.hpp"
 
 namespace bufpool::server {
@@ -31,6 +32,7 @@ private:
 
   worker& w_;
   asio::ip::tcp::socket socket_;
+  handler_memory handler_memory_;  // this connection's Asio operations
   std::size_t buffer_bytes_;
   clock::duration idle_timeout_;
   clock::duration write_timeout_;

@@ -9,6 +9,7 @@
 #include <new>
 #include <span>
 
+#include <asio/bind_allocator.hpp>
 #include <asio/post.hpp>
 #include <asio/write.hpp>
 
@@ -263,17 +264,17 @@ void http_connection::resume() {
 // Lets the other handlers of this io_context run, then reads on.
 void http_connection::yield() {
   yielded_ = true;
-  asio::post(w_.context(), [self = shared_from_this()] {
+  asio::post(w_.context(), asio::bind_allocator(alloc(), [self = shared_from_this()] {
     self->yielded_ = false;
     if (self->phase_ == phase::closed || self->writing_ || self->waiting_ || self->budget_wait_) return;
     if (self->phase_ == phase::lingering) self->linger();
     else self->read();
-  });
+  }));
 }
 
 void http_connection::wait_readable() {
   waiting_ = true;
-  socket_.async_wait(asio::socket_base::wait_read, [self = shared_from_this()](std::error_code ec) {
+  socket_.async_wait(asio::socket_base::wait_read, asio::bind_allocator(alloc(), [self = shared_from_this()](std::error_code ec) {
     self->waiting_ = false;
     // While a response is being written, on_written() decides what comes next.
     if (ec || self->phase_ == phase::closed || self->writing_ || self->yielded_ || self->budget_wait_) return;
@@ -282,7 +283,7 @@ void http_connection::wait_readable() {
       return;
     }
     self->read();
-  });
+  }));
 }
 
 // One llhttp_execute over [data, data + n), remembering where it started (for the obs-fold check).
@@ -397,7 +398,9 @@ void http_connection::fail_out_of_memory() {
   writing_ = true;
   w_.stats().count_status(503);
   asio::async_write(socket_, asio::buffer(out_of_memory_response),
-                    [self = shared_from_this()](std::error_code ec, std::size_t n) { self->on_written(ec, n); });
+                    asio::bind_allocator(alloc(), [self = shared_from_this()](std::error_code ec, std::size_t n) {
+                      self->on_written(ec, n);
+                    }));
 }
 
 // ---- llhttp callbacks ---------------------------------------------------------------------------
@@ -770,9 +773,9 @@ void http_connection::flush() {
   set_deadline(ctx_.cfg.write_timeout);
   // A span, not the vector: async_write copies its buffer sequence, and a vector copy would allocate.
   asio::async_write(socket_, std::span<const asio::const_buffer>(iov_),
-                    [self = shared_from_this()](std::error_code ec, std::size_t n) {
-    self->on_written(ec, n);
-  });
+                    asio::bind_allocator(alloc(), [self = shared_from_this()](std::error_code ec, std::size_t n) {
+                      self->on_written(ec, n);
+                    }));
 }
 
 void http_connection::on_written(std::error_code ec, std::size_t n) {

@@ -27,6 +27,7 @@
 
 #include <bufpool/buffer.hpp>
 
+#include "handler_memory.hpp"
 #include "settings.hpp"
 #include "worker.hpp"
 
@@ -83,6 +84,7 @@ private:
   void close_now();
   void set_deadline(clock::duration d);
   counter& active_counter() noexcept;
+  handler_allocator<int> alloc() noexcept { return handler_allocator<int>(handler_memory_); }
 
   // llhttp callbacks.
   int on_message_begin();
@@ -103,6 +105,7 @@ private:
   asio::ip::tcp::socket socket_;
   const http_context& ctx_;
   llhttp_t parser_{};
+  handler_memory handler_memory_;  // this connection's Asio operations
 
   // Input: a pooled buffer while bytes wait to be parsed; empty otherwise.
   bufpool::buffer in_;

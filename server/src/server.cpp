@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <future>
+#include <memory_resource>
 #include <thread>
 
 #include <asio/ip/tcp.hpp>
@@ -48,9 +49,9 @@ enum class protocol { http, echo, admin };
 class listener {
 public:
   listener(protocol proto, worker& home, std::vector<worker*> targets, asio::ip::tcp::endpoint ep, bool reuse,
-           const server_settings& settings, const http_context* http)
+           const server_settings& settings, const http_context* http, std::pmr::memory_resource* connections)
       : proto_(proto), home_(home), targets_(std::move(targets)), acceptor_(home.context()), settings_(settings),
-        http_(http) {
+        http_(http), connections_(connections) {
     acceptor_.open(ep.protocol());
     acceptor_.set_option(asio::socket_base::reuse_address(true));
     if (reuse) acceptor_.set_option(reuse_port(true));
@@ -157,12 +158,19 @@ private:
       w.stats().count_error(error_kind::connection_limit);
       return;  // s is closed at once
     }
-    if (proto_ == protocol::echo) {
-      std::make_shared<echo_connection>(w, std::move(s), settings_.echo_buffer_bytes, settings_.echo_idle_timeout,
-                                        settings_.http.write_timeout)
-          ->start();
-    } else {
-      std::make_shared<http_connection>(w, std::move(s), *http_)->start();
+    // Connection objects live in mapped chunks too: once a burst of connections is gone, their
+    // memory goes back to the OS instead of staying in the heap between Asio's long-lived objects.
+    const std::pmr::polymorphic_allocator<> alloc(connections_);
+    try {
+      if (proto_ == protocol::echo) {
+        std::allocate_shared<echo_connection>(alloc, w, std::move(s), settings_.echo_buffer_bytes,
+                                              settings_.echo_idle_timeout, settings_.http.write_timeout)
+            ->start();
+      } else {
+        std::allocate_shared<http_connection>(alloc, w, std::move(s), *http_)->start();
+      }
+    } catch (const std::bad_alloc&) {
+      w.stats().count_error(error_kind::out_of_memory);  // the socket closes; the listener goes on
     }
   }
 
@@ -172,6 +180,7 @@ private:
   asio::ip::tcp::acceptor acceptor_;
   const server_settings& settings_;
   const http_context* http_;
+  std::pmr::memory_resource* connections_;
   asio::steady_timer backoff_timer_{home_.context()};
   std::chrono::milliseconds backoff_{0};
   clock::time_point last_log_{};
@@ -184,6 +193,7 @@ server::server(server_settings settings) : settings_(std::move(settings)), start
     settings_.pool.memory = chunks_.get();
   }
   pool_ = std::make_unique<bufpool::pool>(settings_.pool);
+  connection_memory_ = std::make_unique<bufpool::chunk_resource>();
   const auto tick = sweep_tick(settings_);
   for (std::size_t i = 0; i < settings_.threads; ++i)
     workers_.push_back(std::make_unique<worker>(i, *pool_, tick));
@@ -198,19 +208,21 @@ server::server(server_settings settings) : settings_(std::move(settings)), start
     auto ep = resolve(where);
     if (proto == protocol::admin) {
       listeners_.push_back(std::make_unique<listener>(proto, *all.front(), std::vector<worker*>{all.front()}, ep,
-                                                      false, settings_, admin_ctx_.get()));
+                                                      false, settings_, admin_ctx_.get(), connection_memory_.get()));
       return listeners_.back()->port();
     }
     const http_context* ctx = proto == protocol::http ? public_ctx_.get() : nullptr;
     if (settings_.accept == accept_mode::single) {
-      listeners_.push_back(std::make_unique<listener>(proto, *all.front(), all, ep, false, settings_, ctx));
+      listeners_.push_back(
+          std::make_unique<listener>(proto, *all.front(), all, ep, false, settings_, ctx, connection_memory_.get()));
       return listeners_.back()->port();
     }
     // reuseport: the first bind picks the port (port 0), the others join it.
     std::uint16_t port = 0;
     for (worker* w : all) {
       if (port != 0) ep.port(port);
-      listeners_.push_back(std::make_unique<listener>(proto, *w, std::vector<worker*>{w}, ep, true, settings_, ctx));
+      listeners_.push_back(std::make_unique<listener>(proto, *w, std::vector<worker*>{w}, ep, true, settings_, ctx,
+                                                      connection_memory_.get()));
       port = listeners_.back()->port();
     }
     return port;
@@ -285,9 +297,15 @@ nlohmann::json server::memory_json() const {
   nlohmann::json m = {{"backing", chunks_ ? "chunks" : (settings_.pool.memory != nullptr ? "custom" : "heap")}};
   if (chunks_) {
     const auto c = chunks_->stats();
-    m["chunks"] = {{"mapped_bytes", c.mapped_bytes}, {"in_use_bytes", c.in_use_bytes}, {"chunks", c.chunks},
+    m["buffer_chunks"] = {{"mapped_bytes", c.mapped_bytes}, {"in_use_bytes", c.in_use_bytes}, {"chunks", c.chunks},
                    {"large_blocks", c.large_blocks}, {"maps", c.maps}, {"unmaps", c.unmaps}};
   }
+  const auto k = connection_memory_->stats();
+  m["connection_chunks"] = {{"mapped_bytes", k.mapped_bytes}, {"in_use_bytes", k.in_use_bytes}, {"chunks", k.chunks}};
+#if defined(__GLIBC__)
+  const struct mallinfo2 mi = ::mallinfo2();
+  m["heap"] = {{"in_use_bytes", mi.uordblks + mi.hblkhd}, {"free_bytes", mi.fordblks}, {"arena_bytes", mi.arena}};
+#endif
   if (std::FILE* f = std::fopen("/proc/self/statm", "r")) {
     unsigned long size = 0, resident = 0;
     if (std::fscanf(f, "%lu %lu", &size, &resident) == 2)

@@ -61,6 +61,7 @@ private:
   bool stopped_ = false;
   std::unique_ptr<bufpool::chunk_resource> chunks_;  // the pool's memory (pool.backing=chunks); outlives pool_
   std::unique_ptr<bufpool::pool> pool_;
+  std::unique_ptr<bufpool::chunk_resource> connection_memory_;  // connection objects; outlives the workers
   std::vector<std::unique_ptr<worker>> workers_;
   std::unique_ptr<http_context> public_ctx_;
   std::unique_ptr<http_context> admin_ctx_;

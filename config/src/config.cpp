@@ -151,7 +151,9 @@ void apply(const setting& s, const nlohmann::json& raw, const std::string& origi
   if (auto v = convert(s, raw)) {
     values[pointer_of(s.path)] = *v;
   } else {
-    problems.push_back("config: " + s.path + " = " + raw.dump() + " (from " + origin + ") is invalid: expected " +
+    // dump() replaces invalid UTF-8 (a flag's bytes are not checked) instead of throwing.
+    problems.push_back("config: " + s.path + " = " + raw.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) +
+                       " (from " + origin + ") is invalid: expected " +
                        allowed_text(s));
   }
 }

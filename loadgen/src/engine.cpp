@@ -80,7 +80,7 @@ class connection;
 // One thread: an io_context, its connections and its own figures (touched by this thread only).
 class thread_state {
 public:
-  thread_state(const plan& p, std::size_t index) : p_(p), index_(index), tick_(io_) {}
+  explicit thread_state(const plan& p) : p_(p), tick_(io_) {}
   asio::io_context io_{1};
   run_result result;
   histogram second_hist{60'000'000};
@@ -115,7 +115,6 @@ public:
 private:
   void on_tick();
   const plan& p_;
-  std::size_t index_;
   asio::steady_timer tick_;
 };
 
@@ -531,7 +530,7 @@ run_result run_load(const loadgen_settings& s, const progress_fn& progress) {
   plan p{s, *results.begin(), start, start + s.warmup, start + s.warmup + s.duration, pool, seconds};
 
   std::vector<std::unique_ptr<thread_state>> threads;
-  for (std::size_t t = 0; t < s.threads; ++t) threads.push_back(std::make_unique<thread_state>(p, t));
+  for (std::size_t t = 0; t < s.threads; ++t) threads.push_back(std::make_unique<thread_state>(p));
   const double per_conn_rate = s.rate > 0 ? s.rate / static_cast<double>(s.connections) : 0;
   const double interval = per_conn_rate > 0 ? 1.0 / per_conn_rate : 0;
   for (std::size_t c = 0; c < s.connections; ++c) {

@@ -194,12 +194,55 @@ std::string summary(const nlohmann::json& rep) {
   return o.str();
 }
 
+namespace {
+
+// Every field merge_reports reads, with its type, so that a damaged report ends in an error naming the
+// field rather than in reading a key that is not there (undefined behaviour on a const json).
+void check_report(const nlohmann::json& r, std::size_t index) {
+  using nlohmann::json;
+  auto fail = [&](const std::string& what) {
+    throw std::runtime_error("merge: report " + std::to_string(index + 1) + ": " + what);
+  };
+  auto need = [&](const json& parent, const char* key, bool (json::*is)() const noexcept, const std::string& where) -> const json& {
+    if (!parent.is_object() || !parent.contains(key) || !(parent[key].*is)()) fail(where + key + " is missing or of the wrong type");
+    return parent[key];
+  };
+  auto need_histogram = [&](const json& h, const std::string& where) {
+    if (!h.is_object()) fail(where + " is not a histogram");
+    need(h, "highest", &json::is_number_integer, where + ".");
+    need(h, "max", &json::is_number_integer, where + ".");
+    need(h, "min", &json::is_number_integer, where + ".");
+    for (const auto& pair : need(h, "counts", &json::is_array, where + "."))
+      if (!pair.is_array() || pair.size() != 2 || !pair[0].is_number_unsigned() || !pair[1].is_number_unsigned())
+        fail(where + ".counts holds something other than [index, count] pairs");
+  };
+  if (!r.is_object() || r.value("schema", std::string()) != report_schema)
+    fail("not a " + std::string(report_schema) + " report");
+  const json& h = need(r, "histogram", &json::is_object, "");
+  need_histogram(need(h, "corrected", &json::is_object, "histogram."), "histogram.corrected");
+  need_histogram(need(h, "uncorrected", &json::is_object, "histogram."), "histogram.uncorrected");
+  for (const auto& e : need(r, "timeseries", &json::is_array, "")) {
+    need(e, "second", &json::is_number_unsigned, "timeseries[].");
+    need(e, "requests", &json::is_number_unsigned, "timeseries[].");
+    need(e, "errors", &json::is_number_unsigned, "timeseries[].");
+    need_histogram(need(e, "histogram", &json::is_object, "timeseries[]."), "timeseries[].histogram");
+  }
+  const json& s = need(r, "summary", &json::is_object, "");
+  need(s, "duration_s", &json::is_number, "summary.");
+  for (const char* k : {"responses", "errors"})
+    for (const auto& v : need(s, k, &json::is_object, "summary.").items())
+      if (!v.value().is_number_unsigned()) fail(std::string("summary.") + k + "." + v.key() + " is not a count");
+  const json& c = need(s, "connections", &json::is_object, "summary.");
+  for (const char* k : {"requested", "attempts", "established", "failed"})
+    need(c, k, &json::is_number_unsigned, "summary.connections.");
+}
+
+}  // namespace
+
 nlohmann::json merge_reports(const std::vector<nlohmann::json>& reports) {
   using nlohmann::json;
   if (reports.empty()) throw std::runtime_error("merge: no reports");
-  for (const auto& r : reports)
-    if (r.value("schema", std::string()) != report_schema)
-      throw std::runtime_error("merge: not a " + std::string(report_schema) + " report");
+  for (std::size_t i = 0; i < reports.size(); ++i) check_report(reports[i], i);
   json out = reports.front();
   auto corrected = histogram::decode(reports.front()["histogram"]["corrected"]);
   auto uncorrected = histogram::decode(reports.front()["histogram"]["uncorrected"]);

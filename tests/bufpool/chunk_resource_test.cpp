@@ -79,12 +79,14 @@ TEST_CASE("chunk_resource: freed memory leaves the process (resident bytes drop)
     std::memset(p, 1, 4096 + 64);  // make every page resident
   }
   const std::size_t peak = resident_bytes();
-  CHECK(peak - before >= std::size_t{60} << 20);
   for (void* p : blocks) r.deallocate(p, 4096 + 64, 64);
   const std::size_t after = resident_bytes();
   INFO("resident before " << before << ", at peak " << peak << ", after " << after);
-  CHECK(after < before + (std::size_t{4} << 20));
   CHECK(r.stats().mapped_bytes < (std::size_t{1} << 20));
+#if !defined(__SANITIZE_ADDRESS__)  // ASan's shadow pages for the unmapped chunks stay resident
+  CHECK(peak - before >= std::size_t{60} << 20);
+  CHECK(after < before + (std::size_t{4} << 20));
+#endif
 }
 
 TEST_CASE("chunk_resource: a block still in use keeps only its own chunk") {

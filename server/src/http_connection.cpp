@@ -305,8 +305,9 @@ void http_connection::execute(const char* data, std::size_t n) {
       break;
     }
   }
-  if (err != HPE_OK && err != HPE_PAUSED)
-    fail(reject_status_ != 0 ? reject_status_ : 400, reject_status_ != 0 ? reject_kind_ : error_kind::bad_request);
+  if (err == HPE_OK || err == HPE_PAUSED) return;
+  if (reject_kind_ == error_kind::out_of_memory && reject_status_ != 0) fail_out_of_memory();
+  else fail(reject_status_ != 0 ? reject_status_ : 400, reject_status_ != 0 ? reject_kind_ : error_kind::bad_request);
 }
 
 // Parses [in_begin_, in_end_), answering every complete request; flushes the answers.
@@ -378,7 +379,10 @@ void http_connection::fail(unsigned status, error_kind kind) {
   }
 }
 
-// No buffer could be had: answer 503 from static memory if no answer has begun, and close.
+// No buffer could be had: answer 503 from static memory if no answer has begun, and close. The
+// answers gathered for this read are dropped with their buffers (one may be half written): the 503
+// answers the first request the client got no answer for, and the connection closes, so the client
+// knows the requests after it were not served.
 void http_connection::fail_out_of_memory() {
   w_.stats().count_error(error_kind::out_of_memory);
   out_.clear();

@@ -188,6 +188,9 @@ private:
 };
 
 server::server(server_settings settings) : settings_(std::move(settings)), started_(std::chrono::steady_clock::now()) {
+  // spdlog makes its default logger on first use; make it here, before any worker thread can log
+  // (two workers logging first at once race on its creation inside libspdlog, which TSan reports).
+  (void)spdlog::default_logger_raw();
   if (settings_.pool.memory == nullptr && settings_.backing == pool_backing::chunks) {
     chunks_ = std::make_unique<bufpool::chunk_resource>();
     settings_.pool.memory = chunks_.get();

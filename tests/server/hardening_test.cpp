@@ -338,3 +338,24 @@ TEST_CASE("echo route: a body timeout in the middle of a streamed answer cuts it
   CHECK(error_count(s, "body_timeout") == 1);
   CHECK(error_count(s, "response_aborted") == 1);
 }
+
+// ---- the buffer budget --------------------------------------------------------------------------
+
+// With a budget of one byte, a connection may take a buffer only while no other connection of its
+// worker holds one: the rest wait (counted), and every request is still answered.
+TEST_CASE("budget: when the buffer budget is spent connections wait to read, and no request fails for it") {
+  server s(test_settings({{"threads", "1"}, {"limits.max_buffer_bytes", "1"}}));
+  std::vector<std::unique_ptr<client>> clients;
+  std::string batch;
+  for (int i = 0; i < 20; ++i) batch += get("/plaintext") + post("/echo", std::string(3000, 'b'));
+  for (int i = 0; i < 20; ++i) clients.push_back(std::make_unique<client>(s.ports().http));
+  for (auto& c : clients) c->send(batch);
+  int ok = 0;
+  for (auto& c : clients)
+    for (const auto& r : c->read_responses(40, 20s)) ok += r.status == 200 ? 1 : 0;
+  CHECK(ok == 20 * 40);
+  const auto st = s.stats()["server"];
+  CHECK(st["buffer_budget"]["waits"].get<std::uint64_t>() > 0);
+  CHECK(st["buffer_budget"]["waiting"] == 0);
+  for (const auto& [kind, n] : st["errors"].items()) CHECK_MESSAGE(n == 0, kind);
+}

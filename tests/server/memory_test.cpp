@@ -10,7 +10,9 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <cstdlib>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -64,7 +66,15 @@ public:
                                      "127.0.0.1:0",   "--threads",   "2",           "--log-level",    "warn",
                                      "--ready-file",  ready_};
     args.insert(args.end(), extra.begin(), extra.end());
-    proc_ = std::make_unique<bufpool::test::child_process>(BUFPOOL_SERVER_BIN, args);
+    // bench/run-memory-bench reuses these scenarios with other backings: extra flags and an
+    // allocator to preload into the server only.
+    if (const char* more = std::getenv("BUFPOOL_MEMTEST_FLAGS")) {
+      std::istringstream in(more);
+      for (std::string flag; in >> flag;) args.push_back(flag);
+    }
+    std::vector<std::string> env;
+    if (const char* preload = std::getenv("BUFPOOL_MEMTEST_PRELOAD")) env.push_back(std::string("LD_PRELOAD=") + preload);
+    proc_ = std::make_unique<bufpool::test::child_process>(BUFPOOL_SERVER_BIN, args, env);
     const auto deadline = std::chrono::steady_clock::now() + 10s;
     while (std::chrono::steady_clock::now() < deadline) {
       std::ifstream in(ready_);

@@ -22,7 +22,9 @@ namespace bufpool::test {
 
 class child_process {
 public:
-  child_process(const std::string& program, const std::vector<std::string>& args) {
+  /// `extra_env`: "NAME=value" entries added to this process's environment for the child.
+  child_process(const std::string& program, const std::vector<std::string>& args,
+                const std::vector<std::string>& extra_env = {}) {
     static int counter = 0;
     out_path_ = "/tmp/bufpool-test-child-" + std::to_string(::getpid()) + "-" + std::to_string(counter++) + ".log";
     std::vector<std::string> copy = args;
@@ -44,7 +46,12 @@ public:
     posix_spawnattr_setsigdefault(&at, &defaults);
     posix_spawnattr_setsigmask(&at, &none);
     posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
-    const int rc = posix_spawn(&pid_, argv[0], &fa, &at, argv.data(), environ);
+    std::vector<std::string> env_copy = extra_env;
+    std::vector<char*> envp;
+    for (auto& e : env_copy) envp.push_back(e.data());
+    for (char** e = environ; *e != nullptr; ++e) envp.push_back(*e);
+    envp.push_back(nullptr);
+    const int rc = posix_spawn(&pid_, argv[0], &fa, &at, argv.data(), envp.data());
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&at);
     if (rc != 0) throw std::runtime_error("cannot start " + program);

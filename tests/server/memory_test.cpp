@@ -67,13 +67,13 @@ public:
                                      "--ready-file",  ready_};
     args.insert(args.end(), extra.begin(), extra.end());
     // bench/run-memory-bench reuses these scenarios with other backings: extra flags and an
-    // allocator to preload into the server only.
-    if (const char* more = std::getenv("BUFPOOL_MEMTEST_FLAGS")) {
+    // allocator to preload into the server only (not BUFPOOL_*: the server refuses unknown ones).
+    if (const char* more = std::getenv("MEMTEST_SERVER_FLAGS")) {
       std::istringstream in(more);
       for (std::string flag; in >> flag;) args.push_back(flag);
     }
     std::vector<std::string> env;
-    if (const char* preload = std::getenv("BUFPOOL_MEMTEST_PRELOAD")) env.push_back(std::string("LD_PRELOAD=") + preload);
+    if (const char* preload = std::getenv("MEMTEST_SERVER_PRELOAD")) env.push_back(std::string("LD_PRELOAD=") + preload);
     proc_ = std::make_unique<bufpool::test::child_process>(BUFPOOL_SERVER_BIN, args, env);
     const auto deadline = std::chrono::steady_clock::now() + 10s;
     while (std::chrono::steady_clock::now() < deadline) {
@@ -92,6 +92,7 @@ public:
   ~server_process() { std::remove(ready_.c_str()); }
   std::uint16_t http() const { return ports_["http"].get<std::uint16_t>(); }
   std::uint16_t admin() const { return ports_["admin"].get<std::uint16_t>(); }
+  std::uint16_t echo() const { return ports_["echo"].get<std::uint16_t>(); }
   pid_t pid() const { return proc_->pid(); }
   nlohmann::json stats() const {
     client c(admin());
@@ -167,7 +168,7 @@ TEST_CASE("memory: 100 clients stalling in 1 MiB echo bodies raise the server's 
   CHECK(s.stop() == 0);
 }
 
-TEST_CASE("memory: a burst of (up to) 10,000 connections has a bounded peak, and RSS comes back within two rotations") {
+TEST_CASE("memory: a burst of (up to) 10000 connections has a bounded peak, and RSS comes back within two rotations") {
   const std::size_t limit = raise_nofile();
   const std::size_t n = std::min<std::size_t>(10000, limit > 400 ? (limit - 200) / 1 : 100);
   server_process s({"--pool.rotation_interval=1s", "--limits.max_connections_per_thread=20000"});
@@ -199,3 +200,4 @@ TEST_CASE("memory: a burst of (up to) 10,000 connections has a bounded peak, and
   CHECK(after.now < before.now + 10 * mib);
   CHECK(s.stop() == 0);
 }
+

@@ -74,7 +74,8 @@ public:
     }
     std::vector<std::string> env;
     if (const char* preload = std::getenv("MEMTEST_SERVER_PRELOAD")) env.push_back(std::string("LD_PRELOAD=") + preload);
-    proc_ = std::make_unique<bufpool::test::child_process>(BUFPOOL_SERVER_BIN, args, env);
+    const char* bin = std::getenv("MEMTEST_SERVER_BIN");  // another build, for before/after figures
+    proc_ = std::make_unique<bufpool::test::child_process>(bin != nullptr ? bin : BUFPOOL_SERVER_BIN, args, env);
     const auto deadline = std::chrono::steady_clock::now() + 10s;
     while (std::chrono::steady_clock::now() < deadline) {
       std::ifstream in(ready_);

@@ -123,7 +123,7 @@ private:
   std::size_t batch_ = 0;  // responses in out_
 
   // The request being parsed.
-  std::array<char, 256> path_{};
+  std::array<char, 128> path_{};  // enough to route on (longer targets are 404s)
   std::size_t path_len_ = 0;
   std::size_t url_len_ = 0;
   std::array<char, 20> field_{};
@@ -131,7 +131,7 @@ private:
   header header_ = header::other;
   std::array<char, 256> value_{};
   std::size_t value_len_ = 0;
-  std::array<char, 256> te_{};  // every Transfer-Encoding value, lower case, joined by ','
+  std::array<char, 64> te_{};  // every Transfer-Encoding value, lower case, joined by ",": longer is a 400
   std::size_t te_len_ = 0;
   std::size_t header_bytes_ = 0;
   std::size_t header_count_ = 0;

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <future>
 #include <latch>
+#include <limits>
 #include <mutex>
 #include <set>
 #include <string>
@@ -421,4 +422,17 @@ TEST_CASE("pool: enabled=false allocates every get and frees every return, with 
   CHECK(s.totals.dropped == 10);
   CHECK(s.totals.pooled == 0);
   check_identities(s);
+}
+
+// Regression (review of issue 8): get(n) for n within a header's size of SIZE_MAX asked the memory
+// resource for a wrapped-around small size instead of failing.
+TEST_CASE("pool: a request near SIZE_MAX throws bad_alloc instead of wrapping the size") {
+  counting_resource r;
+  pool_options o;
+  o.memory = &r;
+  pool p(o);
+  volatile std::size_t huge = std::numeric_limits<std::size_t>::max() - 10;  // not a constant
+  CHECK_THROWS_AS((void)p.get(huge), std::bad_alloc);
+  CHECK(r.allocations.load() == 0);
+  CHECK(p.snapshot().oversize.outstanding == 0);
 }

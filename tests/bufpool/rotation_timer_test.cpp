@@ -75,6 +75,16 @@ TEST_CASE("rotation_timer: rejects an empty context list and a non-positive inte
   CHECK_THROWS_AS(bufpool::rotation_timer(p, {&c}, 0ms), std::invalid_argument);
 }
 
+// Regression (review of issue 8): a null io_context after the first was accepted and crashed at the
+// first rotation.
+TEST_CASE("rotation_timer: a null io_context anywhere in the list is rejected at construction") {
+  pool p;
+  asio::io_context c;
+  CHECK_THROWS_WITH_AS(bufpool::rotation_timer(p, {&c, nullptr}), doctest::Contains("io_context 1 is null"),
+                       std::invalid_argument);
+  CHECK_THROWS_AS(bufpool::rotation_timer(p, {nullptr}), std::invalid_argument);
+}
+
 TEST_CASE("buffer: asio reads into and writes from pooled buffers") {
   pool p;
   asio::io_context io;

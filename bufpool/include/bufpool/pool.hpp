@@ -24,6 +24,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <limits>
 #include <memory_resource>
 #include <mutex>
 #include <new>
@@ -624,6 +625,8 @@ inline void pool::trim_credit(detail::thread_cache* tc) noexcept {
 }
 
 inline pool::header* pool::allocate(std::size_t cls, std::size_t capacity) {
+  // get(n) for n within a header of SIZE_MAX would wrap the size asked for.
+  if (capacity > std::numeric_limits<std::size_t>::max() - sizeof(header)) throw std::bad_alloc();
   void* p = memory_->allocate(sizeof(header) + capacity, alignof(header));
   auto* h = new (p) header{};
   h->owner = this;

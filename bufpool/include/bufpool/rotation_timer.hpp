@@ -9,6 +9,7 @@
 #include <memory>
 #include <mutex>
 #include <stdexcept>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -70,8 +71,10 @@ private:
 
   static std::vector<asio::io_context*> checked(std::vector<asio::io_context*> contexts,
                                                std::chrono::milliseconds interval) {
-    if (contexts.empty() || contexts.front() == nullptr)
-      throw std::invalid_argument("bufpool::rotation_timer needs at least one io_context");
+    if (contexts.empty()) throw std::invalid_argument("bufpool::rotation_timer needs at least one io_context");
+    for (std::size_t i = 0; i < contexts.size(); ++i)
+      if (contexts[i] == nullptr)
+        throw std::invalid_argument("bufpool::rotation_timer: io_context " + std::to_string(i) + " is null");
     if (interval <= std::chrono::milliseconds::zero())
       throw std::invalid_argument("bufpool::rotation_timer interval must be positive");
     return contexts;

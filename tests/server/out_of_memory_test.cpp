@@ -81,7 +81,7 @@ TEST_CASE("out of memory: failures at random points of requests never crash, han
   {
     server s(settings);
     r.fail_every = 3;
-    int ok = 0, refused = 0;
+    int ok = 0, refused = 0, cut_short = 0;
     for (int round = 0; round < 60; ++round) {
       client c(s.ports().http);
       std::string batch = get("/plaintext") + post("/echo", std::string(700, 'e')) +
@@ -96,6 +96,7 @@ TEST_CASE("out of memory: failures at random points of requests never crash, han
           // A streamed echo answer cut short, or the close after a 503: the connection must be closed,
           // not hung.
           CHECK(std::string(e.what()).find("timed out") == std::string::npos);
+          ++cut_short;
           break;
         }
         if (resp.status == 503) {
@@ -107,9 +108,11 @@ TEST_CASE("out of memory: failures at random points of requests never crash, han
         ++ok;
       }
     }
-    MESSAGE("answered " << ok << ", refused " << refused << ", allocations failed " << r.failures.load());
-    CHECK(refused > 0);
+    MESSAGE("answered " << ok << ", refused " << refused << ", cut short or closed " << cut_short
+                        << ", allocations failed " << r.failures.load());
     CHECK(r.failures.load() > 0);
+    CHECK(refused + cut_short > 0);  // the failures were seen by clients (which of the two varies by timing)
+    CHECK(ok > 0);
     r.fail_every = 0;
     CHECK(bufpool::test::eventually([&] { return s.stats()["pool"]["totals"]["outstanding"] == 0; }));
     CHECK(bufpool::test::eventually([&] { return s.stats()["server"]["connections"]["active"] == 0; }));

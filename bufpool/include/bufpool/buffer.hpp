@@ -15,6 +15,7 @@
 namespace bufpool {
 
 class pool;
+class pool_core;
 
 /// A byte buffer from a bufpool::pool. Move-only; returns itself on destruction.
 class buffer {
@@ -60,10 +61,10 @@ public:
     return h_ ? std::exchange(h_, nullptr)->data() : nullptr;
   }
   /// The pool that handed the buffer out; nullptr for an empty handle.
-  pool* owner() const noexcept { return h_ ? h_->owner : nullptr; }
+  pool* owner() const noexcept;
 
 private:
-  friend class pool;
+  friend class pool_core;
   buffer(detail::buffer_header* h, std::size_t n) noexcept : h_(h), size_(n) {}
 
   detail::buffer_header* h_ = nullptr;

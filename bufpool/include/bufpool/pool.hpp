@@ -49,15 +49,20 @@
 
 namespace bufpool {
 
-/// A pool of byte buffers with per-thread caches. Non-copyable, non-movable.
-class pool {
+/// The state of a pool, on the heap so that it can outlive its handle (bufpool::pool, below) while
+/// buffers are still out: see retire(). Internal; use bufpool::pool.
+class pool_core {
 public:
-  /// Builds a pool; throws std::invalid_argument (see validate()) for unusable options.
-  explicit pool(pool_options options = {});
-  /// Frees every pooled buffer. In debug mode, reports buffers still handed out.
-  ~pool();
-  pool(const pool&) = delete;
-  pool& operator=(const pool&) = delete;
+  pool_core(pool_options options, pool* handle);
+  pool_core(const pool_core&) = delete;
+  pool_core& operator=(const pool_core&) = delete;
+
+  /// The handle is going away. With no buffer out, deletes this core. Otherwise frees every pooled
+  /// buffer, leaves the registry, and stays behind "retired": each buffer still out frees its memory
+  /// when it comes back (on any thread), and the last one deletes the core. Debug mode reports them.
+  void retire() noexcept;
+  /// The handle (nullptr once retired).
+  pool* handle() const noexcept { return handle_; }
 
   /// A buffer with size() == n and capacity() == n rounded up to its class (exactly n above
   /// max_class, unpooled). Throws std::bad_alloc only when a new allocation fails.
@@ -93,7 +98,12 @@ public:
 
 private:
   friend class buffer;
+  friend class pool;
   friend struct detail::thread_exit_hook;
+  ~pool_core();  // through retire()
+  void release_pooled() noexcept;
+  std::int64_t outstanding_count() const noexcept;
+  void release_retired(detail::buffer_header* h) noexcept;
   using header = detail::buffer_header;
   static constexpr std::size_t max_classes = 32;
 
@@ -150,9 +160,16 @@ private:
   // Threads whose thread-locals are already destroyed get and put unpooled, counted here.
   mutable std::mutex orphan_mu_;
   std::unique_ptr<detail::thread_cache> orphan_;
+
+  pool* handle_;
+  bool registered_ = false;                // in the registry (cleared once, when retired or destroyed)
+  bool retired_ = false;                   // the handle is gone; buffers still out come back here
+  std::atomic<std::int64_t> remaining_{0};  // retired: buffers still out
 };
 
 // ---- buffer members that need the pool ------------------------------------------------------------
+
+inline pool* buffer::owner() const noexcept { return h_ ? h_->owner->handle() : nullptr; }
 
 inline void buffer::reset() noexcept {
   if (h_ != nullptr) {
@@ -164,7 +181,8 @@ inline void buffer::reset() noexcept {
 
 // ---- construction ---------------------------------------------------------------------------------
 
-inline pool::pool(pool_options options) : opts_((validate(options), std::move(options))) {
+inline pool_core::pool_core(pool_options options, pool* handle)
+    : opts_((validate(options), std::move(options))), handle_(handle) {
   memory_ = opts_.memory != nullptr ? opts_.memory : std::pmr::new_delete_resource();
   min_shift_ = static_cast<std::size_t>(std::countr_zero(opts_.min_class));
   nclasses_ = static_cast<std::size_t>(std::countr_zero(opts_.max_class)) - min_shift_ + 1;
@@ -187,23 +205,21 @@ inline pool::pool(pool_options options) : opts_((validate(options), std::move(op
   it->p = this;
   it->uid = uid_ = reg.next_uid++;
   slot_ = static_cast<std::uint32_t>(it - reg.slots.begin());
+  registered_ = true;
 }
 
-inline pool::~pool() {
-  if (debug_) {
-    const pool_snapshot s = snapshot();
-    const std::int64_t out = s.totals.outstanding + s.oversize.outstanding;
-    if (out > 0)
-      report(error_kind::leak_at_destroy, nullptr, static_cast<std::size_t>(out),
-             "pool destroyed with " + std::to_string(out) + " buffer(s) still handed out");
-  }
-  {
-    // After this no exiting thread calls detach() on us (it checks the registry under the same mutex).
+// Leaves the registry and frees every pooled buffer (private slots, rings, victims) and the thread
+// caches. After this no exiting thread calls detach() on us (it checks the registry under the same
+// mutex), and no thread's fast path finds a cache (uid_ matches no thread-local entry).
+inline void pool_core::release_pooled() noexcept {
+  if (registered_) {
     auto& reg = detail::pool_registry::instance();
     std::lock_guard lk(reg.mu);
     reg.slots[slot_] = {};
+    registered_ = false;
   }
-  for (detail::thread_cache* tc = caches_.load(std::memory_order_acquire); tc != nullptr;) {
+  uid_ = ~std::uint64_t{0};  // uids count up from 1: no entry, empty or not, has this one
+  for (detail::thread_cache* tc = caches_.exchange(nullptr, std::memory_order_acquire); tc != nullptr;) {
     for (std::size_t c = 0; c < nclasses_; ++c) {
       if (header* h = tc->classes[c].private_slot.load(std::memory_order_relaxed)) deallocate(h);
       while (header* h = tc->classes[c].ring.pop_head()) deallocate(h);
@@ -211,11 +227,55 @@ inline pool::~pool() {
     delete std::exchange(tc, tc->next);
   }
   for (std::size_t c = 0; c < nclasses_; ++c) {
-    for (header* h = victim_[c].head; h != nullptr;) deallocate(std::exchange(h, h->next));
+    for (header* h = std::exchange(victim_[c].head, nullptr); h != nullptr;) deallocate(std::exchange(h, h->next));
   }
 }
 
-inline std::int64_t pool::thread_outstanding_bytes() noexcept {
+// Buffers handed out and not returned: gets minus puts over every cache and the orphan counters.
+inline std::int64_t pool_core::outstanding_count() const noexcept {
+  std::int64_t out = 0;
+  auto add = [&](const detail::thread_cache& tc) {
+    for (std::size_t c = 0; c < nclasses_; ++c)
+      out += static_cast<std::int64_t>(tc.classes[c].counters.gets.load(std::memory_order_relaxed) -
+                                       tc.classes[c].counters.puts.load(std::memory_order_relaxed));
+    out += static_cast<std::int64_t>(tc.oversize_gets.load(std::memory_order_relaxed) -
+                                     tc.oversize_puts.load(std::memory_order_relaxed));
+  };
+  for (const detail::thread_cache* tc = caches_.load(std::memory_order_acquire); tc != nullptr; tc = tc->next) add(*tc);
+  std::lock_guard lk(orphan_mu_);
+  add(*orphan_);
+  return out;
+}
+
+inline void pool_core::retire() noexcept {
+  const std::int64_t out = outstanding_count();
+  if (out > 0 && debug_)
+    report(error_kind::leak_at_destroy, nullptr, static_cast<std::size_t>(out),
+           "pool destroyed with " + std::to_string(out) + " buffer(s) still handed out");
+  handle_ = nullptr;
+  if (out <= 0) {
+    delete this;
+    return;
+  }
+  // Retired: the buffers still out free themselves when they come back (put_slow), the last one
+  // deletes this core. The caller's synchronization orders these plain writes before any later
+  // return on another thread (a return concurrent with the pool's destruction is a data race, as a
+  // call to any object being destroyed is).
+  retired_ = true;
+  remaining_.store(out, std::memory_order_relaxed);
+  release_pooled();
+}
+
+// A buffer came back to a retired core: free it; the last one out deletes the core.
+inline void pool_core::release_retired(header* h) noexcept {
+  deallocate(h);
+  // acq_rel: every other buffer's deallocate happens before the delete that follows the last one.
+  if (remaining_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+}
+
+inline pool_core::~pool_core() { release_pooled(); }
+
+inline std::int64_t pool_core::thread_outstanding_bytes() noexcept {
   const detail::thread_cache* tc = local_cache();
   if (tc == nullptr) return 0;
   std::int64_t bytes = 0;
@@ -231,7 +291,7 @@ inline std::int64_t pool::thread_outstanding_bytes() noexcept {
 
 // ---- the fast path --------------------------------------------------------------------------------
 
-BUFPOOL_INLINE detail::thread_cache* pool::local_cache() noexcept {
+BUFPOOL_INLINE detail::thread_cache* pool_core::local_cache() noexcept {
   if (slot_ < detail::tls_size) [[likely]] {
     const detail::tls_entry& e = detail::tls_entries[slot_];
     if (e.uid == uid_) [[likely]]
@@ -240,7 +300,7 @@ BUFPOOL_INLINE detail::thread_cache* pool::local_cache() noexcept {
   return attach_slow();
 }
 
-BUFPOOL_INLINE buffer pool::get(std::size_t n) {
+BUFPOOL_INLINE buffer pool_core::get(std::size_t n) {
   const std::size_t cls = class_index(n);
   if (cls < fast_classes_) [[likely]] {
     detail::thread_cache* tc = local_cache();
@@ -258,7 +318,7 @@ BUFPOOL_INLINE buffer pool::get(std::size_t n) {
   return get_slow(n);
 }
 
-BUFPOOL_INLINE void pool::put_header(header* h) noexcept {
+BUFPOOL_INLINE void pool_core::put_header(header* h) noexcept {
   const std::size_t cls = h->cls;
   if (cls < fast_classes_) [[likely]] {
     if (slot_ < detail::tls_size) [[likely]] {
@@ -278,7 +338,7 @@ BUFPOOL_INLINE void pool::put_header(header* h) noexcept {
   put_slow(h);
 }
 
-inline void pool::put(buffer&& b) noexcept {
+inline void pool_core::put(buffer&& b) noexcept {
   if (header* h = std::exchange(b.h_, nullptr)) {
     b.size_ = 0;
     if (h->owner != this) [[unlikely]]
@@ -288,7 +348,7 @@ inline void pool::put(buffer&& b) noexcept {
   }
 }
 
-inline void pool::put_raw(std::byte* data) noexcept {
+inline void pool_core::put_raw(std::byte* data) noexcept {
   if (data == nullptr) return;
   header* h = header::from_data(data);
   if (debug_ && h->cookie != h->expected_cookie()) {
@@ -303,7 +363,7 @@ inline void pool::put_raw(std::byte* data) noexcept {
 
 // ---- the slow paths -------------------------------------------------------------------------------
 
-BUFPOOL_NOINLINE inline detail::thread_cache* pool::attach_slow() noexcept {
+BUFPOOL_NOINLINE inline detail::thread_cache* pool_core::attach_slow() noexcept {
   using namespace detail;
   if (tls_exited) return nullptr;
   tls_exit_hook.armed = true;  // constructs the hook, so that its destructor runs at this thread's exit
@@ -354,7 +414,7 @@ inline detail::thread_exit_hook::~thread_exit_hook() {
 }
 
 // Runs on the exiting owner thread, under the registry mutex (so the pool is alive).
-inline void pool::detach(detail::thread_cache* tc) noexcept {
+inline void pool_core::detach(detail::thread_cache* tc) noexcept {
   std::size_t freed_bytes = 0;
   for (std::size_t c = 0; c < nclasses_; ++c) {
     detail::class_cache& cc = tc->classes[c];
@@ -377,7 +437,7 @@ inline void pool::detach(detail::thread_cache* tc) noexcept {
   free_caches_.push_back(tc);
 }
 
-BUFPOOL_NOINLINE inline buffer pool::get_slow(std::size_t n) {
+BUFPOOL_NOINLINE inline buffer pool_core::get_slow(std::size_t n) {
   const std::size_t cls = class_index(n);
   detail::thread_cache* tc = local_cache();
   if (cls >= nclasses_) {
@@ -434,8 +494,12 @@ BUFPOOL_NOINLINE inline buffer pool::get_slow(std::size_t n) {
   return buffer(h, n);
 }
 
-BUFPOOL_NOINLINE inline void pool::put_slow(header* h) noexcept {
+BUFPOOL_NOINLINE inline void pool_core::put_slow(header* h) noexcept {
   if (debug_ && !on_debug_put(h)) return;
+  if (retired_) [[unlikely]] {
+    release_retired(h);
+    return;
+  }
   const std::size_t cls = h->cls;
   detail::thread_cache* tc = local_cache();
   if (cls >= nclasses_ || tc == nullptr || !opts_.enabled) {  // oversize, past thread exit, or pooling off
@@ -474,7 +538,7 @@ BUFPOOL_NOINLINE inline void pool::put_slow(header* h) noexcept {
 }
 
 // A buffer handed to the wrong pool goes home; debug mode reports it.
-inline void pool::put_foreign(header* h) noexcept {
+inline void pool_core::put_foreign(header* h) noexcept {
   if (debug_)
     report(error_kind::wrong_pool, h->data(), 1, "a buffer was returned to a pool that did not hand it out");
   h->owner->put_header(h);
@@ -485,7 +549,7 @@ inline void pool::put_foreign(header* h) noexcept {
 // victim's ring, bounded by the room in our own ring) with one CAS: one buffer is returned and the rest
 // go to the head of our ring, so a thread that keeps receiving buffers from another (cross-thread
 // return) pays one contended CAS per batch instead of one per buffer.
-inline pool::header* pool::steal(detail::thread_cache* tc, std::size_t cls) noexcept {
+inline pool_core::header* pool_core::steal(detail::thread_cache* tc, std::size_t cls) noexcept {
   constexpr std::uint32_t max_batch = 32;
   auto& own = tc->classes[cls].ring;
   const std::uint32_t room = own.capacity() - own.size();  // our ring only grows roomier meanwhile
@@ -514,7 +578,7 @@ inline pool::header* pool::steal(detail::thread_cache* tc, std::size_t cls) noex
 
 // Never waits: if a rotation or another thread holds the victim lock, the victim counts as empty
 // (Go's Get may likewise "choose to ignore the pool").
-inline pool::header* pool::victim_pop(std::size_t cls) noexcept {
+inline pool_core::header* pool_core::victim_pop(std::size_t cls) noexcept {
   victim_list& v = victim_[cls];
   if (v.size.load(std::memory_order_relaxed) == 0) return nullptr;
   std::unique_lock lk(victim_mu_, std::try_to_lock);
@@ -527,7 +591,7 @@ inline pool::header* pool::victim_pop(std::size_t cls) noexcept {
 
 // The owner's part of rotation: its private slots age. Under victim_mu_, so the epoch read here and
 // the victim generation the buffers join belong to the same rotation.
-inline void pool::catch_up(detail::thread_cache* tc) noexcept {
+inline void pool_core::catch_up(detail::thread_cache* tc) noexcept {
   std::array<header*, max_classes> expired{};
   {
     std::lock_guard lk(victim_mu_);
@@ -554,12 +618,12 @@ inline void pool::catch_up(detail::thread_cache* tc) noexcept {
     }
 }
 
-inline void pool::rotate_local() noexcept {
+inline void pool_core::rotate_local() noexcept {
   detail::thread_cache* tc = local_cache();
   if (tc != nullptr && tc->epoch != epoch_.load(std::memory_order_relaxed)) catch_up(tc);
 }
 
-inline void pool::rotate() {
+inline void pool_core::rotate() {
   {
     std::lock_guard rl(rotate_mu_);
     std::array<header*, max_classes> old{};
@@ -604,7 +668,7 @@ inline void pool::rotate() {
   rotate_local();
 }
 
-inline bool pool::take_credit(detail::thread_cache* tc, std::size_t need) noexcept {
+inline bool pool_core::take_credit(detail::thread_cache* tc, std::size_t need) noexcept {
   std::size_t avail = idle_credit_.load(std::memory_order_relaxed);
   for (;;) {
     if (avail < need) return false;
@@ -617,14 +681,14 @@ inline bool pool::take_credit(detail::thread_cache* tc, std::size_t need) noexce
 }
 
 // A thread keeps at most two chunks of credit (plus what its private slots hand back).
-inline void pool::trim_credit(detail::thread_cache* tc) noexcept {
+inline void pool_core::trim_credit(detail::thread_cache* tc) noexcept {
   if (tc->credit > 2 * credit_chunk_) {
     idle_credit_.fetch_add(tc->credit - credit_chunk_, std::memory_order_relaxed);
     tc->credit = credit_chunk_;
   }
 }
 
-inline pool::header* pool::allocate(std::size_t cls, std::size_t capacity) {
+inline pool_core::header* pool_core::allocate(std::size_t cls, std::size_t capacity) {
   // get(n) for n within a header of SIZE_MAX would wrap the size asked for.
   if (capacity > std::numeric_limits<std::size_t>::max() - sizeof(header)) throw std::bad_alloc();
   void* p = memory_->allocate(sizeof(header) + capacity, alignof(header));
@@ -638,7 +702,7 @@ inline pool::header* pool::allocate(std::size_t cls, std::size_t capacity) {
   return h;
 }
 
-inline void pool::deallocate(header* h) noexcept {
+inline void pool_core::deallocate(header* h) noexcept {
   detail::unpoison(h);
   const std::size_t bytes = sizeof(header) + h->capacity;
   h->cookie = 0;
@@ -646,7 +710,7 @@ inline void pool::deallocate(header* h) noexcept {
   memory_->deallocate(h, bytes, alignof(header));
 }
 
-inline void pool::free_chain(header* h, std::size_t cls) noexcept {
+inline void pool_core::free_chain(header* h, std::size_t cls) noexcept {
   std::uint64_t n = 0;
   std::size_t bytes = 0;
   while (h != nullptr) {
@@ -661,12 +725,12 @@ inline void pool::free_chain(header* h, std::size_t cls) noexcept {
 
 // ---- debug mode -----------------------------------------------------------------------------------
 
-inline void pool::on_debug_get(header* h) noexcept {
+inline void pool_core::on_debug_get(header* h) noexcept {
   detail::unpoison(h);
   h->state.store(static_cast<std::uint32_t>(detail::buffer_state::in_use), std::memory_order_relaxed);
 }
 
-inline bool pool::on_debug_put(header* h) noexcept {
+inline bool pool_core::on_debug_put(header* h) noexcept {
   const auto prev = h->state.exchange(static_cast<std::uint32_t>(detail::buffer_state::pooled),
                                       std::memory_order_relaxed);
   if (prev != static_cast<std::uint32_t>(detail::buffer_state::in_use)) {
@@ -677,7 +741,7 @@ inline bool pool::on_debug_put(header* h) noexcept {
   return true;
 }
 
-inline void pool::report(error_kind kind, const void* data, std::size_t count, std::string message) const noexcept {
+inline void pool_core::report(error_kind kind, const void* data, std::size_t count, std::string message) const noexcept {
   error_report r{kind, data, count, std::move(message)};
   if (opts_.on_error) {
     opts_.on_error(r);
@@ -689,7 +753,7 @@ inline void pool::report(error_kind kind, const void* data, std::size_t count, s
 
 // ---- statistics -----------------------------------------------------------------------------------
 
-inline pool_snapshot pool::snapshot() const {
+inline pool_snapshot pool_core::snapshot() const {
   pool_snapshot s;
   s.min_class = opts_.min_class;
   s.max_class = opts_.max_class;
@@ -749,5 +813,51 @@ inline pool_snapshot pool::snapshot() const {
   s.oversize.outstanding = static_cast<std::int64_t>(s.oversize.gets) - static_cast<std::int64_t>(s.oversize.puts);
   return s;
 }
+
+// ---- the handle -----------------------------------------------------------------------------------
+
+/// A pool of byte buffers with per-thread caches. Non-copyable, non-movable.
+///
+/// Lifetime: buffers may outlive their pool, as they do in an Asio program whose io_context is
+/// destroyed after the pool while handlers still hold buffers. Destroying the pool frees every pooled
+/// buffer; each buffer still out frees its own memory when it is returned later, on any thread
+/// (debug mode reports them as leak_at_destroy). The memory resource (pool_options::memory) must
+/// outlive every buffer. A return concurrent with the pool's destruction is a data race.
+class pool {
+public:
+  /// Builds a pool; throws std::invalid_argument (see validate()) for unusable options.
+  explicit pool(pool_options options = {}) : core_(new pool_core(std::move(options), this)) {}
+  ~pool() { core_->retire(); }
+  pool(const pool&) = delete;
+  pool& operator=(const pool&) = delete;
+
+  /// A buffer with size() == n and capacity() == n rounded up to its class (exactly n above
+  /// max_class, unpooled). Throws std::bad_alloc when a new allocation fails or n cannot be served.
+  BUFPOOL_INLINE buffer get(std::size_t n) { return core_->get(n); }
+  /// Returns `b` now (same as destroying it). A buffer of another pool goes back to its own pool
+  /// (reported as wrong_pool in debug mode).
+  void put(buffer&& b) noexcept { core_->put(std::move(b)); }
+  /// Returns a buffer detached with buffer::release().
+  void put_raw(std::byte* data) noexcept { core_->put_raw(data); }
+  /// One rotation (what the timer does), then this thread's own part of it.
+  void rotate() { core_->rotate(); }
+  /// This thread's part of the rotations that happened since its last call: ages its private slots.
+  void rotate_local() noexcept { core_->rotate_local(); }
+  /// Statistics, gathered now. Exact when nothing runs concurrently.
+  pool_snapshot snapshot() const { return core_->snapshot(); }
+  /// Bytes the calling thread has taken and not returned itself (see pool_core).
+  std::int64_t thread_outstanding_bytes() noexcept { return core_->thread_outstanding_bytes(); }
+  /// The options the pool was built with.
+  const pool_options& options() const noexcept { return core_->options(); }
+  /// Number of size classes.
+  std::size_t class_count() const noexcept { return core_->class_count(); }
+  /// Size in bytes of class `i`.
+  std::size_t class_size(std::size_t i) const noexcept { return core_->class_size(i); }
+  /// The class that serves a request of `n` bytes; class_count() or more means oversize.
+  std::size_t class_index(std::size_t n) const noexcept { return core_->class_index(n); }
+
+private:
+  pool_core* core_;
+};
 
 }  // namespace bufpool

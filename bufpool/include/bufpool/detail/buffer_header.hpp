@@ -19,7 +19,7 @@
 #endif
 
 namespace bufpool {
-class pool;
+class pool_core;
 }
 
 namespace bufpool::detail {
@@ -34,7 +34,7 @@ inline constexpr std::uint32_t oversize_class = 0xffffffffu;
 inline constexpr unsigned char poison_byte = 0xdb;
 
 struct alignas(64) buffer_header {
-  pool* owner;                       ///< the pool that allocated the buffer
+  pool_core* owner;                  ///< the pool that allocated the buffer (its state, which outlives it)
   buffer_header* next;               ///< link in the victim list; meaningful only there
   std::size_t capacity;              ///< usable bytes after the header
   std::uintptr_t cookie;             ///< address ^ a constant: tells a bufpool buffer from other memory

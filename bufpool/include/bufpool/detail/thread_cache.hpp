@@ -95,7 +95,7 @@ inline constinit thread_local bool tls_exited = false;
 struct pool_registry {
   std::mutex mu;
   struct entry {
-    pool* p = nullptr;
+    pool_core* p = nullptr;
     std::uint64_t uid = 0;
   };
   std::vector<entry> slots;

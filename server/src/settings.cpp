@@ -72,7 +72,7 @@ config::schema build() {
   s.add(integer("pool.min_class", 256, "smallest size class (power of two)", 64, 1 << 30));
   s.add(integer("pool.max_class", 65536, "largest size class (power of two)", 64, 1 << 30));
   s.add(integer("pool.ring_capacity", 128, "per-thread shared ring capacity per class (power of two)", 1, 65536));
-  s.add(integer("pool.max_idle_bytes", 64 << 20, "cap on idle pooled bytes", 64, std::int64_t{1} << 40));
+  s.add(integer("pool.max_idle_bytes", 64 << 20, "cap on idle pooled memory (data and 64-byte headers)", 64, std::int64_t{1} << 40));
   s.add(dur("pool.rotation_interval", "10s", "victim rotation interval: unused buffers are freed within two", us_per_ms,
             3600 * us_per_s));
   return s;

@@ -147,8 +147,10 @@ TEST_CASE("pool: the idle-bytes cap is never exceeded, and returns beyond it are
   for (int i = 0; i < 5; ++i) v.push_back(p.get(512));
   v.clear();
   auto s = p.snapshot();
-  CHECK(s.totals.pooled_bytes <= o.max_idle_bytes);
-  CHECK(s.totals.pooled_bytes == 3 * 4096);
+  // The cap counts each buffer's data and its 64-byte header; it is filled to within one large buffer.
+  const std::size_t held = s.totals.pooled_bytes + 64 * s.totals.pooled;
+  CHECK(held <= o.max_idle_bytes);
+  CHECK(held > o.max_idle_bytes - (4096 + 64));
   CHECK(s.totals.dropped == 10 - s.totals.pooled);
   CHECK(mem.live() == static_cast<long>(s.totals.pooled));
   check_identities(s);
@@ -435,4 +437,67 @@ TEST_CASE("pool: a request near SIZE_MAX throws bad_alloc instead of wrapping th
   CHECK_THROWS_AS((void)p.get(huge), std::bad_alloc);
   CHECK(r.allocations.load() == 0);
   CHECK(p.snapshot().oversize.outstanding == 0);
+}
+
+namespace {
+// Counts the bytes the pool holds from its resource.
+class byte_counting_resource : public std::pmr::memory_resource {
+public:
+  std::atomic<long> bytes{0};
+
+private:
+  void* do_allocate(std::size_t n, std::size_t a) override {
+    bytes += static_cast<long>(n);
+    return std::pmr::new_delete_resource()->allocate(n, a);
+  }
+  void do_deallocate(void* p, std::size_t n, std::size_t a) override {
+    bytes -= static_cast<long>(n);
+    std::pmr::new_delete_resource()->deallocate(p, n, a);
+  }
+  bool do_is_equal(const std::pmr::memory_resource& o) const noexcept override { return this == &o; }
+};
+}  // namespace
+
+// Regression (review of issue 8): the cap counted data bytes only, so with 64-byte classes the memory
+// held was up to twice the cap. Now a buffer costs its data and its header.
+TEST_CASE("pool: max_idle_bytes bounds what the memory resource holds, headers included") {
+  byte_counting_resource r;
+  pool_options o;
+  o.memory = &r;
+  o.min_class = 64;
+  o.max_class = 64;
+  o.max_idle_bytes = 64 * 1024;
+  o.ring_capacity = 4096;
+  pool p(o);
+  {
+    std::vector<buffer> held;
+    for (int i = 0; i < 2000; ++i) held.push_back(p.get(64));  // 2000 x 128 B = 250 KiB in use
+  }
+  p.rotate_local();
+  const auto s = p.snapshot();
+  INFO("resource holds " << r.bytes.load() << " bytes for " << s.totals.pooled << " idle buffers");
+  CHECK(s.totals.outstanding == 0);
+  CHECK(r.bytes.load() <= 64 * 1024);
+  CHECK(s.totals.pooled >= 64 * 1024 / 128 / 2);  // and the cap is not left unused either
+}
+
+// Regression (review of issue 8): with a small cap one thread could hold all of it as spare credit,
+// so every return of another thread was dropped.
+TEST_CASE("pool: one thread cannot hold all the idle credit (another thread's returns are pooled)") {
+  pool_options o;
+  o.max_idle_bytes = 64 * 1024;  // the smallest cap allowed with 64 KiB classes
+  pool p(o);
+  { auto b = p.get(256); }  // this thread takes credit
+  for (int i = 0; i < 100; ++i) {
+    auto b = p.get(256);
+  }
+  std::thread other([&] {
+    std::vector<buffer> mine;
+    for (int i = 0; i < 4; ++i) mine.push_back(p.get(1024));
+  });  // its returns at exit of the lambda, then the thread's exit frees its cache
+  other.join();
+  const auto s = p.snapshot();
+  // 1 KiB class: the other thread's four returns were pooled (freed later at thread exit), not dropped.
+  CHECK(s.classes[2].dropped == 0);
+  CHECK(s.classes[2].freed_by_thread_exit == 4);
 }

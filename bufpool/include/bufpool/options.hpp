@@ -56,8 +56,10 @@ struct pool_options {
   std::size_t max_class = 64 * 1024;
   /// Capacity of each thread's shared ring, per size class (a power of two, 1 to 65536).
   std::uint32_t ring_capacity = 128;
-  /// Cap on idle (pooled) bytes across all threads and classes; returns beyond it are freed and counted
-  /// as dropped. At least max_class.
+  /// Cap on idle (pooled) memory across all threads and classes, counting each buffer's data and its
+  /// 64-byte header (what the memory resource holds for it); returns beyond it are freed and counted
+  /// as dropped. At least max_class. Each thread holds at most two "credit chunks" of unused room
+  /// (min(4 x (max_class + 64), max_idle_bytes / 16)), so no thread can take all of it.
   std::size_t max_idle_bytes = std::size_t{64} << 20;
   /// False turns pooling off: every get allocates (a miss) and every return frees (dropped), with the
   /// same size classes and statistics. The baseline for benchmarks.

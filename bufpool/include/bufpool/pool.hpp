@@ -105,6 +105,8 @@ private:
   std::int64_t outstanding_count() const noexcept;
   void release_retired(detail::buffer_header* h) noexcept;
   using header = detail::buffer_header;
+  /// What a pooled buffer costs the idle-bytes cap: its data and its header (what the resource holds).
+  static std::size_t footprint(const header* h) noexcept { return h->capacity + sizeof(header); }
   static constexpr std::size_t max_classes = 32;
 
   detail::thread_cache* local_cache() noexcept;
@@ -186,7 +188,9 @@ inline pool_core::pool_core(pool_options options, pool* handle)
   memory_ = opts_.memory != nullptr ? opts_.memory : std::pmr::new_delete_resource();
   min_shift_ = static_cast<std::size_t>(std::countr_zero(opts_.min_class));
   nclasses_ = static_cast<std::size_t>(std::countr_zero(opts_.max_class)) - min_shift_ + 1;
-  credit_chunk_ = std::min(opts_.max_idle_bytes, 4 * opts_.max_class);
+  // Spare credit a thread may hold: small against the cap, so that no thread can hold all of it and
+  // make every other thread's returns drop (at most two chunks each, see trim_credit).
+  credit_chunk_ = std::min(4 * (opts_.max_class + sizeof(header)), opts_.max_idle_bytes / 16);
   debug_ = opts_.debug;
   fast_classes_ = (debug_ || !opts_.enabled) ? 0 : nclasses_;
   idle_credit_.store(opts_.max_idle_bytes, std::memory_order_relaxed);
@@ -310,7 +314,7 @@ BUFPOOL_INLINE buffer pool_core::get(std::size_t n) {
         cc.private_slot.store(nullptr, std::memory_order_relaxed);
         detail::bump(cc.counters.gets);
         detail::bump(cc.counters.hits_private);
-        tc->credit += h->capacity;
+        tc->credit += footprint(h);
         return buffer(h, n);
       }
     }
@@ -326,8 +330,8 @@ BUFPOOL_INLINE void pool_core::put_header(header* h) noexcept {
       detail::thread_cache* tc = e.cache;
       if (e.uid == uid_ && tc->epoch == epoch_.load(std::memory_order_relaxed)) [[likely]] {
         detail::class_cache& cc = tc->classes[cls];
-        if (cc.private_slot.load(std::memory_order_relaxed) == nullptr && tc->credit >= h->capacity) [[likely]] {
-          tc->credit -= h->capacity;
+        if (cc.private_slot.load(std::memory_order_relaxed) == nullptr && tc->credit >= footprint(h)) [[likely]] {
+          tc->credit -= footprint(h);
           detail::bump(cc.counters.puts);
           cc.private_slot.store(h, std::memory_order_relaxed);
           return;
@@ -420,12 +424,12 @@ inline void pool_core::detach(detail::thread_cache* tc) noexcept {
     detail::class_cache& cc = tc->classes[c];
     std::uint64_t n = 0;
     if (header* h = cc.private_slot.exchange(nullptr, std::memory_order_relaxed)) {
-      freed_bytes += h->capacity;
+      freed_bytes += footprint(h);
       deallocate(h);
       ++n;
     }
     while (header* h = cc.ring.pop_head()) {  // stealers may pop the tail meanwhile: the ring allows it
-      freed_bytes += h->capacity;
+      freed_bytes += footprint(h);
       deallocate(h);
       ++n;
     }
@@ -482,7 +486,7 @@ BUFPOOL_NOINLINE inline buffer pool_core::get_slow(std::size_t n) {
     tier = &cc.counters.hits_victim;
   }
   if (h != nullptr) {
-    tc->credit += h->capacity;
+    tc->credit += footprint(h);
     trim_credit(tc);
     if (debug_) on_debug_get(h);
   } else {
@@ -521,18 +525,18 @@ BUFPOOL_NOINLINE inline void pool_core::put_slow(header* h) noexcept {
   if (tc->epoch != epoch_.load(std::memory_order_relaxed)) catch_up(tc);
   detail::class_cache& cc = tc->classes[cls];
   detail::bump(cc.counters.puts);
-  if (tc->credit < h->capacity && !take_credit(tc, h->capacity)) {
+  if (tc->credit < footprint(h) && !take_credit(tc, footprint(h))) {
     detail::bump(cc.counters.dropped);  // the pool holds max_idle_bytes already
     deallocate(h);
     return;
   }
-  tc->credit -= h->capacity;
+  tc->credit -= footprint(h);
   if (cc.private_slot.load(std::memory_order_relaxed) == nullptr) {
     cc.private_slot.store(h, std::memory_order_relaxed);
     return;
   }
   if (cc.ring.push_head(h)) return;
-  tc->credit += h->capacity;
+  tc->credit += footprint(h);
   detail::bump(cc.counters.dropped);  // ring full
   deallocate(h);
 }
@@ -563,7 +567,7 @@ inline pool_core::header* pool_core::steal(detail::thread_cache* tc, std::size_t
       // Then the buffer leaves the pool: freed, its bytes back to the cap, counted as dropped.
       if (!own.push_head(batch[i])) {
         detail::bump(tc->classes[cls].counters.dropped);
-        idle_credit_.fetch_add(batch[i]->capacity, std::memory_order_relaxed);
+        idle_credit_.fetch_add(footprint(batch[i]), std::memory_order_relaxed);
         deallocate(batch[i]);
       }
     }
@@ -714,7 +718,7 @@ inline void pool_core::free_chain(header* h, std::size_t cls) noexcept {
   std::uint64_t n = 0;
   std::size_t bytes = 0;
   while (h != nullptr) {
-    bytes += h->capacity;
+    bytes += footprint(h);
     deallocate(std::exchange(h, h->next));
     ++n;
   }

@@ -10,6 +10,7 @@
 #include <asio/post.hpp>
 
 #include <bufpool/bufpool.hpp>
+#include <bufpool/json.hpp>
 
 int main() {
   bufpool::pool pool;  // defaults: classes 256 B..64 KiB, 128 per thread ring, 64 MiB idle cap

@@ -14,6 +14,7 @@
 #include <asio/steady_timer.hpp>
 
 #include <bufpool/chunk_resource.hpp>
+#include <bufpool/json.hpp>
 #include <bufpool/pool.hpp>
 #include <bufpool/rotation_timer.hpp>
 

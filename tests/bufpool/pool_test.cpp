@@ -16,6 +16,7 @@
 #include <doctest/doctest.h>
 
 #include <bufpool/bufpool.hpp>
+#include <bufpool/json.hpp>
 
 #include "test_support.hpp"
 

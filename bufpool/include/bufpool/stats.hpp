@@ -1,4 +1,4 @@
-// pool_snapshot: the pool's statistics gathered on demand, and their JSON form.
+// pool_snapshot: the pool's statistics gathered on demand (their JSON form: <bufpool/json.hpp>).
 //
 // Counters are cumulative since the pool was built; pooled/pooled_bytes/outstanding are levels. At
 // quiescence (no get/put/rotate running) these identities hold, per class and in totals:
@@ -11,8 +11,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 namespace bufpool {
 
@@ -76,48 +74,6 @@ inline class_stats& class_stats::operator+=(const class_stats& o) noexcept {
   pooled_bytes += o.pooled_bytes;
   outstanding += o.outstanding;
   return *this;
-}
-
-/// JSON form of one class (or of the totals, which omit "size").
-inline void to_json(nlohmann::json& j, const class_stats& s) {
-  j = nlohmann::json{{"gets", s.gets},
-                     {"puts", s.puts},
-                     {"hits_private", s.hits_private},
-                     {"hits_shared", s.hits_shared},
-                     {"hits_stolen", s.hits_stolen},
-                     {"hits_victim", s.hits_victim},
-                     {"misses", s.misses},
-                     {"dropped", s.dropped},
-                     {"freed_by_rotation", s.freed_by_rotation},
-                     {"freed_by_thread_exit", s.freed_by_thread_exit},
-                     {"rotations", s.rotations},
-                     {"pooled", s.pooled},
-                     {"pooled_bytes", s.pooled_bytes},
-                     {"outstanding", s.outstanding}};
-  if (s.size != 0) j["size"] = s.size;
-}
-
-inline void to_json(nlohmann::json& j, const oversize_stats& s) {
-  j = nlohmann::json{{"gets", s.gets},
-                     {"puts", s.puts},
-                     {"outstanding", s.outstanding},
-                     {"outstanding_bytes", s.outstanding_bytes}};
-}
-
-/// JSON form of a snapshot: {"config": {...}, "threads", "thread_caches", "totals", "classes", "oversize"}.
-inline void to_json(nlohmann::json& j, const pool_snapshot& s) {
-  j = nlohmann::json{{"config",
-                      {{"min_class", s.min_class},
-                       {"max_class", s.max_class},
-                       {"ring_capacity", s.ring_capacity},
-                       {"max_idle_bytes", s.max_idle_bytes},
-                       {"debug", s.debug},
-                       {"enabled", s.enabled}}},
-                     {"threads", s.threads},
-                     {"thread_caches", s.thread_caches},
-                     {"totals", s.totals},
-                     {"classes", s.classes},
-                     {"oversize", s.oversize}};
 }
 
 }  // namespace bufpool

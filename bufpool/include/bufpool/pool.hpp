@@ -93,7 +93,10 @@ public:
   std::size_t class_size(std::size_t i) const noexcept { return opts_.min_class << i; }
   /// The class that serves a request of `n` bytes; class_count() or more means oversize.
   std::size_t class_index(std::size_t n) const noexcept {
-    return n <= opts_.min_class ? 0 : static_cast<std::size_t>(std::bit_width(n - 1)) - min_shift_;
+    // bit_width(n - 1), written with countl_zero (int everywhere; bit_width returns size_t on GCC 12).
+    return n <= opts_.min_class ? 0
+                                : static_cast<std::size_t>(std::numeric_limits<std::size_t>::digits - std::countl_zero(n - 1)) -
+                                      min_shift_;
   }
 
 private:

@@ -42,7 +42,7 @@ public:
     const std::uint64_t ht = head_tail_.load(std::memory_order_acquire);
     const std::uint32_t head = head_of(ht);
     const std::uint32_t tail = tail_of(ht);
-    if (static_cast<std::uint32_t>(tail + mask_ + 1) == head) return false;  // full
+    if (tail + mask_ + 1 == head) return false;  // full (32-bit unsigned arithmetic wraps as the indexes do)
     std::atomic<T*>& slot = slots_[head & mask_];
     // A consumer may have advanced the tail past this slot but not yet read it. Its release store of
     // nullptr (in pop_tail) pairs with this acquire load: once we see nullptr its read is finished and

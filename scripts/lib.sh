@@ -7,6 +7,7 @@ BUFPOOL_PACKAGES=(
   libasio-dev nlohmann-json3-dev          # the library's own dependencies
   libspdlog-dev libcli11-dev node-llhttp  # the server and load generator (llhttp's C sources)
   doctest-dev libbenchmark-dev            # tests and benchmarks
+  libboost-dev                            # the library's tests again with Boost.Asio
   clang libclang-rt-14-dev                # the fuzz preset (libFuzzer, ASan+UBSan)
 )
 

@@ -7,12 +7,11 @@
 #include <thread>
 #include <vector>
 
-#include <asio/io_context.hpp>
-#include <asio/post.hpp>
 #include <doctest/doctest.h>
 
 #include <bufpool/bufpool.hpp>
 
+#include "net.hpp"
 #include "test_support.hpp"
 
 using bufpool::buffer;
@@ -25,12 +24,12 @@ using bufpool::test::counting_resource;
 TEST_CASE("lifetime: an io_context destroyed after the pool returns its handlers' buffers safely") {
   counting_resource r;
   {
-    asio::io_context io;
+    net::io_context io;
     pool_options o;
     o.memory = &r;
     pool p(o);
     for (int i = 0; i < 10; ++i)
-      asio::post(io, [b = std::make_shared<buffer>(p.get(4096))] { (void)b; });  // never run
+      net::post(io, [b = std::make_shared<buffer>(p.get(4096))] { (void)b; });  // never run
     { auto pooled = p.get(512); }  // one buffer idle in the pool as well
     CHECK(r.live() == 11);
   }  // p goes first, then io destroys the handlers and their buffers

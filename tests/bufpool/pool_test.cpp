@@ -18,6 +18,7 @@
 #include <bufpool/bufpool.hpp>
 #include <bufpool/json.hpp>
 
+#include "net.hpp"
 #include "test_support.hpp"
 
 using bufpool::buffer;
@@ -97,10 +98,10 @@ TEST_CASE("buffer: move-only handle with size, capacity, resize and Asio view") 
   CHECK_THROWS_AS(b.resize(1025), std::length_error);
   b.resize(10);
   std::memcpy(b.data(), "0123456789", 10);
-  asio::mutable_buffer mb = asio::buffer(b);
+  net::mutable_buffer mb = net::buffer(b);
   CHECK(mb.size() == 10);
   CHECK(mb.data() == b.data());
-  CHECK(asio::buffer(b, 4).size() == 4);
+  CHECK(net::buffer(b, 4).size() == 4);
   CHECK(b.span().size() == 10);
   CHECK(b.owner() == &p);
 

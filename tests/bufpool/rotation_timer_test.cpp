@@ -5,15 +5,11 @@
 #include <thread>
 #include <vector>
 
-#include <asio/io_context.hpp>
-#include <asio/local/connect_pair.hpp>
-#include <asio/local/stream_protocol.hpp>
-#include <asio/read.hpp>
-#include <asio/write.hpp>
 #include <doctest/doctest.h>
 
 #include <bufpool/bufpool.hpp>
 
+#include "net.hpp"
 #include "test_support.hpp"
 
 using namespace std::chrono_literals;
@@ -35,9 +31,9 @@ bool eventually(Pred pred) {
 
 TEST_CASE("rotation_timer: idle io_context threads free their cached buffers within two rotations") {
   pool p;
-  asio::io_context c1(1), c2(1);
-  auto w1 = asio::make_work_guard(c1);
-  auto w2 = asio::make_work_guard(c2);
+  net::io_context c1(1), c2(1);
+  auto w1 = net::make_work_guard(c1);
+  auto w2 = net::make_work_guard(c2);
   std::thread t1([&] { c1.run(); });
   std::thread t2([&] { c2.run(); });
   {
@@ -46,7 +42,7 @@ TEST_CASE("rotation_timer: idle io_context threads free their cached buffers wit
     // allocate before either returns, so neither steals the other's.
     std::latch both_hold(2);
     for (auto* c : {&c1, &c2})
-      asio::post(*c, [&] {
+      net::post(*c, [&] {
         std::vector<buffer> v;
         for (int i = 0; i < 10; ++i) v.push_back(p.get(4096));
         both_hold.arrive_and_wait();
@@ -70,7 +66,7 @@ TEST_CASE("rotation_timer: idle io_context threads free their cached buffers wit
 
 TEST_CASE("rotation_timer: rejects an empty context list and a non-positive interval") {
   pool p;
-  asio::io_context c;
+  net::io_context c;
   CHECK_THROWS_AS(bufpool::rotation_timer(p, {}), std::invalid_argument);
   CHECK_THROWS_AS(bufpool::rotation_timer(p, {&c}, 0ms), std::invalid_argument);
 }
@@ -79,7 +75,7 @@ TEST_CASE("rotation_timer: rejects an empty context list and a non-positive inte
 // first rotation.
 TEST_CASE("rotation_timer: a null io_context anywhere in the list is rejected at construction") {
   pool p;
-  asio::io_context c;
+  net::io_context c;
   CHECK_THROWS_WITH_AS(bufpool::rotation_timer(p, {&c, nullptr}), doctest::Contains("io_context 1 is null"),
                        std::invalid_argument);
   CHECK_THROWS_AS(bufpool::rotation_timer(p, {nullptr}), std::invalid_argument);
@@ -87,14 +83,14 @@ TEST_CASE("rotation_timer: a null io_context anywhere in the list is rejected at
 
 TEST_CASE("buffer: asio reads into and writes from pooled buffers") {
   pool p;
-  asio::io_context io;
-  asio::local::stream_protocol::socket a(io), b(io);
-  asio::local::connect_pair(a, b);
+  net::io_context io;
+  net::local::stream_protocol::socket a(io), b(io);
+  net::local::connect_pair(a, b);
   buffer out = p.get(3000);
   for (std::size_t i = 0; i < out.size(); ++i) out.data()[i] = static_cast<std::byte>(i * 7);
-  std::thread writer([&] { asio::write(a, asio::buffer(out)); });
+  std::thread writer([&] { net::write(a, net::buffer(out)); });
   buffer in = p.get(3000);
-  asio::read(b, asio::buffer(in));
+  net::read(b, net::buffer(in));
   writer.join();
   CHECK(std::memcmp(in.data(), out.data(), 3000) == 0);
 }

@@ -8,8 +8,8 @@
 #include <stdexcept>
 #include <utility>
 
-#include <asio/buffer.hpp>
 
+#include "detail/asio.hpp"
 #include "detail/buffer_header.hpp"
 
 namespace bufpool {
@@ -51,7 +51,7 @@ public:
   /// The bytes in use as a span.
   std::span<std::byte> span() const noexcept { return {data(), size_}; }
   /// The bytes in use as an Asio buffer, so that asio::buffer(b) and asio::buffer(b, n) work.
-  operator asio::mutable_buffer() const noexcept { return asio::mutable_buffer(data(), size_); }
+  operator net::mutable_buffer() const noexcept { return net::mutable_buffer(data(), size_); }
 
   /// Returns the buffer to its pool now; the handle becomes empty.
   void reset() noexcept;

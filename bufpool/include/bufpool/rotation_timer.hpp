@@ -13,9 +13,16 @@
 #include <utility>
 #include <vector>
 
+#include "detail/asio.hpp"
+#if defined(BUFPOOL_USE_BOOST_ASIO)
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#else
 #include <asio/io_context.hpp>
 #include <asio/post.hpp>
 #include <asio/steady_timer.hpp>
+#endif
 
 #include "options.hpp"
 #include "pool.hpp"
@@ -27,7 +34,7 @@ namespace bufpool {
 class rotation_timer {
 public:
   /// `contexts` must be non-empty; the rotation itself runs on contexts.front().
-  rotation_timer(pool& p, std::vector<asio::io_context*> contexts,
+  rotation_timer(pool& p, std::vector<net::io_context*> contexts,
                  std::chrono::milliseconds interval = default_rotation_interval)
       : state_(std::make_shared<state>(p, checked(std::move(contexts), interval), interval)) {}
   rotation_timer(const rotation_timer&) = delete;
@@ -39,14 +46,14 @@ public:
     std::lock_guard lk(state_->mu);
     if (state_->started || state_->stopped) return;
     state_->started = true;
-    asio::post(*state_->contexts.front(), [s = state_] { arm(s); });
+    net::post(*state_->contexts.front(), [s = state_] { arm(s); });
   }
 
   /// Stops rotating. Thread-safe; waits for a rotation in progress to finish.
   void stop() {
     std::lock_guard lk(state_->mu);
     state_->stopped = true;
-    asio::post(*state_->contexts.front(), [s = state_] { s->timer.cancel(); });
+    net::post(*state_->contexts.front(), [s = state_] { s->timer.cancel(); });
   }
 
   /// Rotations this timer has performed.
@@ -57,19 +64,19 @@ public:
 
 private:
   struct state {
-    state(pool& p, std::vector<asio::io_context*> c, std::chrono::milliseconds i)
+    state(pool& p, std::vector<net::io_context*> c, std::chrono::milliseconds i)
         : target(p), contexts(std::move(c)), interval(i), timer(*contexts.front()) {}
     pool& target;
-    std::vector<asio::io_context*> contexts;
+    std::vector<net::io_context*> contexts;
     std::chrono::milliseconds interval;
-    asio::steady_timer timer;  // used on contexts.front() only
+    net::steady_timer timer;  // used on contexts.front() only
     mutable std::mutex mu;     // held while touching the pool, so that stop() fences every use
     bool started = false;
     bool stopped = false;
     std::uint64_t count = 0;
   };
 
-  static std::vector<asio::io_context*> checked(std::vector<asio::io_context*> contexts,
+  static std::vector<net::io_context*> checked(std::vector<net::io_context*> contexts,
                                                std::chrono::milliseconds interval) {
     if (contexts.empty()) throw std::invalid_argument("bufpool::rotation_timer needs at least one io_context");
     for (std::size_t i = 0; i < contexts.size(); ++i)
@@ -82,7 +89,7 @@ private:
 
   static void arm(const std::shared_ptr<state>& s) {
     s->timer.expires_after(s->interval);
-    s->timer.async_wait([s](std::error_code ec) {
+    s->timer.async_wait([s](const auto& ec) {  // std::error_code, or Boost.System's
       if (ec) return;
       {
         std::lock_guard lk(s->mu);
@@ -91,7 +98,7 @@ private:
         ++s->count;
       }
       for (std::size_t i = 1; i < s->contexts.size(); ++i)
-        asio::post(*s->contexts[i], [s] {
+        net::post(*s->contexts[i], [s] {
           std::lock_guard lk(s->mu);
           if (!s->stopped) s->target.rotate_local();
         });

@@ -1,5 +1,6 @@
 // Tests of detail::spmc_ring, including the port of Go's TestPoolDequeue (1 producer, 9 consumers,
 // indexes starting 500 below 2^32 so that they wrap; every value must arrive exactly once).
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <thread>
@@ -116,6 +117,63 @@ TEST_CASE("spmc_ring: every value arrives exactly once, 1 producer and 9 consume
   }
   for (auto& t : consumers) t.join();
 
+  int wrong = 0;
+  for (int i = 0; i < N; ++i)
+    if (have[static_cast<std::size_t>(i)].load() != 1) ++wrong;
+  CHECK(wrong == 0);
+  CHECK(popped_head > 0);
+  CHECK(ring.size() == 0);
+}
+
+// The magazine's spill and refill: the producer pushes in batches (push_head_bulk) and takes batches
+// back from the head (pop_head_bulk) while 4 consumers pop the tail one by one or in batches. Every
+// value must arrive exactly once (run under ThreadSanitizer too: a value read without the release
+// of its push is a reported race).
+TEST_CASE("spmc_ring: bulk pushes and bulk head pops with concurrent stealers deliver each value once") {
+  constexpr int P = 5;
+  const int N = 1'000'000 / bufpool::test::scale_down;
+  std::vector<int> values(static_cast<std::size_t>(N));
+  std::vector<std::atomic<int>> have(static_cast<std::size_t>(N));
+  spmc_ring<int> ring(32, static_cast<std::uint32_t>((std::uint64_t{1} << 32) - 300));
+  std::atomic<bool> stop{false};
+  auto record = [&](int* v) {
+    have[static_cast<std::size_t>(*v)].fetch_add(1, std::memory_order_relaxed);
+    if (*v == N - 1) stop.store(true, std::memory_order_release);
+  };
+  std::vector<std::thread> consumers;
+  for (int i = 0; i < P - 1; ++i)
+    consumers.emplace_back([&, bulk = i % 2 == 1] {
+      int* batch[4];
+      while (!stop.load(std::memory_order_acquire)) {
+        std::uint32_t n = 0;
+        if (bulk) {
+          n = ring.pop_tail_bulk(batch, 4);
+        } else if (int* v = ring.pop_tail()) {
+          batch[0] = v;
+          n = 1;
+        }
+        for (std::uint32_t k = 0; k < n; ++k) record(batch[k]);
+        if (n == 0) std::this_thread::yield();
+      }
+    });
+  long popped_head = 0;
+  int* batch[8];
+  for (int j = 0; j < N;) {
+    const int want = std::min(1 + j % 8, N - j);
+    for (int k = 0; k < want; ++k) {
+      values[static_cast<std::size_t>(j + k)] = j + k;
+      batch[k] = &values[static_cast<std::size_t>(j + k)];
+    }
+    const std::uint32_t in = ring.push_head_bulk(batch, static_cast<std::uint32_t>(want));
+    j += static_cast<int>(in);
+    if (in == 0) std::this_thread::yield();
+    if (j % 7 == 0 && j < N - 16) {  // never take the last values back: they must leave by the tail
+      const std::uint32_t out = ring.pop_head_bulk(batch, 3);
+      for (std::uint32_t k = 0; k < out; ++k) record(batch[k]);
+      popped_head += out;
+    }
+  }
+  for (auto& t : consumers) t.join();
   int wrong = 0;
   for (int i = 0; i < N; ++i)
     if (have[static_cast<std::size_t>(i)].load() != 1) ++wrong;

@@ -200,7 +200,7 @@ inline pool_core::pool_core(pool_options options, pool* handle)
   victim_ = std::make_unique<victim_list[]>(nclasses_);
   freed_by_rotation_ = std::make_unique<std::atomic<std::uint64_t>[]>(nclasses_);
   for (std::size_t i = 0; i < nclasses_; ++i) freed_by_rotation_[i].store(0, std::memory_order_relaxed);
-  orphan_ = std::make_unique<detail::thread_cache>(nclasses_, 1);
+  orphan_ = std::make_unique<detail::thread_cache>(nclasses_, 1, opts_.min_class);
 
   auto& reg = detail::pool_registry::instance();
   std::lock_guard lk(reg.mu);
@@ -228,8 +228,10 @@ inline void pool_core::release_pooled() noexcept {
   uid_ = ~std::uint64_t{0};  // uids count up from 1: no entry, empty or not, has this one
   for (detail::thread_cache* tc = caches_.exchange(nullptr, std::memory_order_acquire); tc != nullptr;) {
     for (std::size_t c = 0; c < nclasses_; ++c) {
-      if (header* h = tc->classes[c].private_slot.load(std::memory_order_relaxed)) deallocate(h);
-      while (header* h = tc->classes[c].ring.pop_head()) deallocate(h);
+      detail::class_cache& cc = tc->classes[c];
+      for (std::uint32_t i = 0, k = cc.count.load(std::memory_order_relaxed); i < k; ++i) deallocate(cc.magazine[i]);
+      cc.count.store(0, std::memory_order_relaxed);
+      while (header* h = cc.ring.pop_head()) deallocate(h);
     }
     delete std::exchange(tc, tc->next);
   }
@@ -313,8 +315,9 @@ BUFPOOL_INLINE buffer pool_core::get(std::size_t n) {
     detail::thread_cache* tc = local_cache();
     if (tc != nullptr && tc->epoch == epoch_.load(std::memory_order_relaxed)) [[likely]] {
       detail::class_cache& cc = tc->classes[cls];
-      if (header* h = cc.private_slot.load(std::memory_order_relaxed)) {
-        cc.private_slot.store(nullptr, std::memory_order_relaxed);
+      if (const std::uint32_t k = cc.count.load(std::memory_order_relaxed); k != 0) [[likely]] {
+        header* h = cc.magazine[k - 1];
+        cc.count.store(k - 1, std::memory_order_relaxed);
         detail::bump(cc.counters.gets);
         detail::bump(cc.counters.hits_private);
         tc->credit += footprint(h);
@@ -333,10 +336,12 @@ BUFPOOL_INLINE void pool_core::put_header(header* h) noexcept {
       detail::thread_cache* tc = e.cache;
       if (e.uid == uid_ && tc->epoch == epoch_.load(std::memory_order_relaxed)) [[likely]] {
         detail::class_cache& cc = tc->classes[cls];
-        if (cc.private_slot.load(std::memory_order_relaxed) == nullptr && tc->credit >= footprint(h)) [[likely]] {
+        const std::uint32_t k = cc.count.load(std::memory_order_relaxed);
+        if (k < cc.capacity && tc->credit >= footprint(h)) [[likely]] {
           tc->credit -= footprint(h);
           detail::bump(cc.counters.puts);
-          cc.private_slot.store(h, std::memory_order_relaxed);
+          cc.magazine[k] = h;
+          cc.count.store(k + 1, std::memory_order_relaxed);
           return;
         }
       }
@@ -389,7 +394,7 @@ BUFPOOL_NOINLINE inline detail::thread_cache* pool_core::attach_slow() noexcept 
         tc = free_caches_.back();
         free_caches_.pop_back();
       } else {
-        tc = new thread_cache(nclasses_, opts_.ring_capacity);
+        tc = new thread_cache(nclasses_, opts_.ring_capacity, opts_.min_class);
         tc->next = caches_.load(std::memory_order_relaxed);
         // Release: a thread that loads caches_ with acquire sees the cache fully built.
         caches_.store(tc, std::memory_order_release);
@@ -426,11 +431,12 @@ inline void pool_core::detach(detail::thread_cache* tc) noexcept {
   for (std::size_t c = 0; c < nclasses_; ++c) {
     detail::class_cache& cc = tc->classes[c];
     std::uint64_t n = 0;
-    if (header* h = cc.private_slot.exchange(nullptr, std::memory_order_relaxed)) {
-      freed_bytes += footprint(h);
-      deallocate(h);
+    for (std::uint32_t i = 0, k = cc.count.load(std::memory_order_relaxed); i < k; ++i) {
+      freed_bytes += footprint(cc.magazine[i]);
+      deallocate(cc.magazine[i]);
       ++n;
     }
+    cc.count.store(0, std::memory_order_relaxed);
     while (header* h = cc.ring.pop_head()) {  // stealers may pop the tail meanwhile: the ring allows it
       freed_bytes += footprint(h);
       deallocate(h);
@@ -473,11 +479,16 @@ BUFPOOL_NOINLINE inline buffer pool_core::get_slow(std::size_t n) {
   }
   if (tc->epoch != epoch_.load(std::memory_order_relaxed)) catch_up(tc);
   detail::class_cache& cc = tc->classes[cls];
-  // The private slot is empty here unless get() skipped the fast path for debug mode.
+  // The magazine is empty here unless get() skipped the fast path (debug mode, or a rotation to catch
+  // up with). Empty: refill half of it from our own ring with one CAS, and take the newest.
   std::atomic<std::uint64_t>* tier = &cc.counters.hits_private;
-  header* h = cc.private_slot.exchange(nullptr, std::memory_order_relaxed);
-  if (h == nullptr) {
-    h = cc.ring.pop_head();
+  header* h = nullptr;
+  if (std::uint32_t k = cc.count.load(std::memory_order_relaxed); k != 0) {
+    h = cc.magazine[--k];
+    cc.count.store(k, std::memory_order_relaxed);
+  } else if (const std::uint32_t got = cc.ring.pop_head_bulk(cc.magazine, (cc.capacity + 1) / 2); got != 0) {
+    h = cc.magazine[got - 1];
+    cc.count.store(got - 1, std::memory_order_relaxed);
     tier = &cc.counters.hits_shared;
   }
   if (h == nullptr) {
@@ -534,14 +545,22 @@ BUFPOOL_NOINLINE inline void pool_core::put_slow(header* h) noexcept {
     return;
   }
   tc->credit -= footprint(h);
-  if (cc.private_slot.load(std::memory_order_relaxed) == nullptr) {
-    cc.private_slot.store(h, std::memory_order_relaxed);
-    return;
+  std::uint32_t k = cc.count.load(std::memory_order_relaxed);
+  if (k == cc.capacity) {
+    // Full: the older half goes to our shared ring in one operation (where other threads can steal
+    // it), the newer half stays. If the ring is full too, the buffer leaves the pool.
+    const std::uint32_t moved = cc.ring.push_head_bulk(cc.magazine, (k + 1) / 2);
+    if (moved == 0) {
+      tc->credit += footprint(h);
+      detail::bump(cc.counters.dropped);  // magazine and ring full
+      deallocate(h);
+      return;
+    }
+    std::copy(cc.magazine + moved, cc.magazine + k, cc.magazine);
+    k -= moved;
   }
-  if (cc.ring.push_head(h)) return;
-  tc->credit += footprint(h);
-  detail::bump(cc.counters.dropped);  // ring full
-  deallocate(h);
+  cc.magazine[k] = h;
+  cc.count.store(k + 1, std::memory_order_relaxed);
 }
 
 // A buffer handed to the wrong pool goes home; debug mode reports it.
@@ -605,24 +624,27 @@ inline void pool_core::catch_up(detail::thread_cache* tc) noexcept {
     const std::uint64_t e = epoch_.load(std::memory_order_relaxed);
     const std::uint64_t age = e - tc->epoch;
     for (std::size_t c = 0; c < nclasses_; ++c) {
-      header* h = tc->classes[c].private_slot.load(std::memory_order_relaxed);
-      if (h == nullptr) continue;
-      tc->classes[c].private_slot.store(nullptr, std::memory_order_relaxed);
+      detail::class_cache& cc = tc->classes[c];
+      const std::uint32_t k = cc.count.load(std::memory_order_relaxed);
+      if (k == 0) continue;
+      cc.count.store(0, std::memory_order_relaxed);
+      header* chain = nullptr;  // the magazine as a list through next
+      for (std::uint32_t i = 0; i < k; ++i) {
+        cc.magazine[i]->next = chain;
+        chain = cc.magazine[i];
+      }
       if (age >= 2) {
-        expired[c] = h;  // sat unasked through two rotations
+        expired[c] = chain;  // sat unasked through two rotations
       } else {
-        h->next = victim_[c].head;
-        victim_[c].head = h;
-        victim_[c].size.store(victim_[c].size.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+        cc.magazine[0]->next = victim_[c].head;  // the chain's last element
+        victim_[c].head = chain;
+        victim_[c].size.store(victim_[c].size.load(std::memory_order_relaxed) + k, std::memory_order_relaxed);
       }
     }
     tc->epoch = e;
   }
   for (std::size_t c = 0; c < nclasses_; ++c)
-    if (expired[c] != nullptr) {
-      expired[c]->next = nullptr;
-      free_chain(expired[c], c);
-    }
+    if (expired[c] != nullptr) free_chain(expired[c], c);
 }
 
 inline void pool_core::rotate_local() noexcept {
@@ -784,7 +806,7 @@ inline pool_snapshot pool_core::snapshot() const {
       o.dropped += k.dropped.load(std::memory_order_relaxed);
       o.freed_by_thread_exit += k.freed_by_thread_exit.load(std::memory_order_relaxed);
       if (count_pooled)
-        o.pooled += (cc.private_slot.load(std::memory_order_relaxed) != nullptr ? 1u : 0u) + cc.ring.size();
+        o.pooled += cc.count.load(std::memory_order_relaxed) + cc.ring.size();
     }
     s.oversize.gets += tc.oversize_gets.load(std::memory_order_relaxed);
     s.oversize.puts += tc.oversize_puts.load(std::memory_order_relaxed);

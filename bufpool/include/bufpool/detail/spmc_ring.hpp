@@ -56,6 +56,50 @@ public:
     return true;
   }
 
+  /// Producer only. Adds items[0..n) at the head, oldest first, with one atomic add; returns how many
+  /// went in (a prefix: fewer when the ring fills up, or at a slot whose thief has not handed it back).
+  /// Same protocol as push_head(), over several slots.
+  std::uint32_t push_head_bulk(T* const* items, std::uint32_t n) noexcept {
+    const std::uint64_t ht = head_tail_.load(std::memory_order_acquire);  // as in push_head
+    const std::uint32_t head = head_of(ht);
+    const std::uint32_t room = mask_ + 1 - (head - tail_of(ht));
+    std::uint32_t m = std::min(n, room);
+    for (std::uint32_t i = 0; i < m; ++i) {
+      if (slots_[(head + i) & mask_].load(std::memory_order_acquire) != nullptr) {  // as in push_head
+        m = i;
+        break;
+      }
+    }
+    if (m == 0) return 0;
+    for (std::uint32_t i = 0; i < m; ++i) slots_[(head + i) & mask_].store(items[i], std::memory_order_relaxed);
+    head_tail_.fetch_add(std::uint64_t{m} << 32, std::memory_order_release);  // publishes all m, as in push_head
+    return m;
+  }
+
+  /// Producer only. Removes up to `max` of the newest items into out[0..n), oldest first, with one CAS;
+  /// returns n. Same protocol as pop_head(): the CAS decides the range [head - n, head) against
+  /// concurrent pop_tail()s, and the slots were written by this thread.
+  std::uint32_t pop_head_bulk(T** out, std::uint32_t max) noexcept {
+    std::uint64_t ht = head_tail_.load(std::memory_order_relaxed);
+    std::uint32_t head = 0;
+    std::uint32_t n = 0;
+    for (;;) {
+      head = head_of(ht);
+      const std::uint32_t tail = tail_of(ht);
+      n = std::min(max, head - tail);
+      if (n == 0) return 0;
+      if (head_tail_.compare_exchange_weak(ht, pack(head - n, tail), std::memory_order_relaxed,
+                                           std::memory_order_relaxed))
+        break;
+    }
+    for (std::uint32_t i = 0; i < n; ++i) {
+      std::atomic<T*>& slot = slots_[(head - n + i) & mask_];
+      out[i] = slot.load(std::memory_order_relaxed);
+      slot.store(nullptr, std::memory_order_relaxed);
+    }
+    return n;
+  }
+
   /// Producer only. Removes the newest item; nullptr if empty.
   T* pop_head() noexcept {
     std::uint64_t ht = head_tail_.load(std::memory_order_relaxed);

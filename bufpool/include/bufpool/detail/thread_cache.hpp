@@ -8,6 +8,7 @@
 // mutex, which orders the old owner's plain writes before the new owner's).
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -33,23 +34,34 @@ struct class_counters {
       hits_victim{0}, misses{0}, dropped{0}, freed_by_thread_exit{0};
 };
 
+/// Most buffers a magazine holds, and most bytes (a class's magazine holds
+/// max(1, min(magazine_max, magazine_max_bytes / class size)) buffers).
+inline constexpr std::uint32_t magazine_max = 32;
+inline constexpr std::size_t magazine_max_bytes = 256 * 1024;
+
 /// One size class of one thread cache.
 struct class_cache {
-  explicit class_cache(std::uint32_t ring_capacity) : ring(ring_capacity) {}
-  /// Owner only (relaxed atomic so that snapshot() may count it).
-  std::atomic<buffer_header*> private_slot{nullptr};
+  class_cache(std::uint32_t ring_capacity, std::size_t class_size)
+      : capacity(static_cast<std::uint32_t>(std::clamp<std::size_t>(magazine_max_bytes / class_size, 1, magazine_max))),
+        ring(ring_capacity) {}
+  /// The private tier: an owner-only stack of idle buffers, magazine[0, count), newest on top. `count`
+  /// is a relaxed atomic only so that snapshot() may read it; the owner reads and writes it alone.
+  /// Count, capacity and the counters come first: the fast path touches them and the magazine's top.
+  std::atomic<std::uint32_t> count{0};
+  const std::uint32_t capacity;
   class_counters counters;
+  buffer_header* magazine[magazine_max];
   /// Its head_tail word sits on a cache line of its own.
   spmc_ring<buffer_header> ring;
 };
 
 struct thread_cache {
-  thread_cache(std::size_t class_count, std::uint32_t ring_capacity) : nclasses(class_count) {
+  thread_cache(std::size_t class_count, std::uint32_t ring_capacity, std::size_t min_class) : nclasses(class_count) {
     classes = static_cast<class_cache*>(
         ::operator new(sizeof(class_cache) * nclasses, std::align_val_t{alignof(class_cache)}));
     std::size_t built = 0;
     try {
-      for (; built < nclasses; ++built) new (&classes[built]) class_cache(ring_capacity);
+      for (; built < nclasses; ++built) new (&classes[built]) class_cache(ring_capacity, min_class << built);
     } catch (...) {
       destroy(built);
       throw;

@@ -508,3 +508,11 @@ TEST_CASE("pool: one thread cannot hold all the idle credit (another thread's re
   CHECK(s.classes[2].dropped == 0);
   CHECK(s.classes[2].freed_by_thread_exit == 4);
 }
+
+TEST_CASE("version: the macros come from the project's version") {
+  CHECK(BUFPOOL_VERSION == BUFPOOL_VERSION_MAJOR * 10000 + BUFPOOL_VERSION_MINOR * 100 + BUFPOOL_VERSION_PATCH);
+  CHECK(std::string(BUFPOOL_VERSION_STRING) == std::to_string(BUFPOOL_VERSION_MAJOR) + "." +
+                                                 std::to_string(BUFPOOL_VERSION_MINOR) + "." +
+                                                 std::to_string(BUFPOOL_VERSION_PATCH));
+  CHECK(std::string(BUFPOOL_VERSION_STRING) == BUFPOOL_PROJECT_VERSION);  // what CMake's project() says
+}

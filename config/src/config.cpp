@@ -300,8 +300,11 @@ load_result load(const schema& sc, int argc, const char* const* argv, const std:
       std::string key = lower(name.substr(prefix.size()));
       std::replace(key.begin(), key.end(), '_', '.');
       const std::string hint = sc.suggest(key);
-      problems.push_back("config: unknown environment variable " + name +
-                         (hint.empty() ? "" : "; did you mean " + sc.env_name(hint) + "?"));
+      // A warning, not an error: the environment is shared (Kubernetes injects BUFPOOL_PORT,
+      // BUFPOOL_SERVICE_HOST, ... into every pod of a namespace with a Service named "bufpool").
+      // Unknown flags and unknown keys in a file stay errors.
+      result.warnings.push_back("config: unknown environment variable " + name + " ignored" +
+                                (hint.empty() ? "" : "; did you mean " + sc.env_name(hint) + "?"));
     }
   }
 

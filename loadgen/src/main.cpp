@@ -99,6 +99,7 @@ int main(int argc, char** argv) {
       std::cout << loaded.output;
       return 0;
     }
+    for (const auto& w : loaded.warnings) std::cerr << "bufpool-loadgen: warning: " << w << "\n";
     s = settings_from(loaded.values, loaded.positional.empty() ? std::string() : loaded.positional.front());
   } catch (const bufpool::config::error& e) {
     std::cerr << e.what() << "\n";

@@ -41,6 +41,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   spdlog::set_level(spdlog::level::from_str(settings.log_level));
+  for (const auto& w : loaded.warnings) spdlog::warn("{}", w);
 
   try {
     // Block the stop signals before any thread starts, so that only signal_set sees them.

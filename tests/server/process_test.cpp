@@ -83,3 +83,29 @@ TEST_CASE("process: --print-config prints the effective configuration") {
   auto j = nlohmann::json::parse(p.output());
   CHECK(j["threads"] == 3);
 }
+
+// Kubernetes injects <SERVICE>_PORT, <SERVICE>_SERVICE_HOST, ... into every pod of a namespace with a
+// Service of that name: with a Service named "bufpool" these look like our settings. The server logs
+// them as ignored and starts (before: exit 2).
+TEST_CASE("process: the Kubernetes service variables of a Service named bufpool do not stop the server") {
+  const std::string ready = "/tmp/bufpool-ready-" + std::to_string(::getpid()) + "-k8s.json";
+  std::remove(ready.c_str());
+  bufpool::test::child_process p(
+      BUFPOOL_SERVER_BIN,
+      {"--http-listen", "127.0.0.1:0", "--echo-listen", "", "--admin-listen", "", "--threads", "1", "--ready-file", ready},
+      {"BUFPOOL_PORT=tcp://10.96.0.12:8080", "BUFPOOL_PORT_8080_TCP=tcp://10.96.0.12:8080",
+       "BUFPOOL_PORT_8080_TCP_ADDR=10.96.0.12", "BUFPOOL_PORT_8080_TCP_PORT=8080", "BUFPOOL_PORT_8080_TCP_PROTO=tcp",
+       "BUFPOOL_SERVICE_HOST=10.96.0.12", "BUFPOOL_SERVICE_PORT=8080", "BUFPOOL_SERVICE_PORT_HTTP=8080"});
+  const auto ports = wait_ready(ready);
+  REQUIRE(ports.is_object());
+  {
+    bufpool::test::client c(ports["http"].get<std::uint16_t>());
+    c.send(bufpool::test::get("/plaintext"));
+    CHECK(c.read_response().status == 200);
+  }
+  p.signal(SIGTERM);
+  CHECK(p.wait_exit(15s) == 0);
+  const std::string out = p.output();
+  CHECK(out.find("unknown environment variable BUFPOOL_SERVICE_HOST ignored") != std::string::npos);
+  std::remove(ready.c_str());
+}

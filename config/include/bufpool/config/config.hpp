@@ -74,6 +74,7 @@ struct load_result {
   std::vector<std::string> positional;   ///< positional arguments, when allowed
   bool exit = false;                     ///< --help or --print-config was handled: print `output`, exit 0
   std::string output;
+  std::vector<std::string> warnings;     ///< what was ignored (unknown BUFPOOL_* variables): log them
 };
 
 /// Builds the effective configuration. `env` maps variable names to values (pass environ's contents);

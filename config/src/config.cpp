@@ -238,6 +238,8 @@ load_result load(const schema& sc, int argc, const char* const* argv, const std:
   bool print_config = false;
   app.add_option("--config", config_file, "JSON configuration file");
   app.add_flag("--print-config", print_config, "print the effective configuration as JSON and exit");
+  bool print_version = false;
+  if (!sc.version().empty()) app.add_flag("--version", print_version, "print the version and exit");
   std::map<std::string, std::string> flag_values;
   std::map<std::string, CLI::Option*> flag_options;
   for (const auto& s : sc.settings()) {
@@ -271,6 +273,11 @@ load_result load(const schema& sc, int argc, const char* const* argv, const std:
     throw error({msg});
   } catch (const CLI::ParseError& e) {
     throw error({"config: " + std::string(e.what())});
+  }
+  if (print_version) {
+    result.exit = true;
+    result.output = sc.program() + " " + sc.version() + "\n";
+    return result;
   }
 
   // File.

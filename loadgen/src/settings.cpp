@@ -1,5 +1,7 @@
 #include "settings.hpp"
 
+#include <bufpool/version.hpp>
+
 #include <charconv>
 
 namespace bufpool::loadgen {
@@ -10,6 +12,7 @@ using config::value_kind;
 
 config::schema build() {
   config::schema s("bufpool-loadgen", "BUFPOOL_LOADGEN_");
+  s.set_version(BUFPOOL_VERSION_STRING " (" BUFPOOL_COMPILER ")");
   auto integer = [](std::string path, std::int64_t def, std::string help, std::int64_t min, std::int64_t max,
                     std::vector<std::string> aliases) {
     return setting{std::move(path), value_kind::integer, def, std::move(help), min, max, {}, std::move(aliases), false};

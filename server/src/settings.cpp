@@ -1,6 +1,8 @@
 // The one table of server settings, and its conversion into server_settings.
 #include "settings.hpp"
 
+#include <bufpool/version.hpp>
+
 #include <unistd.h>
 
 #include <thread>
@@ -15,6 +17,7 @@ constexpr std::int64_t us_per_s = 1000000;
 
 config::schema build() {
   config::schema s("bufpool-server", "BUFPOOL_");
+  s.set_version(BUFPOOL_VERSION_STRING " (" BUFPOOL_COMPILER ")");
   auto dur = [](std::string path, std::string def, std::string help, std::int64_t min_us, std::int64_t max_us) {
     return setting{std::move(path), value_kind::duration, std::move(def), std::move(help), min_us, max_us, {}, {}, false};
   };

@@ -322,3 +322,9 @@ TEST_CASE("loadgen: settings come from a JSON file too, with flags on top") {
   CHECK(s.method == "POST");
   std::remove(file.c_str());
 }
+
+TEST_CASE("loadgen program: --version prints the version and exits 0") {
+  auto r = run_loadgen({"--version"});
+  CHECK(r.status == 0);
+  CHECK(r.out.rfind("bufpool-loadgen ", 0) == 0);
+}

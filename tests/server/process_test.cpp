@@ -109,3 +109,9 @@ TEST_CASE("process: the Kubernetes service variables of a Service named bufpool 
   CHECK(out.find("unknown environment variable BUFPOOL_SERVICE_HOST ignored") != std::string::npos);
   std::remove(ready.c_str());
 }
+
+TEST_CASE("process: --version prints the project version and exits 0") {
+  bufpool::test::child_process p(BUFPOOL_SERVER_BIN, {"--version"});
+  CHECK(p.wait_exit(10s) == 0);
+  CHECK(p.output().rfind(std::string("bufpool-server ") + BUFPOOL_PROJECT_VERSION + " (", 0) == 0);
+}

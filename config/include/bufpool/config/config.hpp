@@ -59,12 +59,16 @@ public:
   /// The environment variable for a key path: prefix + upper case, '.' -> '_'.
   std::string env_name(std::string_view path) const;
   const std::string& program() const noexcept { return program_; }
+  /// What --version prints ("" : no --version flag).
+  void set_version(std::string text) { version_ = std::move(text); }
+  const std::string& version() const noexcept { return version_; }
   /// The embedded defaults as a JSON tree.
   nlohmann::json defaults() const;
 
 private:
   std::string program_;
   std::string env_prefix_;
+  std::string version_;
   std::vector<setting> settings_;
 };
 
@@ -72,7 +76,7 @@ private:
 struct load_result {
   nlohmann::json values;                 ///< the effective configuration (canonical values)
   std::vector<std::string> positional;   ///< positional arguments, when allowed
-  bool exit = false;                     ///< --help or --print-config was handled: print `output`, exit 0
+  bool exit = false;                     ///< --help, --version or --print-config was handled: print `output`, exit 0
   std::string output;
   std::vector<std::string> warnings;     ///< what was ignored (unknown BUFPOOL_* variables): log them
 };

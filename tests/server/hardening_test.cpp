@@ -16,23 +16,13 @@
 using namespace std::chrono_literals;
 using bufpool::server::server;
 using bufpool::test::client;
+using bufpool::test::expect_error_and_close;
 using bufpool::test::eventually;
 using bufpool::test::get;
 using bufpool::test::post;
 using bufpool::test::test_settings;
 
 namespace {
-
-// Sends `request` on a fresh connection; expects exactly one response with `status`, then the
-// connection closed by the server: nothing smuggled after it is answered.
-void expect_error_and_close(server& s, const std::string& request, unsigned status) {
-  client c(s.ports().http);
-  c.send(request);
-  auto r = c.read_response();
-  CHECK(r.status == status);
-  CHECK(r.header("connection") == "close");
-  CHECK(c.closed_by_peer());  // throws "bad response" if a second response followed
-}
 
 std::uint64_t error_count(server& s, const char* kind) {
   return s.stats()["server"]["errors"][kind].get<std::uint64_t>();

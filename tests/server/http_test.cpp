@@ -11,6 +11,7 @@
 using namespace std::chrono_literals;
 using bufpool::server::server;
 using bufpool::test::client;
+using bufpool::test::expect_error_and_close;
 using bufpool::test::get;
 using bufpool::test::post;
 using bufpool::test::test_settings;
@@ -21,15 +22,6 @@ bool valid_date(const std::string& d) {
   return d.size() == 29 && strptime(d.c_str(), "%a, %d %b %Y %H:%M:%S GMT", &tm) != nullptr;
 }
 
-// Sends `request` on a fresh connection; expects `status`, then the connection closed by the server.
-void expect_error_and_close(server& s, const std::string& request, unsigned status) {
-  client c(s.ports().http);
-  c.send(request);
-  auto r = c.read_response();
-  CHECK(r.status == status);
-  CHECK(r.header("connection") == "close");
-  CHECK(c.closed_by_peer());
-}
 }  // namespace
 
 TEST_CASE("http: GET /plaintext has the TechEmpower headers and body") {

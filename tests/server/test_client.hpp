@@ -20,6 +20,7 @@
 #include <thread>
 #include <vector>
 
+#include <doctest/doctest.h>
 #include <llhttp.h>
 
 #include "server.hpp"
@@ -137,6 +138,8 @@ public:
     }
     return true;
   }
+  /// Responses received and parsed but not read yet (a smuggled request's answer would be one).
+  std::size_t unread_responses() const { return done_.size(); }
   /// Marks that the next response answers a HEAD request.
   void expect_head() { ++head_pending_; }
 
@@ -208,6 +211,19 @@ private:
   bool value_done_ = true;
   int head_pending_ = 0;
 };
+
+/// Sends `request` on a fresh connection; expects exactly one response with `status` and
+/// Connection: close, then the connection closed by the server with no other response before the close
+/// (nothing smuggled after the bad request is answered).
+inline void expect_error_and_close(server::server& s, const std::string& request, unsigned status) {
+  client c(s.ports().http);
+  c.send(request);
+  auto r = c.read_response();
+  CHECK(r.status == status);
+  CHECK(r.header("connection") == "close");
+  CHECK(c.closed_by_peer());
+  CHECK(c.unread_responses() == 0);
+}
 
 /// A GET request with Host.
 inline std::string get(std::string_view path, std::string_view extra = {}) {

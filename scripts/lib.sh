@@ -2,19 +2,27 @@
 # step that installs whichever of them are missing (as root on Debian 12; apt-get update first).
 # shellcheck shell=bash
 
-BUFPOOL_PACKAGES=(
+# What building the programs needs (scripts/run installs only these).
+BUFPOOL_RUN_PACKAGES=(
   cmake ninja-build g++ pkg-config        # toolchain
   libasio-dev nlohmann-json3-dev          # the library's own dependencies
   libspdlog-dev libcli11-dev node-llhttp  # the server and load generator (llhttp's C sources)
+)
+# Everything (scripts/test): the above, then tests, benchmarks, fuzzing and the Boost.Asio build.
+BUFPOOL_PACKAGES=(
+  "${BUFPOOL_RUN_PACKAGES[@]}"
   doctest-dev libbenchmark-dev            # tests and benchmarks
   libboost-dev                            # the library's tests again with Boost.Asio
   clang libclang-rt-14-dev                # the fuzz preset (libFuzzer, ASan+UBSan)
 )
 
+# ensure_packages [PACKAGE...]: installs whichever are missing (default: all of BUFPOOL_PACKAGES).
 ensure_packages() {
+  local wanted=("$@")
+  ((${#wanted[@]})) || wanted=("${BUFPOOL_PACKAGES[@]}")
   local missing=()
   local p
-  for p in "${BUFPOOL_PACKAGES[@]}"; do
+  for p in "${wanted[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
       missing+=("$p")
     fi

@@ -71,6 +71,15 @@ bool is_host_char(char c) {
   return std::string_view("-._~%!$&'()*+,;=:[]").find(c) != std::string_view::npos;
 }
 
+// The last byte of [begin, end) that is not SP or HT; `otherwise` if there is none.
+char last_non_blank(const char* begin, const char* end, char otherwise) {
+  while (end != begin) {
+    --end;
+    if (*end != ' ' && *end != '\t') return *end;
+  }
+  return otherwise;
+}
+
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
   while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
@@ -256,9 +265,7 @@ void http_connection::read() {
 
 void http_connection::resume() {
   budget_wait_ = false;
-  if (phase_ == phase::closed || writing_ || waiting_ || yielded_) return;
-  if (phase_ == phase::lingering) linger();
-  else read();
+  continue_input();
 }
 
 // Lets the other handlers of this io_context run, then reads on.
@@ -266,10 +273,16 @@ void http_connection::yield() {
   yielded_ = true;
   asio::post(w_.context(), asio::bind_allocator(alloc(), [self = shared_from_this()] {
     self->yielded_ = false;
-    if (self->phase_ == phase::closed || self->writing_ || self->waiting_ || self->budget_wait_) return;
-    if (self->phase_ == phase::lingering) self->linger();
-    else self->read();
+    self->continue_input();
   }));
+}
+
+// After a pause (a yield, a wait for the budget): reads on, or lingers on, unless something else
+// already drives the connection (a write, a readability wait, the other pause) or it is closed.
+void http_connection::continue_input() {
+  if (phase_ == phase::closed || writing_ || waiting_ || yielded_ || budget_wait_) return;
+  if (phase_ == phase::lingering) linger();
+  else read();
 }
 
 void http_connection::wait_readable() {
@@ -298,13 +311,7 @@ void http_connection::execute(const char* data, std::size_t n) {
   } else {
     in_begin_ = in_end_;
   }
-  for (const char* p = end; p != data;) {  // the last byte that is not SP/HT, for the next call
-    --p;
-    if (*p != ' ' && *p != '\t') {
-      last_byte_ = *p;
-      break;
-    }
-  }
+  last_byte_ = last_non_blank(data, end, last_byte_);  // for the obs-fold check of the next call
   if (err == HPE_OK || err == HPE_PAUSED) return;
   if (reject_kind_ == error_kind::out_of_memory && reject_status_ != 0) fail_out_of_memory();
   else fail(reject_status_ != 0 ? reject_status_ : 400, reject_status_ != 0 ? reject_kind_ : error_kind::bad_request);
@@ -477,14 +484,7 @@ int http_connection::on_header_value(const char* at, std::size_t n) {
   // obs-fold (RFC 9112 5.2): a value that starts on a line of its own. The byte before the span,
   // after optional whitespace, is ':' for a value, a value byte for a span split across reads, and
   // the LF of a line end only for a folded line.
-  char before = last_byte_;
-  for (const char* p = at; p != exec_begin_;) {
-    --p;
-    if (*p != ' ' && *p != '\t') {
-      before = *p;
-      break;
-    }
-  }
+  const char before = last_non_blank(exec_begin_, at, last_byte_);
   if (before == '\n' || before == '\r') return reject(400, error_kind::bad_request);
   if (header_ == header::host) {
     for (std::size_t i = 0; i < n; ++i)
@@ -586,9 +586,10 @@ int http_connection::on_headers_complete() {
 // A chunk-size line: its size counts against the body limit before any of it is read.
 int http_connection::on_chunk_header() {
   const std::uint64_t size = parser_.content_length;
-  if (size > ctx_.cfg.max_body_bytes - std::min(body_bytes_, ctx_.cfg.max_body_bytes))
-    return reject(size >= (std::uint64_t{1} << 63) ? 400 : 413,
-                  size >= (std::uint64_t{1} << 63) ? error_kind::bad_request : error_kind::body_too_large);
+  if (size > ctx_.cfg.max_body_bytes - std::min(body_bytes_, ctx_.cfg.max_body_bytes)) {
+    if (size >= (std::uint64_t{1} << 63)) return reject(400, error_kind::bad_request);  // no sane size
+    return reject(413, error_kind::body_too_large);
+  }
   if (size == 0 || route_ != route::echo) return 0;
   try {
     start_echo_stream();

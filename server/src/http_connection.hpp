@@ -63,6 +63,7 @@ private:
 
   void read();
   void yield();
+  void continue_input();
   void wait_readable();
   void execute(const char* data, std::size_t n);
   outcome process_input();

@@ -90,24 +90,22 @@ private:
         return;
       }
       backoff_ = std::chrono::milliseconds(0);
-      {
-        if (targets_.size() == 1) {
-          admit(home_, std::move(s));  // reuseport, admin: the socket is already on its thread
-        } else {
-          // single: hand the descriptor to the least-loaded worker's io_context.
-          worker& target = pick();
-          target.incoming.fetch_add(1, std::memory_order_relaxed);
-          const auto proto = acceptor_.local_endpoint().protocol();
-          std::error_code rec;
-          const int fd = s.release(rec);
-          if (!rec) {
-            asio::post(target.context(), [this, &target, proto, fd] {
-              target.incoming.fetch_sub(1, std::memory_order_relaxed);
-              admit(target, asio::ip::tcp::socket(target.context(), proto, fd));
-            });
-          } else {
+      if (targets_.size() == 1) {
+        admit(home_, std::move(s));  // reuseport, admin: the socket is already on its thread
+      } else {
+        // single: hand the descriptor to the least-loaded worker's io_context.
+        worker& target = pick();
+        target.incoming.fetch_add(1, std::memory_order_relaxed);
+        const auto proto = acceptor_.local_endpoint().protocol();
+        std::error_code rec;
+        const int fd = s.release(rec);
+        if (!rec) {
+          asio::post(target.context(), [this, &target, proto, fd] {
             target.incoming.fetch_sub(1, std::memory_order_relaxed);
-          }
+            admit(target, asio::ip::tcp::socket(target.context(), proto, fd));
+          });
+        } else {
+          target.incoming.fetch_sub(1, std::memory_order_relaxed);
         }
       }
       accept();
@@ -119,16 +117,16 @@ private:
   // Counted, and logged at most once a second per listener with the number not logged.
   void on_accept_error(std::error_code ec) {
     home_.stats().count_error(error_kind::accept_error);
+    const auto pause = backoff_for(ec);
     const auto now = clock::now();
     if (now - last_log_ >= std::chrono::seconds(1)) {
       spdlog::warn("accept on port {}: {} ({} more since the last message); pausing {} ms", port(), ec.message(),
-                   unlogged_, backoff_for(ec).count());
+                   unlogged_, pause.count());
       last_log_ = now;
       unlogged_ = 0;
     } else {
       ++unlogged_;
     }
-    const auto pause = backoff_for(ec);
     if (pause.count() == 0) {
       accept();
       return;

@@ -1,18 +1,20 @@
 // pool: a per-thread pool of byte buffers in size classes, modeled on Go's sync.Pool.
 //
-// get() looks, in Go's order: the thread's private slot -> the head of its own ring -> the tails of
-// other threads' rings -> the victim generation -> a new allocation. A returned buffer goes to the
-// returning thread: its private slot if empty, else the head of its ring; if the ring is full or the
-// pool is at its idle-bytes cap, the buffer is freed and counted as dropped.
+// get() looks, in Go's order: the thread's magazine (its private tier: an owner-only stack per class)
+// -> the head of its own ring (half a magazine at a time) -> the tails of other threads' rings -> the
+// victim generation -> a new allocation. A returned buffer goes to the returning thread's magazine; a
+// full magazine moves its older half to the head of the thread's ring; if the ring is full too, or
+// the pool is at its idle-bytes cap, the buffer is freed and counted as dropped.
 //
 // rotate() is the analog of Go's cleanup at GC, without stopping the world: it frees the old victim
-// generation, moves every ring's contents into the new one, and bumps the epoch. The private slots
-// belong to their threads alone; each thread rotates its own when it next calls into the pool (or when
-// rotate_local() runs on it), freeing a buffer that sat there for two rotations. So a thread that
-// stopped calling keeps at most one buffer per class. docs/design.md has the full argument.
+// generation, moves every ring's contents into the new one, and bumps the epoch. The magazines belong
+// to their threads alone; each thread rotates its own when it next calls into the pool (or when
+// rotate_local() runs on it), freeing what sat there for two rotations. So a thread that stopped
+// calling keeps at most one magazine per class. docs/design.md has the full argument.
 //
 // Thread safety: get, put, put_raw, rotate, rotate_local and snapshot may run concurrently from any
-// threads. The pool must outlive every buffer it handed out and every call into it.
+// threads. The pool must outlive every call into it; a buffer may outlive the pool (see pool_core::retire),
+// the memory resource may not.
 #pragma once
 
 #include <algorithm>
@@ -75,7 +77,7 @@ public:
 
   /// One rotation (what the timer does), then this thread's own part of it.
   void rotate();
-  /// This thread's part of the rotations that happened since its last call: ages its private slots.
+  /// This thread's part of the rotations that happened since its last call: ages its magazines.
   void rotate_local() noexcept;
 
   /// Statistics, gathered now. Exact when nothing runs concurrently.
@@ -215,7 +217,7 @@ inline pool_core::pool_core(pool_options options, pool* handle)
   registered_ = true;
 }
 
-// Leaves the registry and frees every pooled buffer (private slots, rings, victims) and the thread
+// Leaves the registry and frees every pooled buffer (magazines, rings, victims) and the thread
 // caches. After this no exiting thread calls detach() on us (it checks the registry under the same
 // mutex), and no thread's fast path finds a cache (uid_ matches no thread-local entry).
 inline void pool_core::release_pooled() noexcept {
@@ -615,7 +617,7 @@ inline pool_core::header* pool_core::victim_pop(std::size_t cls) noexcept {
   return h;
 }
 
-// The owner's part of rotation: its private slots age. Under victim_mu_, so the epoch read here and
+// The owner's part of rotation: its magazines age. Under victim_mu_, so the epoch read here and
 // the victim generation the buffers join belong to the same rotation.
 inline void pool_core::catch_up(detail::thread_cache* tc) noexcept {
   std::array<header*, max_classes> expired{};
@@ -709,7 +711,7 @@ inline bool pool_core::take_credit(detail::thread_cache* tc, std::size_t need) n
   }
 }
 
-// A thread keeps at most two chunks of credit (plus what its private slots hand back).
+// A thread keeps at most two chunks of spare credit.
 inline void pool_core::trim_credit(detail::thread_cache* tc) noexcept {
   if (tc->credit > 2 * credit_chunk_) {
     idle_credit_.fetch_add(tc->credit - credit_chunk_, std::memory_order_relaxed);
@@ -870,7 +872,7 @@ public:
   void put_raw(std::byte* data) noexcept { core_->put_raw(data); }
   /// One rotation (what the timer does), then this thread's own part of it.
   void rotate() { core_->rotate(); }
-  /// This thread's part of the rotations that happened since its last call: ages its private slots.
+  /// This thread's part of the rotations that happened since its last call: ages its magazines.
   void rotate_local() noexcept { core_->rotate_local(); }
   /// Statistics, gathered now. Exact when nothing runs concurrently.
   pool_snapshot snapshot() const { return core_->snapshot(); }

@@ -1,8 +1,8 @@
 // rotation_timer: runs pool::rotate() every interval on a set of io_contexts, the analog of the GC
 // cycle that ages Go's sync.Pool. The rotation runs on the first context; each other context then runs
-// pool::rotate_local(), so every io_context thread ages its own private slots even when it is idle.
+// pool::rotate_local(), so every io_context thread ages its own magazines even when it is idle.
 // Model: one thread per io_context (the io_context-per-core design). Threads that are not io_context
-// threads age their private slots on their next get/put, or by calling pool::rotate_local().
+// threads age their magazines on their next get/put, or by calling pool::rotate_local().
 #pragma once
 
 #include <chrono>

@@ -19,7 +19,7 @@ struct class_stats {
   std::size_t size = 0;                    ///< class size in bytes (0 in totals)
   std::uint64_t gets = 0;                  ///< get() calls served from this class
   std::uint64_t puts = 0;                  ///< buffers returned to this class
-  std::uint64_t hits_private = 0;          ///< gets served by the thread's private slot
+  std::uint64_t hits_private = 0;          ///< gets served by the thread's magazine (private tier)
   std::uint64_t hits_shared = 0;           ///< gets served by the head of the thread's own ring
   std::uint64_t hits_stolen = 0;           ///< gets served by the tail of another thread's ring
   std::uint64_t hits_victim = 0;           ///< gets served by the victim generation

@@ -1,4 +1,4 @@
-// thread_cache: one thread's tiers in one pool, per size class: the private slot (owner only) and the
+// thread_cache: one thread's tiers in one pool, per size class: the magazine (owner only) and the
 // shared ring (owner pushes and pops the head; anyone pops the tail). Also the thread-local table that
 // finds a thread's cache for a pool in two loads, and the hook that releases a thread's caches at exit.
 //

@@ -28,7 +28,6 @@ void echo_connection::read() {
     return;
   }
   if (w_.over_budget()) {  // the server's buffer budget is spent: wait, holding nothing
-    budget_wait_ = true;
     w_.wait_for_budget(shared_from_this());
     return;
   }
@@ -45,7 +44,7 @@ void echo_connection::read() {
     buf_.reset();  // idle: hold no buffer while waiting
     deadline_ = clock::now() + idle_timeout_;
     socket_.async_wait(asio::socket_base::wait_read,
-                       asio::bind_allocator(handler_allocator<int>(handler_memory_), [self = shared_from_this()](std::error_code e) {
+                       asio::bind_allocator(alloc(), [self = shared_from_this()](std::error_code e) {
                          if (e) {
                            self->close_now();
                            return;
@@ -65,8 +64,7 @@ void echo_connection::read() {
   writing_ = true;
   deadline_ = clock::now() + write_timeout_;
   asio::async_write(socket_, asio::buffer(buf_),
-                    asio::bind_allocator(handler_allocator<int>(handler_memory_), [self = shared_from_this()](std::error_code e,
-                                                                                            std::size_t m) {
+                    asio::bind_allocator(alloc(), [self = shared_from_this()](std::error_code e, std::size_t m) {
     self->writing_ = false;
     self->deadline_ = clock::time_point::max();
     self->buf_.reset();
@@ -82,7 +80,6 @@ void echo_connection::read() {
 }
 
 void echo_connection::resume() {
-  budget_wait_ = false;
   if (!closed_ && !writing_) read();
 }
 

@@ -29,6 +29,7 @@ public:
 private:
   void read();
   void close_now();
+  handler_allocator<int> alloc() noexcept { return handler_allocator<int>(handler_memory_); }
 
   worker& w_;
   asio::ip::tcp::socket socket_;
@@ -40,7 +41,6 @@ private:
   bool writing_ = false;
   bool closed_ = false;
   bool draining_ = false;
-  bool budget_wait_ = false;
 };
 
 }  // namespace bufpool::server

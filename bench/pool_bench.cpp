@@ -11,6 +11,7 @@
 #include <benchmark/benchmark.h>
 
 #include <bufpool/bufpool.hpp>
+#include <bufpool/chunk_resource.hpp>
 
 namespace {
 constexpr std::size_t size_4k = 4096;
@@ -76,6 +77,43 @@ void BM_malloc_overflow(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * 100);
 }
 BENCHMARK(BM_malloc_overflow)->ThreadRange(1, 2)->UseRealTime();
+
+// Go's BenchmarkPoolStarvation (67 puts, then 100 gets), for a pool of buffers: each thread cycles
+// 100 buffers but the pool may keep only 67 of them per thread (max_idle_bytes), so every round 33
+// returns are freed and 33 gets allocate, as Go's Gets past the 67 find nothing and call New. The pool
+// is shared by the threads, so an empty magazine and ring steal before they allocate. Per get+put
+// pair. The second variant backs the pool with bufpool::chunk_resource instead of glibc.
+bufpool::pool_options starved_options(int threads, std::pmr::memory_resource* memory) {
+  bufpool::pool_options o;
+  o.max_idle_bytes = static_cast<std::size_t>(threads) * 67 * (size_4k + 64);
+  o.memory = memory;
+  return o;
+}
+
+void starvation(benchmark::State& state, bufpool::pool& p) {
+  std::vector<bufpool::buffer> v;
+  v.reserve(100);
+  for (int i = 0; i < 100; ++i) v.push_back(p.get(size_4k));
+  for (auto _ : state) {
+    v.clear();  // 100 puts: the pool keeps about 67, the rest are freed
+    for (int i = 0; i < 100; ++i) v.push_back(p.get(size_4k));  // about 67 hits, 33 allocations
+    benchmark::DoNotOptimize(v.data());
+  }
+  state.SetItemsProcessed(state.iterations() * 100);
+}
+
+void BM_pool_starvation(benchmark::State& state) {
+  static bufpool::pool p1(starved_options(1, nullptr)), p2(starved_options(2, nullptr));
+  starvation(state, state.threads() == 1 ? p1 : p2);
+}
+BENCHMARK(BM_pool_starvation)->ThreadRange(1, 2)->UseRealTime();
+
+void BM_pool_starvation_chunks(benchmark::State& state) {
+  static bufpool::chunk_resource chunks;
+  static bufpool::pool p1(starved_options(1, &chunks)), p2(starved_options(2, &chunks));
+  starvation(state, state.threads() == 1 ? p1 : p2);
+}
+BENCHMARK(BM_pool_starvation_chunks)->ThreadRange(1, 2)->UseRealTime();
 
 // Cross-thread return: this thread gets buffers and passes each through a lock-free single-producer
 // queue to a second thread that returns (puts or frees) it, the pattern of a server whose write

@@ -40,6 +40,27 @@ func BenchmarkOverflow(b *testing.B) {
 	}
 }
 
+// Go's BenchmarkPoolStarvation with New: 67 Puts then 100 Gets per round, so 33 Gets per round call
+// New (a fresh 4 KiB slice). b.RunParallel, as in Go's own benchmark: ns/op is per round of 100 Gets
+// (divide by 100 for the figure per Get beside bench/pool_bench.cpp's BM_pool_starvation).
+func BenchmarkStarvation(b *testing.B) {
+	p := newPool()
+	b.RunParallel(func(pb *testing.PB) {
+		held := make([]*[]byte, 100)
+		for i := range held {
+			held[i] = p.Get().(*[]byte)
+		}
+		for pb.Next() {
+			for _, x := range held[:67] {
+				p.Put(x)
+			}
+			for j := range held {
+				held[j] = p.Get().(*[]byte)
+			}
+		}
+	})
+}
+
 // Get on this goroutine, Put on another, through a buffered channel; ns/op is per buffer.
 func BenchmarkCrossThread(b *testing.B) {
 	p := newPool()

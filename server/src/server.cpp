@@ -248,13 +248,16 @@ server::server(server_settings settings) : settings_(std::move(settings)), start
 }
 
 // Once per rotation interval, on worker 0: memory the heap keeps after connections close (their
-// objects, Asio's operations) goes back to the OS, as the pool's own memory does through chunks_.
+// objects, Asio's operations) goes back to the OS, and so do the empty chunks the chunk resources keep.
 // glibc keeps freed memory below the top of each arena otherwise.
 void server::trim_heap() {
   if (!trimming_) return;
 #if defined(__GLIBC__)
   ::malloc_trim(0);
 #endif
+  // The chunks kept empty for reuse (bufpool::chunk_resource::max_empty_chunks per bin) go back too.
+  if (chunks_) chunks_->release_unused();
+  connection_memory_->release_unused();
   trim_timer_->expires_after(settings_.rotation_interval);
   trim_timer_->async_wait([this](std::error_code ec) {
     if (!ec) trim_heap();

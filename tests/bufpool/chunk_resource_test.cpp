@@ -44,7 +44,7 @@ TEST_CASE("chunk_resource: a pool's class + header requests waste at most 1/32 o
   }
 }
 
-TEST_CASE("chunk_resource: blocks are distinct, writable and aligned, and all returned leave one chunk per bin") {
+TEST_CASE("chunk_resource: blocks are distinct, writable and aligned, and all returned leave the kept empty chunks") {
   chunk_resource r;
   std::vector<void*> blocks;
   for (int i = 0; i < 1000; ++i) {
@@ -61,12 +61,35 @@ TEST_CASE("chunk_resource: blocks are distinct, writable and aligned, and all re
   for (void* p : blocks) r.deallocate(p, 4160, 64);
   s = r.stats();
   CHECK(s.in_use_bytes == 0);
-  CHECK(s.chunks == 1);  // the one empty chunk kept for this bin
-  CHECK(s.mapped_bytes <= 64 * 1024 + 4096);
-  // Taking and returning one block in a loop reuses that chunk: no map per round.
+  CHECK(s.chunks == chunk_resource::max_empty_chunks);  // the empty chunks kept for this bin
+  CHECK(s.mapped_bytes <= chunk_resource::max_empty_chunks * (64 * 1024 + 4096));
+  // Taking and returning one block in a loop reuses a kept chunk: no map per round.
   const auto maps = s.maps;
   for (int i = 0; i < 100; ++i) r.deallocate(r.allocate(4160, 64), 4160, 64);
   CHECK(r.stats().maps == maps);
+  // release_unused() gives the kept chunks back.
+  CHECK(r.release_unused() == s.mapped_bytes);
+  CHECK(r.stats().chunks == 0);
+  CHECK(r.stats().mapped_bytes == 0);
+}
+
+TEST_CASE("chunk_resource: blocks freed and taken again in rounds (a starved pool) map nothing after the first round") {
+  chunk_resource r;
+  std::vector<void*> keep, round;
+  for (int i = 0; i < 67; ++i) keep.push_back(r.allocate(4160, 64));
+  for (int i = 0; i < 33; ++i) round.push_back(r.allocate(4160, 64));
+  for (void* p : round) r.deallocate(p, 4160, 64);
+  const auto maps = r.stats().maps;
+  for (int k = 0; k < 50; ++k) {
+    for (auto& p : round) p = r.allocate(4160, 64);
+    for (void* p : round) r.deallocate(p, 4160, 64);
+  }
+  CHECK(r.stats().maps == maps);
+  CHECK(r.stats().unmaps == 0);
+  for (void* p : keep) r.deallocate(p, 4160, 64);
+  r.release_unused();
+  CHECK(r.stats().mapped_bytes == 0);
+  CHECK(r.stats().unmaps == r.stats().maps);
 }
 
 TEST_CASE("chunk_resource: freed memory leaves the process (resident bytes drop), unlike a heap that keeps it") {
@@ -97,10 +120,12 @@ TEST_CASE("chunk_resource: a block still in use keeps only its own chunk") {
   for (void* p : blocks)
     if (p != keep) r.deallocate(p, 320, 64);
   const auto s = r.stats();
-  CHECK(s.chunks <= 2);  // the kept block's chunk and the bin's one empty chunk
-  CHECK(s.mapped_bytes <= 2 * 64 * 1024);
+  CHECK(s.chunks <= 1 + chunk_resource::max_empty_chunks);  // the kept block's chunk and the bin's empty ones
+  CHECK(s.mapped_bytes <= (1 + chunk_resource::max_empty_chunks) * 64 * 1024);
   r.deallocate(keep, 320, 64);
-  CHECK(r.stats().chunks == 1);
+  CHECK(r.stats().chunks <= chunk_resource::max_empty_chunks);
+  r.release_unused();
+  CHECK(r.stats().chunks == 0);
 }
 
 TEST_CASE("chunk_resource: requests over 1 MiB are mapped and unmapped one by one") {

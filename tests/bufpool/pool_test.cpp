@@ -126,14 +126,16 @@ TEST_CASE("pool: a full ring drops, counted") {
   o.ring_capacity = 4;
   o.memory = &mem;
   pool p(o);
+  const std::uint64_t mag = bufpool::detail::magazine_capacity(4096);  // 128 buffers of 4 KiB
+  const std::uint64_t n = mag + 50;
   std::vector<buffer> v;
-  for (int i = 0; i < 50; ++i) v.push_back(p.get(4096));
+  for (std::uint64_t i = 0; i < n; ++i) v.push_back(p.get(4096));
   v.clear();
   auto s = p.snapshot();
-  CHECK(s.totals.puts == 50);
-  CHECK(s.totals.pooled == 32 + 4);  // a full magazine (32 buffers of 4 KiB) + a full ring
-  CHECK(s.totals.dropped == 50 - 36);
-  CHECK(mem.frees == 50 - 36);
+  CHECK(s.totals.puts == n);
+  CHECK(s.totals.pooled == mag + 4);  // a full magazine + a full ring
+  CHECK(s.totals.dropped == n - (mag + 4));
+  CHECK(mem.frees == n - (mag + 4));
   check_identities(s);
 }
 
@@ -193,14 +195,15 @@ TEST_CASE("pool: the idle-bytes cap holds with several threads returning at once
 
 TEST_CASE("pool: a buffer returned on another thread is stolen back from that thread's ring") {
   pool p;
+  const std::size_t n = 2 * bufpool::detail::magazine_capacity(4096);  // 256
   std::vector<buffer> v;
-  for (int i = 0; i < 64; ++i) v.push_back(p.get(4096));
+  for (std::size_t i = 0; i < n; ++i) v.push_back(p.get(4096));
   std::set<std::byte*> mine;
   for (auto& b : v) mine.insert(b.data());
 
   std::promise<void> returned, stolen;
   std::thread other([&, done = stolen.get_future()]() mutable {
-    v.clear();  // return all 64 on this thread: 32 stay in its magazine, 32 spill to its ring in halves
+    v.clear();  // return all on this thread: a full magazine stays, the rest spills to its ring in halves
     returned.set_value();
     done.wait();  // stay alive: a thread's exit would free its cache
   });
@@ -213,8 +216,7 @@ TEST_CASE("pool: a buffer returned on another thread is stolen back from that th
   // come back to our magazine in halves): hits_stolen counts batches, the rest are shared or private.
   CHECK(s.totals.hits_stolen >= 1);
   CHECK(s.totals.hits_stolen < 32);
-  CHECK(s.totals.misses == 64);  // none of the 32 was a fresh allocation
-  CHECK(s.totals.misses == 64);
+  CHECK(s.totals.misses == n);  // none of the 32 was a fresh allocation
   stolen.set_value();
   other.join();
   back.clear();
@@ -242,14 +244,17 @@ TEST_CASE("pool: a thread's exit frees what it cached and its cache is reused") 
   check_identities(s);
 }
 
-TEST_CASE("pool: a thread that went quiet keeps at most a magazine per class (32 buffers, 256 KiB)") {
+TEST_CASE("pool: a thread that went quiet keeps at most a magazine per class (128 buffers or 512 KiB)") {
   pool p;
+  using bufpool::detail::magazine_capacity;
+  std::uint64_t total = 0;
+  for (std::size_t c = 0; c < p.class_count(); ++c) total += magazine_capacity(p.class_size(c)) + 40;
   std::promise<void> filled, go_on;
   std::thread quiet([&, resume = go_on.get_future()]() mutable {
     {
       std::vector<buffer> v;
       for (std::size_t c = 0; c < p.class_count(); ++c)
-        for (int i = 0; i < 40; ++i) v.push_back(p.get(p.class_size(c)));
+        for (std::uint32_t i = 0; i < magazine_capacity(p.class_size(c)) + 40; ++i) v.push_back(p.get(p.class_size(c)));
     }
     filled.set_value();
     resume.wait();
@@ -262,13 +267,14 @@ TEST_CASE("pool: a thread that went quiet keeps at most a magazine per class (32
   // What rotation cannot reach without the thread: its magazines. Everything in its rings is gone.
   for (const auto& c : s.classes) {
     CHECK(c.pooled >= 1);
-    CHECK(c.pooled <= 32);
-    CHECK(c.pooled * c.size <= std::max<std::uint64_t>(256 * 1024, c.size));
+    CHECK(c.pooled <= magazine_capacity(c.size));
+    CHECK(c.pooled <= 128);
+    CHECK(c.pooled * c.size <= std::max<std::uint64_t>(512 * 1024, c.size));
   }
   go_on.set_value();
   quiet.join();
   s = p.snapshot();
-  CHECK(s.totals.freed_by_rotation == 40 * p.class_count());
+  CHECK(s.totals.freed_by_rotation == total);
   check_identities(s);
 }
 

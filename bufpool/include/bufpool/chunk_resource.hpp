@@ -9,10 +9,12 @@
 // mapped and unmapped one by one.
 //
 // Invariants (under mu_): a chunk is in its bin's `partial` list iff it has a free or never-used
-// block; a chunk whose last block is returned is unmapped at once, except that each bin keeps one
-// empty chunk mapped (so one block taken and returned in a loop does not map and unmap every time).
-// So the memory held beyond the blocks in use is at most: per bin, the unused blocks of chunks that
-// still have a block in use, plus one empty chunk.
+// block; a chunk whose last block is returned is kept mapped as one of its bin's empty chunks (at
+// most max_empty_chunks of them, so that blocks freed and taken again in rounds, as a starved pool
+// does, do not map and unmap every round), and unmapped when the bin has that many already, or at the
+// next release_unused() (which a server calls once per rotation). So the memory held beyond the
+// blocks in use is at most: per bin, the unused blocks of chunks that still have a block in use, plus
+// max_empty_chunks empty chunks (none right after release_unused()).
 //
 // Thread safety: every member function may be called from any thread; a mutex guards the bins. The
 // resource is meant for a pool's slow paths (misses, frees at rotation), not for every get and put.
@@ -41,6 +43,8 @@ public:
   /// A chunk is at least this large and holds at least min_blocks_per_chunk blocks.
   static constexpr std::size_t min_chunk_bytes = std::size_t{64} << 10;
   static constexpr std::size_t min_blocks_per_chunk = 8;
+  /// Empty chunks a bin keeps mapped until release_unused().
+  static constexpr std::size_t max_empty_chunks = 4;
 
   /// What the resource holds now.
   struct statistics {
@@ -57,7 +61,7 @@ public:
   chunk_resource& operator=(const chunk_resource&) = delete;
   /// Unmaps every chunk, also those with blocks still in use: the owner of the resource outlives its users.
   ~chunk_resource() override {
-    for (auto& [addr, c] : chunks_) unmap(c->base, c->bytes);
+    for (auto& [addr, c] : chunks_) unmap(c->base, c->bytes);  // the empty chunks are in chunks_ too
     for (auto& [addr, bytes] : large_) unmap(reinterpret_cast<void*>(addr), bytes);
     for (auto& [addr, c] : chunks_) delete c;
   }
@@ -65,6 +69,21 @@ public:
   statistics stats() const {
     std::lock_guard lock(mu_);
     return stats_;
+  }
+
+  /// Unmaps every empty chunk kept for reuse; returns the bytes unmapped. Call it when the program is
+  /// quiet for a while (a server: once per pool rotation), so that idle memory leaves the process.
+  std::size_t release_unused() noexcept {
+    std::lock_guard lock(mu_);
+    std::size_t bytes = 0;
+    for (auto& [size, b] : bins_) {
+      for (chunk* c : b.empty) {
+        bytes += c->bytes;
+        drop_chunk(b, c);
+      }
+      b.empty.clear();
+    }
+    return bytes;
   }
 
   /// The block size a request of `bytes` with `alignment` is served with (a multiple of the alignment).
@@ -82,7 +101,7 @@ private:
     std::size_t chunk_bytes = 0;      // mapped bytes per chunk
     std::size_t count = 0;            // chunks mapped
     std::vector<chunk*> partial;      // chunks with a free or never-used block
-    chunk* empty = nullptr;           // the one empty chunk kept mapped
+    std::vector<chunk*> empty;        // empty chunks kept mapped (capacity max_empty_chunks, reserved)
   };
   struct chunk {
     char* base = nullptr;
@@ -120,6 +139,7 @@ private:
     b.block = block;
     b.chunk_bytes = round_to_page(std::max(min_chunk_bytes, block * min_blocks_per_chunk));
     b.blocks = b.chunk_bytes / block;
+    b.empty.reserve(max_empty_chunks);  // keeping an empty chunk never allocates (or throws)
     return b;
   }
 
@@ -147,7 +167,12 @@ private:
     if (!b.partial.empty()) {
       c = b.partial.back();
     } else {
-      c = b.empty != nullptr ? std::exchange(b.empty, nullptr) : new_chunk(b);
+      if (!b.empty.empty()) {
+        c = b.empty.back();
+        b.empty.pop_back();
+      } else {
+        c = new_chunk(b);
+      }
       b.partial.push_back(c);  // capacity for every chunk of the bin is reserved in new_chunk
       c->in_partial = true;
     }
@@ -216,18 +241,22 @@ private:
     }
   }
 
-  // c has no block in use: keep it as the bin's empty chunk, or unmap it if the bin has one.
+  // c has no block in use: keep it as one of the bin's empty chunks, or unmap it if the bin has enough.
   void release_empty(bin& b, chunk* c) noexcept {
     if (c->in_partial) {
       b.partial.erase(std::find(b.partial.begin(), b.partial.end(), c));
       c->in_partial = false;
     }
-    if (b.empty == nullptr) {
+    if (b.empty.size() < max_empty_chunks) {
       c->free = nullptr;  // start again by bumping: the free list would point into pages we keep anyway
       c->bumped = 0;
-      b.empty = c;
+      b.empty.push_back(c);  // capacity reserved in bin_for
       return;
     }
+    drop_chunk(b, c);
+  }
+
+  void drop_chunk(bin& b, chunk* c) noexcept {
     chunks_.erase(reinterpret_cast<std::uintptr_t>(c->base));
     unmap(c->base, c->bytes);
     --stats_.chunks;

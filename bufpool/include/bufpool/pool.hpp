@@ -116,7 +116,9 @@ private:
 
   detail::thread_cache* local_cache() noexcept;
   detail::thread_cache* attach_slow() noexcept;
-  void detach(detail::thread_cache* tc) noexcept;
+  void detach(detail::thread_cache* tc, std::size_t credit) noexcept;
+  /// The calling thread's spare credit; valid once local_cache() returned its (non-orphan) cache.
+  std::size_t& own_credit() noexcept { return detail::tls_entries[slot_].credit; }
   buffer get_slow(std::size_t n);
   void put_header(header* h) noexcept;
   void put_slow(header* h) noexcept;
@@ -124,8 +126,8 @@ private:
   header* steal(detail::thread_cache* tc, std::size_t cls) noexcept;
   header* victim_pop(std::size_t cls) noexcept;
   void catch_up(detail::thread_cache* tc) noexcept;
-  bool take_credit(detail::thread_cache* tc, std::size_t need) noexcept;
-  void trim_credit(detail::thread_cache* tc) noexcept;
+  bool take_credit(std::size_t& credit, std::size_t need) noexcept;
+  void trim_credit(std::size_t& credit) noexcept;
   header* allocate(std::size_t cls, std::size_t capacity);
   void deallocate(header* h) noexcept;
   void free_chain(header* h, std::size_t cls) noexcept;
@@ -142,6 +144,10 @@ private:
   std::size_t fast_classes_;  // classes served by the inline fast path: nclasses_, or 0 in debug mode
   std::uint32_t slot_ = 0;  // index in every thread's tls_entries
   std::uint64_t uid_ = 0;   // never reused, tells this pool from a dead one in the same slot
+  // make_key(uid_, epoch_): what a thread's entry holds when it is caught up with every rotation.
+  // Written with epoch_ under victim_mu_, read relaxed on the fast path; ~0 once retired (no entry
+  // has it: uids count up from 1 and stay below 2^40).
+  std::atomic<std::uint64_t> key_{0};
 
   // Rotation epoch: written under victim_mu_, read relaxed on the fast path (read-mostly line).
   alignas(64) std::atomic<std::uint64_t> epoch_{0};
@@ -213,6 +219,7 @@ inline pool_core::pool_core(pool_options options, pool* handle)
   }
   it->p = this;
   it->uid = uid_ = reg.next_uid++;
+  key_.store(detail::make_key(uid_, 0), std::memory_order_relaxed);
   slot_ = static_cast<std::uint32_t>(it - reg.slots.begin());
   registered_ = true;
 }
@@ -228,6 +235,7 @@ inline void pool_core::release_pooled() noexcept {
     registered_ = false;
   }
   uid_ = ~std::uint64_t{0};  // uids count up from 1: no entry, empty or not, has this one
+  key_.store(~std::uint64_t{0}, std::memory_order_relaxed);
   for (detail::thread_cache* tc = caches_.exchange(nullptr, std::memory_order_acquire); tc != nullptr;) {
     for (std::size_t c = 0; c < nclasses_; ++c) {
       detail::class_cache& cc = tc->classes[c];
@@ -305,7 +313,7 @@ inline std::int64_t pool_core::thread_outstanding_bytes() noexcept {
 BUFPOOL_INLINE detail::thread_cache* pool_core::local_cache() noexcept {
   if (slot_ < detail::tls_size) [[likely]] {
     const detail::tls_entry& e = detail::tls_entries[slot_];
-    if (e.uid == uid_) [[likely]]
+    if ((e.key >> detail::key_epoch_bits) == uid_) [[likely]]
       return e.cache;
   }
   return attach_slow();
@@ -313,16 +321,15 @@ BUFPOOL_INLINE detail::thread_cache* pool_core::local_cache() noexcept {
 
 BUFPOOL_INLINE buffer pool_core::get(std::size_t n) {
   const std::size_t cls = class_index(n);
-  if (cls < fast_classes_) [[likely]] {
-    detail::thread_cache* tc = local_cache();
-    if (tc != nullptr && tc->epoch == epoch_.load(std::memory_order_relaxed)) [[likely]] {
-      detail::class_cache& cc = tc->classes[cls];
+  if (cls < fast_classes_ && slot_ < detail::tls_size) [[likely]] {
+    detail::tls_entry& e = detail::tls_entries[slot_];
+    if (e.key == key_.load(std::memory_order_relaxed)) [[likely]] {  // this pool, no rotation to catch up with
+      detail::class_cache& cc = e.classes[cls];
       if (const std::uint32_t k = cc.count.load(std::memory_order_relaxed); k != 0) [[likely]] {
         header* h = cc.magazine[k - 1];
         cc.count.store(k - 1, std::memory_order_relaxed);
-        detail::bump(cc.counters.gets);
-        detail::bump(cc.counters.hits_private);
-        tc->credit += footprint(h);
+        detail::bump(cc.counters.gets);  // a private hit: hits_private is derived
+        e.credit += cc.footprint;
         return buffer(h, n);
       }
     }
@@ -332,20 +339,17 @@ BUFPOOL_INLINE buffer pool_core::get(std::size_t n) {
 
 BUFPOOL_INLINE void pool_core::put_header(header* h) noexcept {
   const std::size_t cls = h->cls;
-  if (cls < fast_classes_) [[likely]] {
-    if (slot_ < detail::tls_size) [[likely]] {
-      const detail::tls_entry& e = detail::tls_entries[slot_];
-      detail::thread_cache* tc = e.cache;
-      if (e.uid == uid_ && tc->epoch == epoch_.load(std::memory_order_relaxed)) [[likely]] {
-        detail::class_cache& cc = tc->classes[cls];
-        const std::uint32_t k = cc.count.load(std::memory_order_relaxed);
-        if (k < cc.capacity && tc->credit >= footprint(h)) [[likely]] {
-          tc->credit -= footprint(h);
-          detail::bump(cc.counters.puts);
-          cc.magazine[k] = h;
-          cc.count.store(k + 1, std::memory_order_relaxed);
-          return;
-        }
+  if (cls < fast_classes_ && slot_ < detail::tls_size) [[likely]] {
+    detail::tls_entry& e = detail::tls_entries[slot_];
+    if (e.key == key_.load(std::memory_order_relaxed)) [[likely]] {
+      detail::class_cache& cc = e.classes[cls];
+      const std::uint32_t k = cc.count.load(std::memory_order_relaxed);
+      if (k < cc.capacity && e.credit >= cc.footprint) [[likely]] {
+        e.credit -= cc.footprint;
+        detail::bump(cc.counters.puts);
+        cc.magazine[k] = h;
+        cc.count.store(k + 1, std::memory_order_relaxed);
+        return;
       }
     }
   }
@@ -403,9 +407,14 @@ BUFPOOL_NOINLINE inline detail::thread_cache* pool_core::attach_slow() noexcept 
         ++cache_count_;
       }
       ++attached_;
-      tc->epoch = epoch_.load(std::memory_order_acquire);
     }
-    tls_entries[slot_] = {uid_, tc};
+    std::uint64_t key = 0;
+    {
+      std::lock_guard lk(victim_mu_);  // the epoch and key of one rotation
+      tc->epoch = epoch_.load(std::memory_order_relaxed);
+      key = key_.load(std::memory_order_relaxed);
+    }
+    tls_entries[slot_] = {key, tc->classes, tc, 0};
     return tc;
   } catch (...) {
     return nullptr;  // out of memory: this call goes unpooled
@@ -419,8 +428,8 @@ inline detail::thread_exit_hook::~thread_exit_hook() {
     std::lock_guard lk(reg.mu);
     for (std::uint32_t i = 0; i < tls_size && i < reg.slots.size(); ++i) {
       const tls_entry e = tls_entries[i];
-      if (e.cache != nullptr && reg.slots[i].p != nullptr && reg.slots[i].uid == e.uid)
-        reg.slots[i].p->detach(e.cache);
+      if (e.cache != nullptr && reg.slots[i].p != nullptr && reg.slots[i].uid == (e.key >> key_epoch_bits))
+        reg.slots[i].p->detach(e.cache, e.credit);
     }
   }
   delete[] std::exchange(tls_entries, nullptr);
@@ -428,7 +437,7 @@ inline detail::thread_exit_hook::~thread_exit_hook() {
 }
 
 // Runs on the exiting owner thread, under the registry mutex (so the pool is alive).
-inline void pool_core::detach(detail::thread_cache* tc) noexcept {
+inline void pool_core::detach(detail::thread_cache* tc, std::size_t credit) noexcept {
   std::size_t freed_bytes = 0;
   for (std::size_t c = 0; c < nclasses_; ++c) {
     detail::class_cache& cc = tc->classes[c];
@@ -446,7 +455,7 @@ inline void pool_core::detach(detail::thread_cache* tc) noexcept {
     }
     detail::bump(cc.counters.freed_by_thread_exit, n);
   }
-  idle_credit_.fetch_add(freed_bytes + std::exchange(tc->credit, 0), std::memory_order_relaxed);
+  idle_credit_.fetch_add(freed_bytes + credit, std::memory_order_relaxed);
   std::lock_guard lk(caches_mu_);
   --attached_;
   free_caches_.push_back(tc);
@@ -483,7 +492,7 @@ BUFPOOL_NOINLINE inline buffer pool_core::get_slow(std::size_t n) {
   detail::class_cache& cc = tc->classes[cls];
   // The magazine is empty here unless get() skipped the fast path (debug mode, or a rotation to catch
   // up with). Empty: refill half of it from our own ring with one CAS, and take the newest.
-  std::atomic<std::uint64_t>* tier = &cc.counters.hits_private;
+  std::atomic<std::uint64_t>* tier = nullptr;  // a private hit (not counted: derived)
   header* h = nullptr;
   if (std::uint32_t k = cc.count.load(std::memory_order_relaxed); k != 0) {
     h = cc.magazine[--k];
@@ -502,15 +511,15 @@ BUFPOOL_NOINLINE inline buffer pool_core::get_slow(std::size_t n) {
     tier = &cc.counters.hits_victim;
   }
   if (h != nullptr) {
-    tc->credit += footprint(h);
-    trim_credit(tc);
+    own_credit() += footprint(h);
+    trim_credit(own_credit());
     if (debug_) on_debug_get(h);
   } else {
     h = allocate(cls, class_size(cls));
     tier = &cc.counters.misses;
   }
   detail::bump(cc.counters.gets);
-  detail::bump(*tier);
+  if (tier != nullptr) detail::bump(*tier);
   return buffer(h, n);
 }
 
@@ -541,19 +550,20 @@ BUFPOOL_NOINLINE inline void pool_core::put_slow(header* h) noexcept {
   if (tc->epoch != epoch_.load(std::memory_order_relaxed)) catch_up(tc);
   detail::class_cache& cc = tc->classes[cls];
   detail::bump(cc.counters.puts);
-  if (tc->credit < footprint(h) && !take_credit(tc, footprint(h))) {
+  std::size_t& credit = own_credit();
+  if (credit < footprint(h) && !take_credit(credit, footprint(h))) {
     detail::bump(cc.counters.dropped);  // the pool holds max_idle_bytes already
     deallocate(h);
     return;
   }
-  tc->credit -= footprint(h);
+  credit -= footprint(h);
   std::uint32_t k = cc.count.load(std::memory_order_relaxed);
   if (k == cc.capacity) {
     // Full: the older half goes to our shared ring in one operation (where other threads can steal
     // it), the newer half stays. If the ring is full too, the buffer leaves the pool.
     const std::uint32_t moved = cc.ring.push_head_bulk(cc.magazine, (k + 1) / 2);
     if (moved == 0) {
-      tc->credit += footprint(h);
+      credit += footprint(h);
       detail::bump(cc.counters.dropped);  // magazine and ring full
       deallocate(h);
       return;
@@ -644,6 +654,7 @@ inline void pool_core::catch_up(detail::thread_cache* tc) noexcept {
       }
     }
     tc->epoch = e;
+    detail::tls_entries[slot_].key = key_.load(std::memory_order_relaxed);  // tc is this thread's
   }
   for (std::size_t c = 0; c < nclasses_; ++c)
     if (expired[c] != nullptr) free_chain(expired[c], c);
@@ -664,7 +675,9 @@ inline void pool_core::rotate() {
         old[c] = std::exchange(victim_[c].head, nullptr);
         victim_[c].size.store(0, std::memory_order_relaxed);
       }
-      epoch_.store(epoch_.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+      const std::uint64_t e = epoch_.load(std::memory_order_relaxed) + 1;
+      epoch_.store(e, std::memory_order_release);
+      key_.store(detail::make_key(uid_, e), std::memory_order_relaxed);
     }
     for (std::size_t c = 0; c < nclasses_; ++c) free_chain(old[c], c);
 
@@ -699,23 +712,23 @@ inline void pool_core::rotate() {
   rotate_local();
 }
 
-inline bool pool_core::take_credit(detail::thread_cache* tc, std::size_t need) noexcept {
+inline bool pool_core::take_credit(std::size_t& credit, std::size_t need) noexcept {
   std::size_t avail = idle_credit_.load(std::memory_order_relaxed);
   for (;;) {
     if (avail < need) return false;
     const std::size_t take = std::min(avail, std::max(need, credit_chunk_));
     if (idle_credit_.compare_exchange_weak(avail, avail - take, std::memory_order_relaxed)) {
-      tc->credit += take;
+      credit += take;
       return true;
     }
   }
 }
 
 // A thread keeps at most two chunks of spare credit.
-inline void pool_core::trim_credit(detail::thread_cache* tc) noexcept {
-  if (tc->credit > 2 * credit_chunk_) {
-    idle_credit_.fetch_add(tc->credit - credit_chunk_, std::memory_order_relaxed);
-    tc->credit = credit_chunk_;
+inline void pool_core::trim_credit(std::size_t& credit) noexcept {
+  if (credit > 2 * credit_chunk_) {
+    idle_credit_.fetch_add(credit - credit_chunk_, std::memory_order_relaxed);
+    credit = credit_chunk_;
   }
 }
 
@@ -798,13 +811,21 @@ inline pool_snapshot pool_core::snapshot() const {
       const detail::class_cache& cc = tc.classes[c];
       const detail::class_counters& k = cc.counters;
       class_stats& o = s.classes[c];
-      o.gets += k.gets.load(std::memory_order_relaxed);
+      // The tiers first, then gets: the owner bumps gets before a tier, so a concurrent snapshot may
+      // see a tier ahead of gets; gets is then taken as their sum (private hits 0 for the moment).
+      const std::uint64_t shared = k.hits_shared.load(std::memory_order_relaxed);
+      const std::uint64_t stolen = k.hits_stolen.load(std::memory_order_relaxed);
+      const std::uint64_t victim = k.hits_victim.load(std::memory_order_relaxed);
+      const std::uint64_t misses = k.misses.load(std::memory_order_relaxed);
+      const std::uint64_t others = shared + stolen + victim + misses;
+      const std::uint64_t gets = std::max(k.gets.load(std::memory_order_relaxed), others);
+      o.gets += gets;
       o.puts += k.puts.load(std::memory_order_relaxed);
-      o.hits_private += k.hits_private.load(std::memory_order_relaxed);
-      o.hits_shared += k.hits_shared.load(std::memory_order_relaxed);
-      o.hits_stolen += k.hits_stolen.load(std::memory_order_relaxed);
-      o.hits_victim += k.hits_victim.load(std::memory_order_relaxed);
-      o.misses += k.misses.load(std::memory_order_relaxed);
+      o.hits_private += gets - others;
+      o.hits_shared += shared;
+      o.hits_stolen += stolen;
+      o.hits_victim += victim;
+      o.misses += misses;
       o.dropped += k.dropped.load(std::memory_order_relaxed);
       o.freed_by_thread_exit += k.freed_by_thread_exit.load(std::memory_order_relaxed);
       if (count_pooled)

@@ -30,25 +30,34 @@ inline void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
 
 /// Single-writer counters of one class in one thread cache.
 struct class_counters {
-  std::atomic<std::uint64_t> gets{0}, puts{0}, hits_private{0}, hits_shared{0}, hits_stolen{0},
-      hits_victim{0}, misses{0}, dropped{0}, freed_by_thread_exit{0};
+  /// hits_private is not counted: it is gets minus the other tiers (snapshot() derives it), so the
+  /// fast get bumps one counter.
+  std::atomic<std::uint64_t> gets{0}, puts{0}, hits_shared{0}, hits_stolen{0}, hits_victim{0}, misses{0},
+      dropped{0}, freed_by_thread_exit{0};
 };
 
 /// Most buffers a magazine holds, and most bytes (a class's magazine holds
-/// max(1, min(magazine_max, magazine_max_bytes / class size)) buffers).
-inline constexpr std::uint32_t magazine_max = 32;
-inline constexpr std::size_t magazine_max_bytes = 256 * 1024;
+/// max(1, min(magazine_max, magazine_max_bytes / class size)) buffers: 128 of 4 KiB, 8 of 64 KiB).
+inline constexpr std::uint32_t magazine_max = 128;
+inline constexpr std::size_t magazine_max_bytes = 512 * 1024;
+/// Buffers a magazine of class size `class_size` holds.
+constexpr std::uint32_t magazine_capacity(std::size_t class_size) noexcept {
+  return static_cast<std::uint32_t>(std::clamp<std::size_t>(magazine_max_bytes / class_size, 1, magazine_max));
+}
 
 /// One size class of one thread cache.
 struct class_cache {
   class_cache(std::uint32_t ring_capacity, std::size_t class_size)
-      : capacity(static_cast<std::uint32_t>(std::clamp<std::size_t>(magazine_max_bytes / class_size, 1, magazine_max))),
+      : capacity(magazine_capacity(class_size)),
+        footprint(class_size + sizeof(buffer_header)),
         ring(ring_capacity) {}
   /// The private tier: an owner-only stack of idle buffers, magazine[0, count), newest on top. `count`
   /// is a relaxed atomic only so that snapshot() may read it; the owner reads and writes it alone.
   /// Count, capacity and the counters come first: the fast path touches them and the magazine's top.
   std::atomic<std::uint32_t> count{0};
   const std::uint32_t capacity;
+  /// What one buffer of this class costs the idle-bytes cap: its data and its header.
+  const std::size_t footprint;
   class_counters counters;
   buffer_header* magazine[magazine_max];
   /// Its head_tail word sits on a cache line of its own.
@@ -75,8 +84,6 @@ struct thread_cache {
   std::size_t nclasses;
   /// Owner only: the rotation epoch this thread last caught up with.
   std::uint64_t epoch = 0;
-  /// Owner only: idle bytes this thread may still add to the pool (taken from pool's global credit).
-  std::size_t credit = 0;
   /// Single-writer counters of unpooled (oversize) buffers.
   std::atomic<std::uint64_t> oversize_gets{0}, oversize_puts{0}, oversize_bytes_got{0}, oversize_bytes_put{0};
   /// Next cache in the pool's list; written once before the cache is published, then never again.
@@ -89,14 +96,25 @@ private:
   }
 };
 
-/// A thread's entry for one pool: the pool's unique id and the thread's cache in it.
+/// Bits of a pool key that hold the rotation epoch; the rest hold the pool's unique id.
+inline constexpr unsigned key_epoch_bits = 24;
+inline constexpr std::uint64_t make_key(std::uint64_t uid, std::uint64_t epoch) noexcept {
+  return (uid << key_epoch_bits) | (epoch & ((std::uint64_t{1} << key_epoch_bits) - 1));
+}
+
+/// A thread's entry for one pool. `key` is make_key(pool uid, the epoch the thread caught up with):
+/// the fast path compares it with the pool's current key, which is one compare for "this pool, and
+/// no rotation to catch up with". Everything here is the owner thread's alone.
 struct tls_entry {
-  std::uint64_t uid;
+  std::uint64_t key;
+  class_cache* classes;  ///< cache->classes, one load nearer
   thread_cache* cache;
+  /// Idle bytes this thread may still add to the pool (taken from the pool's global credit).
+  std::size_t credit;
 };
 
 // Trivially initialized thread-locals: reading them costs a %fs-relative load, no init guard.
-// tls_entries[pool.slot] belongs to that pool when its uid matches (slots are reused, uids never).
+// tls_entries[pool.slot] belongs to that pool when its key's uid matches (slots are reused, uids never).
 inline constinit thread_local tls_entry* tls_entries = nullptr;
 inline constinit thread_local std::uint32_t tls_size = 0;
 /// Set once this thread's caches were released at exit; later calls take the unpooled path.

@@ -30,6 +30,7 @@
 #include <memory_resource>
 #include <mutex>
 #include <new>
+#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
@@ -212,6 +213,8 @@ inline pool_core::pool_core(pool_options options, pool* handle)
 
   auto& reg = detail::pool_registry::instance();
   std::lock_guard lk(reg.mu);
+  // A uid must fit the key's 40 high bits: 10^12 pools in one process, then construction fails.
+  if (reg.next_uid >= (std::uint64_t{1} << (64 - detail::key_epoch_bits))) throw std::length_error("bufpool: pool ids exhausted");
   auto it = std::find_if(reg.slots.begin(), reg.slots.end(), [](const auto& e) { return e.p == nullptr; });
   if (it == reg.slots.end()) {
     reg.slots.emplace_back();

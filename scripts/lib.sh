@@ -44,3 +44,44 @@ build_preset() {
   cmake --preset "$preset" "$@" >/dev/null
   cmake --build --preset "$preset" -j "$(nproc)"
 }
+
+# container_setup: what podman needs on this kind of machine (no Docker engine, no registry; see
+# docs/containers.md): podman, runc, debootstrap, catatonit (for `podman kube play`); a
+# containers.conf that picks runc and ulimits the machine allows, through CONTAINERS_CONF (no change to
+# /etc); and a local debian:bookworm base image made with debootstrap's minbase variant, once.
+container_setup() {
+  ensure_packages podman runc debootstrap catatonit
+  BUFPOOL_CONTAINERS_CONF=$(mktemp)
+  cat >"$BUFPOOL_CONTAINERS_CONF" <<'TOML'
+[containers]
+default_ulimits = ["nofile=16384:16384", "nproc=4096:4096"]
+[engine]
+runtime = "runc"
+TOML
+  export CONTAINERS_CONF=$BUFPOOL_CONTAINERS_CONF
+  if ! podman image exists docker.io/library/debian:bookworm; then
+    local mirror rootfs
+    mirror=$(sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -1)
+    [[ -n $mirror ]] || mirror=$(awk '/^deb /{print $2; exit}' /etc/apt/sources.list 2>/dev/null)
+    rootfs=$(mktemp -d)
+    echo "==> making the base image debian:bookworm (debootstrap --variant=minbase, $mirror)"
+    debootstrap --variant=minbase bookworm "$rootfs" "$mirror" >/dev/null
+    tar -C "$rootfs" -c . | podman import - docker.io/library/debian:bookworm >/dev/null
+    rm -rf "$rootfs"
+  fi
+}
+
+# The project's version: the one place is bufpool/CMakeLists.txt's project() line.
+bufpool_version() { sed -n 's/^project(bufpool VERSION \([0-9.]*\).*/\1/p' bufpool/CMakeLists.txt; }
+
+# container_build: builds ./Dockerfile as bufpool-server:VERSION and :latest (docker format, which
+# keeps HEALTHCHECK), and removes the build stage's dangling image.
+container_build() {
+  local version source_url
+  version=$(bufpool_version)
+  source_url=$(git remote get-url origin 2>/dev/null || echo unknown)
+  podman build --pull=never --format docker --build-arg BUFPOOL_VERSION="$version" \
+    --build-arg BUFPOOL_SOURCE="$source_url" -t "bufpool-server:$version" .
+  podman tag "bufpool-server:$version" bufpool-server:latest
+  podman image prune -f >/dev/null
+}

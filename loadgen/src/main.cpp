@@ -143,8 +143,19 @@ int main(int argc, char** argv) {
   }
 
   const nlohmann::json report = make_report(s, r, st);
-  std::cout << summary(report);
-  if (!s.json_file.empty()) {
+  if (s.json_file == "-") {
+    // The JSON report alone on stdout (for pipes and for `kubectl logs` of a load-generator pod); the
+    // summary goes to stderr, or nowhere with --quiet.
+    if (!s.quiet) std::cerr << summary(report);
+    std::cout << report.dump(2) << "\n" << std::flush;
+    if (!std::cout) {
+      std::cerr << "bufpool-loadgen: cannot write the report to stdout\n";
+      return 1;
+    }
+  } else {
+    std::cout << summary(report);
+  }
+  if (!s.json_file.empty() && s.json_file != "-") {
     std::ofstream out(s.json_file);
     out << report.dump(2) << "\n";
     if (!out) {

@@ -45,7 +45,7 @@ config::schema build() {
   s.add({"stats_url", value_kind::string, "", "server statistics to fetch before, during and after (http://.../stats)",
          0, 0, {}, {"--stats-url"}, true});
   s.add(dur("stats_interval", "1s", "how often to fetch --stats-url during the run", 100000, {"--stats-interval"}));
-  s.add({"json", value_kind::string, "", "write the JSON report to this file", 0, 0, {}, {"--json"}, true});
+  s.add({"json", value_kind::string, "", "write the JSON report to this file (-: to stdout, the summary then on stderr; with --quiet none)", 0, 0, {}, {"--json"}, true});
   s.add(flag("quiet", "no progress line on stderr", {"--quiet", "-q"}));
   s.add(number("max_error_rate", 1, "fail (exit 1) if errors / requests exceeds this", 0, 1, {"--max-error-rate"}));
   s.add(dur("timeout", "5s", "connect and response timeout", 1000, {"--timeout"}));

@@ -1,11 +1,17 @@
 // bufpool-server: configuration, logging, the ready file, signals and the final statistics.
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 
+#include <asio/connect.hpp>
 #include <asio/io_context.hpp>
+#include <asio/ip/tcp.hpp>
+#include <asio/read.hpp>
 #include <asio/signal_set.hpp>
+#include <asio/write.hpp>
 #include <spdlog/spdlog.h>
 
 #include "server.hpp"
@@ -23,10 +29,61 @@ void write_ready_file(const std::string& path, const bufpool::server::bound_port
   if (std::rename(tmp.c_str(), path.c_str()) != 0) throw std::runtime_error("cannot rename ready file to " + path);
 }
 
+// `bufpool-server healthcheck [HOST:PORT]`: GET /healthz on the admin listener (default: the address
+// in BUFPOOL_ADMIN_LISTEN, else 127.0.0.1:9901; a wildcard host means this machine), within 2 s.
+// Exit 0 on 200, 1 otherwise. The container's HEALTHCHECK runs it: the image has no curl.
+int healthcheck(int argc, char** argv) {
+  std::string target = argc > 2 ? argv[2] : "";
+  if (target.empty()) {
+    const char* env = std::getenv("BUFPOOL_ADMIN_LISTEN");
+    target = env != nullptr && *env != '\0' ? env : "127.0.0.1:9901";
+  }
+  const auto colon = target.rfind(':');
+  if (colon == std::string::npos) {
+    std::cerr << "healthcheck: " << target << ": expected HOST:PORT\n";
+    return 2;
+  }
+  std::string host = target.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+  if (host.empty() || host == "0.0.0.0") host = "127.0.0.1";
+  if (host == "::") host = "::1";
+  const std::string port = target.substr(colon + 1);
+  asio::io_context io;
+  asio::ip::tcp::socket sock(io);
+  std::string reply(256, '\0');
+  std::size_t got = 0;
+  std::error_code result = asio::error::timed_out;
+  asio::ip::tcp::resolver resolver(io);
+  resolver.async_resolve(host, port, [&](std::error_code ec, asio::ip::tcp::resolver::results_type r) {
+    if (ec) return void(result = ec);
+    asio::async_connect(sock, r, [&](std::error_code cec, const asio::ip::tcp::endpoint&) {
+      if (cec) return void(result = cec);
+      static const char request[] = "GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+      asio::async_write(sock, asio::buffer(request, sizeof request - 1), [&](std::error_code wec, std::size_t) {
+        if (wec) return void(result = wec);
+        asio::async_read(sock, asio::buffer(reply), [&](std::error_code rec, std::size_t n) {
+          got = n;
+          result = rec == asio::error::eof ? std::error_code() : rec;
+        });
+      });
+    });
+  });
+  io.run_for(std::chrono::seconds(2));
+  reply.resize(got);
+  if (result) {
+    std::cerr << "healthcheck: " << host << ":" << port << ": " << result.message() << '\n';
+    return 1;
+  }
+  const bool ok = reply.rfind("HTTP/1.1 200", 0) == 0;
+  std::cout << "healthcheck: " << host << ":" << port << ": " << reply.substr(0, reply.find('\r')) << '\n';
+  return ok ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   using namespace bufpool::server;
+  if (argc > 1 && std::strcmp(argv[1], "healthcheck") == 0) return healthcheck(argc, argv);
   bufpool::config::load_result loaded;
   server_settings settings;
   try {

@@ -328,3 +328,15 @@ TEST_CASE("loadgen program: --version prints the version and exits 0") {
   CHECK(r.status == 0);
   CHECK(r.out.rfind("bufpool-loadgen ", 0) == 0);
 }
+
+TEST_CASE("loadgen program: --json - with --quiet writes the report alone to stdout") {
+  bufpool::server::server srv(bufpool::test::test_settings());
+  auto r = run_loadgen({"-c", "2", "-t", "1", "-n", "20", "--json", "-", "-q",
+                        "http://127.0.0.1:" + std::to_string(srv.ports().http) + "/plaintext"});
+  CHECK(r.status == 0);
+  // The whole output is one JSON document (what `kubectl logs` of a load-generator pod collects).
+  nlohmann::json rep;
+  REQUIRE_NOTHROW(rep = nlohmann::json::parse(r.out));
+  CHECK(rep["summary"]["requests"].get<int>() >= 20);
+  srv.stop();
+}

@@ -115,3 +115,25 @@ TEST_CASE("process: --version prints the project version and exits 0") {
   CHECK(p.wait_exit(10s) == 0);
   CHECK(p.output().rfind(std::string("bufpool-server ") + BUFPOOL_PROJECT_VERSION + " (", 0) == 0);
 }
+
+// The container's HEALTHCHECK: `bufpool-server healthcheck [HOST:PORT]` exits 0 while the admin
+// listener answers /healthz with 200, and 1 when nothing listens there.
+TEST_CASE("process: healthcheck exits 0 against a running server and 1 against a closed port") {
+  bufpool::server::server srv(bufpool::test::test_settings());
+  const std::string admin = "127.0.0.1:" + std::to_string(srv.ports().admin);
+  REQUIRE(srv.ports().admin != 0);
+  {
+    bufpool::test::child_process p(BUFPOOL_SERVER_BIN, {"healthcheck", admin});
+    CHECK(p.wait_exit(10s) == 0);
+    CHECK(p.output().find("200") != std::string::npos);
+  }
+  {
+    // The address from BUFPOOL_ADMIN_LISTEN when none is given, a wildcard host meaning this machine.
+    bufpool::test::child_process p(BUFPOOL_SERVER_BIN, {"healthcheck"},
+                                   {"BUFPOOL_ADMIN_LISTEN=0.0.0.0:" + std::to_string(srv.ports().admin)});
+    CHECK(p.wait_exit(10s) == 0);
+  }
+  srv.stop();
+  bufpool::test::child_process p(BUFPOOL_SERVER_BIN, {"healthcheck", admin});
+  CHECK(p.wait_exit(10s) == 1);
+}

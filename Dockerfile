@@ -24,8 +24,7 @@ ARG BUFPOOL_VERSION=0.0.0
 ARG BUFPOOL_SOURCE=unknown
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends libspdlog1.10 libfmt9 \
- && apt-get clean && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/apt /var/log/dpkg.log \
-      /usr/share/doc/* /usr/share/man/* /usr/share/info/* /usr/share/locale/*
+ && apt-get clean && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/apt /var/log/dpkg.log
 COPY --from=build /out/usr/local/ /usr/local/
 COPY config/server.json /etc/bufpool/server.json
 LABEL org.opencontainers.image.title="bufpool-server" \

@@ -40,20 +40,44 @@ std::string lower(std::string_view s) {
   return out;
 }
 
-std::optional<std::int64_t> parse_int(std::string_view s) {
+// "5k" -> 5000, "2M" -> 2000000, "1G": the multiplier of a trailing k/M/G, and the text before it.
+std::pair<std::string_view, std::int64_t> split_multiplier(std::string_view s) {
+  if (s.size() > 1) {
+    switch (s.back()) {
+      case 'k': case 'K': return {s.substr(0, s.size() - 1), 1000};
+      case 'M': return {s.substr(0, s.size() - 1), 1000000};
+      case 'G': return {s.substr(0, s.size() - 1), 1000000000};
+      default: break;
+    }
+  }
+  return {s, 1};
+}
+
+std::optional<std::int64_t> parse_int(std::string_view text) {
+  const auto [s, mult] = split_multiplier(text);
+  if (mult != 1) {  // "1.5k" is a whole number too
+    char* end = nullptr;
+    const std::string tmp(s);
+    const double d = std::strtod(tmp.c_str(), &end);
+    if (tmp.empty() || end != tmp.c_str() + tmp.size() || !std::isfinite(d)) return std::nullopt;
+    const double v = d * static_cast<double>(mult);
+    if (v != std::floor(v) || std::fabs(v) > 9e18) return std::nullopt;
+    return static_cast<std::int64_t>(v);
+  }
   std::int64_t v = 0;
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
   if (ec != std::errc() || p != s.data() + s.size() || s.empty()) return std::nullopt;
   return v;
 }
 
-std::optional<double> parse_double(std::string_view s) {
+std::optional<double> parse_double(std::string_view text) {
+  const auto [s, mult] = split_multiplier(text);
   if (s.empty()) return std::nullopt;
   std::string tmp(s);
   char* end = nullptr;
   const double v = std::strtod(tmp.c_str(), &end);
   if (end != tmp.c_str() + tmp.size() || !std::isfinite(v)) return std::nullopt;
-  return v;
+  return v * static_cast<double>(mult);
 }
 
 const char* kind_name(value_kind k) {
@@ -65,8 +89,24 @@ const char* kind_name(value_kind k) {
     case value_kind::duration: return "a duration such as 500ms, 10s, 2m";
     case value_kind::endpoint: return "HOST:PORT, e.g. 127.0.0.1:8080 or [::1]:8080";
     case value_kind::choice: return "one of";
+    case value_kind::string_list: return "a list of strings";
   }
   return "?";
+}
+
+// What --help shows after a flag's name.
+const char* type_name(const setting& s) {
+  switch (s.kind) {
+    case value_kind::boolean: return "";
+    case value_kind::integer: return "N";
+    case value_kind::number: return "X";
+    case value_kind::string: return "TEXT";
+    case value_kind::duration: return "DURATION";
+    case value_kind::endpoint: return "HOST:PORT";
+    case value_kind::choice: return "CHOICE";
+    case value_kind::string_list: return "TEXT ...";
+  }
+  return "";
 }
 
 std::string allowed_text(const setting& s) {
@@ -135,6 +175,22 @@ std::optional<nlohmann::json> convert(const setting& s, const nlohmann::json& ra
     case value_kind::choice:
       if (!is_text || std::find(s.choices.begin(), s.choices.end(), text) == s.choices.end()) return std::nullopt;
       return raw;
+    case value_kind::string_list: {
+      nlohmann::json out = nlohmann::json::array();
+      if (raw.is_array()) {
+        for (const auto& e : raw) {
+          if (!e.is_string()) return std::nullopt;
+          out.push_back(e);
+        }
+      } else if (is_text) {  // the environment: one item per line
+        std::istringstream in(text);
+        for (std::string line; std::getline(in, line);)
+          if (!line.empty()) out.push_back(line);
+      } else {
+        return std::nullopt;
+      }
+      return out;
+    }
   }
   return std::nullopt;
 }
@@ -241,19 +297,41 @@ load_result load(const schema& sc, int argc, const char* const* argv, const std:
   bool print_version = false;
   if (!sc.version().empty()) app.add_flag("--version", print_version, "print the version and exit");
   std::map<std::string, std::string> flag_values;
+  std::map<std::string, std::vector<std::string>> list_values;
   std::map<std::string, CLI::Option*> flag_options;
   for (const auto& s : sc.settings()) {
-    std::string names = "--" + s.path;
-    for (const auto& a : s.aliases) names += "," + a;
+    // Short aliases first, then the long ones; "--" + path only when no alias spells it already.
+    std::string names;
+    for (const auto& a : s.aliases)
+      if (a.rfind("--", 0) != 0) names += (names.empty() ? "" : ",") + a;
+    if (std::find(s.aliases.begin(), s.aliases.end(), "--" + s.path) == s.aliases.end())
+      names += (names.empty() ? "" : ",") + ("--" + s.path);
+    for (const auto& a : s.aliases)
+      if (a.rfind("--", 0) == 0) names += (names.empty() ? "" : ",") + a;
     std::string help = s.help + " [" + sc.env_name(s.path) + "] (default " + s.default_value.dump() + ")";
-    // A boolean is a flag: "--quiet" alone means true, "--quiet=false" says so. The last one wins.
-    CLI::Option* opt = s.kind == value_kind::boolean ? app.add_flag(names, flag_values[s.path], help)
-                                                     : app.add_option(names, flag_values[s.path], help);
-    opt->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+    CLI::Option* opt = nullptr;
+    if (s.kind == value_kind::boolean) {
+      // A boolean is a flag: "--quiet" alone means true, "--quiet=false" says so. The last one wins.
+      opt = app.add_flag(names, flag_values[s.path], help);
+      opt->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+    } else if (s.kind == value_kind::string_list) {
+      opt = app.add_option(names, list_values[s.path], help + " (repeatable)");  // each one adds an item
+      opt->allow_extra_args(false);
+    } else {
+      opt = app.add_option(names, flag_values[s.path], help);
+      opt->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+    }
+    if (*type_name(s) != '\0') opt->type_name(type_name(s));
     flag_options[s.path] = opt;
   }
-  std::vector<std::string> pos_values(positional.size());
-  for (std::size_t i = 0; i < positional.size(); ++i) app.add_option(positional[i], pos_values[i], positional[i]);
+  // Positional arguments: each takes one value, except a last one named "NAME..." that takes the rest.
+  std::vector<std::vector<std::string>> pos_values(positional.size());
+  for (std::size_t i = 0; i < positional.size(); ++i) {
+    const bool rest = positional[i].size() > 3 && positional[i].ends_with("...");
+    const std::string name = rest ? positional[i].substr(0, positional[i].size() - 3) : positional[i];
+    CLI::Option* o = app.add_option(name, pos_values[i], name);
+    if (!rest) o->expected(1);
+  }
   try {
     std::vector<std::string> args;
     for (int i = argc - 1; i >= 1; --i) args.emplace_back(argv[i]);  // CLI11 takes them reversed
@@ -318,14 +396,19 @@ load_result load(const schema& sc, int argc, const char* const* argv, const std:
   // Flags.
   for (const auto& s : sc.settings()) {
     if (flag_options[s.path]->count() == 0) continue;
+    if (s.kind == value_kind::string_list) {
+      apply(s, nlohmann::json(list_values[s.path]), "flag --" + s.path, values, problems);
+      continue;
+    }
     std::string v = flag_values[s.path];
     if (s.kind == value_kind::boolean && v.empty()) v = "true";
     apply(s, v, "flag --" + s.path, values, problems);
   }
 
   if (!problems.empty()) throw error(problems);
-  for (std::size_t i = 0; i < positional.size(); ++i)
-    if (!pos_values[i].empty()) result.positional.push_back(pos_values[i]);
+  for (const auto& vals : pos_values)
+    for (const auto& v : vals)
+      if (!v.empty()) result.positional.push_back(v);
   result.values = std::move(values);
   if (print_config) {
     result.exit = true;

@@ -67,13 +67,19 @@ private:
 
 struct plan {
   const loadgen_settings& s;
-  tcp::endpoint endpoint;
+  std::vector<tcp::endpoint> endpoints;  // one per target, same order as s.targets
   clock::time_point start;          // first sends
   clock::time_point measure_start;  // end of warm-up
   clock::time_point end;            // stop (duration mode)
   bufpool::pool& pool;
   second_collector& seconds;
+  const std::atomic<int>* interrupt;  // a signal asked the run to stop (may be null)
+  std::atomic<bool>* lost;            // some thread found the target gone: every thread stops
 };
+
+// An open-loop timer wakes this early and spins to the intended time: an Asio timer alone fires tens
+// of microseconds late on this kind of machine, which the corrected latency would count.
+constexpr auto spin_ahead = std::chrono::microseconds(60);
 
 class connection;
 
@@ -87,14 +93,24 @@ public:
   std::uint64_t second_requests = 0, second_errors = 0, second_index = 0;
   std::vector<std::shared_ptr<connection>> conns;
   bool stopping = false;
+  bool draining = false;   // interrupted: no new requests, answers in flight still count
+  clock::time_point drain_deadline{};
   bool time_over = false;  // set by the tick once the duration has passed: no clock read per request
   bool open_loop = false;
+  clock::time_point last_ok{};         // the last response (any status) or echo bytes
+  clock::time_point failing_since{};   // the first transport failure after last_ok (epoch: none)
 
   const plan& p() const { return p_; }
   void run();
-  void fail(failure f) {
+  void fail(failure f, const std::string& what = {}) {
     result.failures[static_cast<std::size_t>(f)]++;
-    if (clock::now() >= p_.measure_start) ++second_errors;
+    const auto now = clock::now();
+    if (now >= p_.measure_start) ++second_errors;
+    if (f != failure::status) {
+      if (failing_since == clock::time_point{}) failing_since = now;
+      if (result.first_error.empty())
+        result.first_error = std::string(failure_names[static_cast<std::size_t>(f)]) + (what.empty() ? "" : ": " + what);
+    }
   }
   /// Whether a request intended at `t` belongs to the measured window (not warm-up, not after the end).
   bool in_window(clock::time_point t) const {
@@ -102,8 +118,14 @@ public:
   }
   // One completed request: counted (with its status class, 0 for echo) only inside the measured window.
   void record(clock::time_point intended, clock::time_point sent, clock::time_point now, int status = 0) {
+    last_ok = now;
+    failing_since = {};
     if (!in_window(intended)) return;
-    if (status >= 100 && status < 600) result.status[static_cast<std::size_t>(status / 100 - 1)]++;
+    if (status >= 100 && status < 600) {
+      result.status[static_cast<std::size_t>(status / 100 - 1)]++;
+      ++result.status_codes[status];
+      if (!p_.s.ok_status.contains(status)) fail(failure::status);
+    }
     result.corrected.record(micros(now - intended));
     if (open_loop) result.uncorrected.record(micros(now - sent));  // closed loop: the same, copied at the end
     second_hist.record(micros(now - intended));
@@ -111,6 +133,10 @@ public:
     ++second_requests;
   }
   void stop_all();
+  /// Whether the target has failed every attempt for `limit` (no response since the first failure).
+  bool failing_for(clock::time_point now, clock::duration limit) const {
+    return failing_since != clock::time_point{} && now - failing_since >= limit;
+  }
 
 private:
   void on_tick();
@@ -121,15 +147,15 @@ private:
 // One connection: HTTP (llhttp in response mode) or echo (byte stream checked against a pattern).
 class connection : public std::enable_shared_from_this<connection> {
 public:
-  connection(thread_state& t, std::size_t id, std::uint64_t quota, double interval_s, double phase_s)
-      : t_(t), id_(id), quota_(quota), socket_(t.io_), timer_(t.io_) {
+  connection(thread_state& t, std::size_t id, std::size_t target, std::uint64_t quota, double interval_s, double phase_s)
+      : t_(t), id_(id), target_(target), quota_(quota), socket_(t.io_), timer_(t.io_) {
     const auto& s = t_.p().s;
     if (interval_s > 0) {
       interval_ = std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(interval_s));
       next_intended_ = t_.p().start + std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(phase_s));
     }
     if (!s.url.echo) build_requests();
-    head_requests_ = s.method == "HEAD";
+    head_requests_ = method() == "HEAD";
     malformed_every_ = s.malformed > 0 ? std::max<std::uint64_t>(1, static_cast<std::uint64_t>(std::llround(1.0 / s.malformed))) : 0;
     llhttp_settings_init(&settings_);
     settings_.on_headers_complete = [](llhttp_t* p) {
@@ -155,6 +181,9 @@ public:
     timer_.cancel();
   }
 
+  /// Nothing written and unanswered (or stopped).
+  bool idle() const { return stopped_ || !connected_ || inflight_.size() == to_send_; }
+
   // Called by the thread's tick: gives up on a response that is overdue.
   void check_timeout(clock::time_point now) {
     if (stopped_) return;
@@ -166,7 +195,7 @@ public:
     }
     if (inflight_.empty() || !connected_) return;
     if (now - inflight_.front().sent > t_.p().s.timeout) {
-      t_.fail(failure::timeout);
+      t_.fail(failure::timeout, "no response within the timeout");
       reconnect();
     }
   }
@@ -180,7 +209,7 @@ private:
   };
 
   bool done_sending() const {
-    if (stopped_ || t_.stopping) return true;
+    if (stopped_ || t_.stopping || t_.draining) return true;
     if (quota_ > 0) return sent_ >= quota_;
     return t_.time_over || read_time_ >= t_.p().end;  // read_time_: no clock read of our own
   }
@@ -191,7 +220,7 @@ private:
     socket_ = tcp::socket(t_.io_);
     connected_ = false;
     connect_deadline_ = clock::now() + t_.p().s.timeout;
-    socket_.async_connect(t_.p().endpoint, [self = shared_from_this()](std::error_code ec) { self->on_connect(ec); });
+    socket_.async_connect(t_.p().endpoints[target_], [self = shared_from_this()](std::error_code ec) { self->on_connect(ec); });
   }
 
   void on_connect(std::error_code ec) {
@@ -199,13 +228,15 @@ private:
     if (ec) {
       t_.result.connections_failed++;
       if (t_.result.first_connect_error.empty()) t_.result.first_connect_error = ec.message();
-      t_.fail(failure::connect);
+      t_.fail(failure::connect, ec.message());
       ++connect_failures_;
-      if (connect_failures_ >= 3) {  // give up on this connection: the run reports it
+      if (!ever_connected_ && connect_failures_ >= 3) {  // never reached the target: the run reports it
         stopped_ = true;
         return;
       }
-      timer_.expires_after(std::chrono::milliseconds(100));
+      // Once connected, the target may come back: retry 100 ms, 200 ms, ... at most 1 s apart; the
+      // thread's tick decides when the target counts as gone (every attempt failing for --timeout).
+      timer_.expires_after(std::chrono::milliseconds(std::min(1000, 100 << std::min(connect_failures_ - 1, 4))));
       timer_.async_wait([self = shared_from_this()](std::error_code e) {
         if (!e) self->connect();
       });
@@ -213,6 +244,7 @@ private:
     }
     connect_failures_ = 0;
     connected_ = true;
+    ever_connected_ = true;
     t_.result.connections_established++;
     std::error_code ignored;
     socket_.set_option(tcp::no_delay(true), ignored);
@@ -238,10 +270,14 @@ private:
       }
       if (!done_sending() && inflight_.size() < limit && !timer_armed_) {
         timer_armed_ = true;
-        timer_.expires_at(next_intended_);
+        timer_.expires_at(next_intended_ - spin_ahead);
         timer_.async_wait([self = shared_from_this()](std::error_code e) {
           self->timer_armed_ = false;
-          if (!e) self->schedule();
+          if (e) return;
+          const auto due = self->next_intended_;
+          while (clock::now() < due) {  // at most spin_ahead, less when the timer fired late
+          }
+          self->schedule();
         });
       }
     }
@@ -273,7 +309,10 @@ private:
     for (std::size_t i = first; i < inflight_.size(); ++i) {
       inflight_[i].sent = now;
       if (interval_.count() == 0) inflight_[i].intended = now;  // closed loop: intended when sent
-      if (t_.in_window(inflight_[i].intended)) ++t_.result.sent;
+      if (t_.in_window(inflight_[i].intended)) {
+        ++t_.result.sent;
+        if (interval_.count() != 0) t_.result.send_lag.record(micros(now - inflight_[i].intended));
+      }
       if (t_.p().s.url.echo) {
         const std::size_t n = t_.p().s.echo_size;
         bufpool::buffer b = t_.p().pool.get(n);
@@ -296,7 +335,7 @@ private:
                         if (self->stopped_) return;
                         self->t_.result.bytes_out += n;
                         if (ec) {
-                          if (self->connected_) self->t_.fail(failure::write);
+                          if (self->connected_) self->t_.fail(failure::write, ec.message());
                           self->reconnect();
                           return;
                         }
@@ -315,7 +354,9 @@ private:
 
   void on_read(std::error_code ec, std::size_t n) {
     if (ec) {
-      if (!closing_ || !inflight_.empty()) t_.fail(ec == asio::error::eof ? failure::closed : failure::read);
+      if (!closing_ || !inflight_.empty())
+        t_.fail(ec == asio::error::eof ? failure::closed : failure::read,
+                ec == asio::error::eof ? "the server closed the connection" : ec.message());
       reconnect();
       return;
     }
@@ -329,7 +370,7 @@ private:
     } else {
       const auto err = llhttp_execute(&parser_, data, n);
       if (err != HPE_OK && err != HPE_PAUSED) {
-        t_.fail(failure::parse);
+        t_.fail(failure::parse, llhttp_errno_name(err));
         reconnect();
         return;
       }
@@ -366,13 +407,17 @@ private:
   void on_echo_bytes(const char* data, std::size_t n) {
     for (std::size_t i = 0; i < n; ++i) {
       if (static_cast<char>(pattern(echo_received_ + i)) != data[i]) {
-        t_.fail(failure::echo_mismatch);
+        t_.fail(failure::echo_mismatch, "an echoed byte differs from the one sent");
         reconnect();  // the stream is out of step: start over on a fresh connection
         return;
       }
     }
     echo_received_ += n;
     const auto now = read_time_;
+    if (n > 0) {
+      t_.last_ok = now;
+      t_.failing_since = {};
+    }
     while (!inflight_.empty() && inflight_.front().echo_end <= echo_received_) {
       t_.record(inflight_.front().intended, inflight_.front().sent, now);
       inflight_.pop_front();
@@ -413,14 +458,39 @@ private:
     connect();
   }
 
+  const std::string& method() const {
+    const auto& t = t_.p().s.targets[target_];
+    return t.method.empty() ? t_.p().s.method : t.method;
+  }
+
   void build_requests() {
     const auto& s = t_.p().s;
-    std::string host = s.url.host.find(':') != std::string::npos ? "[" + s.url.host + "]" : s.url.host;
-    host += ":" + std::to_string(s.url.port);
-    std::string req = s.method + " " + s.url.path + " HTTP/1.1\r\nHost: " + host + "\r\nUser-Agent: bufpool-loadgen\r\n";
-    if (s.method == "POST" || s.method == "PUT") {
-      std::string body(s.body_size, 'x');
-      for (std::size_t i = 0; i < body.size(); ++i) body[i] = static_cast<char>('a' + i % 26);
+    const target& tg = s.targets[target_];
+    std::string host = tg.host.find(':') != std::string::npos ? "[" + tg.host + "]" : tg.host;
+    host += ":" + std::to_string(tg.port);
+    // A Host or User-Agent given with --header replaces ours.
+    auto given = [&](std::string_view name) {
+      return std::any_of(s.headers.begin(), s.headers.end(), [&](const std::string& h) {
+        return h.size() > name.size() && h[name.size()] == ':' &&
+               std::equal(name.begin(), name.end(), h.begin(), [](char a, char b) { return std::tolower(a) == std::tolower(b); });
+      });
+    };
+    std::string req = method() + " " + tg.path + " HTTP/1.1\r\n";
+    if (!given("host")) req += "Host: " + host + "\r\n";
+    if (!given("user-agent")) req += "User-Agent: bufpool-loadgen\r\n";
+    for (const auto& h : s.headers) req += h + "\r\n";
+    if (s.disable_keepalive && !given("connection")) req += "Connection: close\r\n";
+    if (!s.content_type.empty() && !given("content-type")) req += "Content-Type: " + s.content_type + "\r\n";
+    // A body (or Content-Length: 0) for every method but those that define none.
+    const std::string& m = method();
+    const bool has_body = s.body_from_file || s.chunked || s.body_size > 0 ||
+                          (m != "GET" && m != "HEAD" && m != "DELETE" && m != "OPTIONS" && m != "TRACE");
+    if (has_body) {
+      std::string body = s.body;
+      if (!s.body_from_file) {
+        body.assign(s.body_size, 'x');
+        for (std::size_t i = 0; i < body.size(); ++i) body[i] = static_cast<char>('a' + i % 26);
+      }
       if (s.chunked) {
         req += "Transfer-Encoding: chunked\r\n\r\n";
         for (std::size_t off = 0; off < body.size(); off += 8192) {
@@ -438,7 +508,7 @@ private:
     }
     request_ = copy_to_pool(req);
     // Malformed on purpose: a Content-Length that is not a number (a server must answer 400 and close).
-    bad_request_ = copy_to_pool("GET " + s.url.path + " HTTP/1.1\r\nHost: " + host + "\r\nContent-Length: 1x\r\n\r\n");
+    bad_request_ = copy_to_pool("GET " + tg.path + " HTTP/1.1\r\nHost: " + host + "\r\nContent-Length: 1x\r\n\r\n");
   }
   bufpool::buffer copy_to_pool(const std::string& s) {
     bufpool::buffer b = t_.p().pool.get(s.size());
@@ -448,6 +518,7 @@ private:
 
   thread_state& t_;
   std::size_t id_;
+  std::size_t target_;  // index in s.targets (and p.endpoints)
   std::uint64_t quota_;
   tcp::socket socket_;
   asio::steady_timer timer_;
@@ -467,6 +538,7 @@ private:
   std::uint64_t echo_sent_ = 0, echo_received_ = 0;
   std::uint64_t generation_ = 0;
   int connect_failures_ = 0;
+  bool ever_connected_ = false;
   bool connected_ = false, writing_ = false, closing_ = false, stopped_ = false;
   bool head_requests_ = false;  // responses to our (well-formed) requests have no body
   llhttp_t parser_{};
@@ -487,6 +559,28 @@ void thread_state::run() {
 void thread_state::on_tick() {
   const auto now = clock::now();
   for (auto& c : conns) c->check_timeout(now);
+  // A signal: stop sending, give the answers in flight up to a second (and no more than --timeout).
+  if (!draining && p_.interrupt != nullptr && p_.interrupt->load(std::memory_order_relaxed) != 0) {
+    draining = true;
+    drain_deadline = now + std::min<clock::duration>(std::chrono::seconds(1), p_.s.timeout);
+    result.interrupted = p_.interrupt->load(std::memory_order_relaxed);
+    result.interrupted_at_s = std::chrono::duration<double>(now - p_.measure_start).count();
+  }
+  if (draining && (now >= drain_deadline || std::all_of(conns.begin(), conns.end(), [](const auto& c) { return c->idle(); }))) {
+    stop_all();
+    return;
+  }
+  // The target is gone: every attempt of this thread has failed for --timeout (or another thread
+  // found so). Stop, and say since when.
+  if (failing_for(now, p_.s.timeout) || p_.lost->load(std::memory_order_relaxed)) {
+    if (failing_since != clock::time_point{}) {
+      result.target_lost = true;
+      result.target_lost_at_s = std::chrono::duration<double>(failing_since - p_.measure_start).count();
+    }
+    p_.lost->store(true, std::memory_order_relaxed);
+    stop_all();
+    return;
+  }
   // Report every whole second of the measured window that has passed.
   while (now >= p_.measure_start + std::chrono::seconds(second_index + 1)) {
     p_.seconds.report(second_index, second_requests, second_errors, second_hist);
@@ -496,6 +590,13 @@ void thread_state::on_tick() {
   }
   const bool duration_over = p_.s.requests == 0 && now >= p_.end;
   time_over = duration_over;
+  // The run ends while the target has answered nothing for a while (at least a second, or --timeout
+  // if shorter): that is a target that went away, not a run that completed.
+  if (duration_over && failing_for(now, std::min<clock::duration>(std::chrono::seconds(1), p_.s.timeout)) &&
+      last_ok < failing_since) {
+    result.target_lost = true;
+    result.target_lost_at_s = std::chrono::duration<double>(failing_since - p_.measure_start).count();
+  }
   // Every connection finished its quota or gave up (a target that refuses every connection).
   const bool all_done = std::all_of(conns.begin(), conns.end(), [](const auto& c) { return c.use_count() == 1; });
   if (duration_over || all_done) {
@@ -517,17 +618,32 @@ void thread_state::stop_all() {
 
 }  // namespace
 
-run_result run_load(const loadgen_settings& s, const progress_fn& progress) {
+run_result run_load(const loadgen_settings& s, const progress_fn& progress, const std::atomic<int>* interrupt) {
   asio::io_context resolver_io;
   tcp::resolver resolver(resolver_io);
-  std::error_code ec;
-  const auto results = resolver.resolve(s.url.host, std::to_string(s.url.port), ec);
-  if (ec || results.empty()) throw std::runtime_error("cannot resolve " + s.url.host + ": " + ec.message());
+  std::vector<tcp::endpoint> endpoints;
+  for (const auto& t : s.targets) {
+    std::error_code ec;
+    const auto results = resolver.resolve(t.host, std::to_string(t.port), ec);
+    if (ec || results.empty()) throw std::runtime_error("cannot resolve " + t.host + ": " + ec.message());
+    endpoints.push_back(*results.begin());
+  }
 
   bufpool::pool pool;
   second_collector seconds(s.threads, progress);
-  const auto start = clock::now() + std::chrono::milliseconds(20);
-  plan p{s, *results.begin(), start, start + s.warmup, start + s.warmup + s.duration, pool, seconds};
+  // --start-at: the first sends at that wall-clock time (several machines start together); the
+  // steady clock takes over from there.
+  auto start = clock::now() + std::chrono::milliseconds(20);
+  auto started_at = std::chrono::system_clock::now() + std::chrono::milliseconds(20);
+  if (s.start_at) {
+    const auto wait = *s.start_at - std::chrono::system_clock::now();
+    if (wait > std::chrono::system_clock::duration::zero()) {
+      start = clock::now() + std::chrono::duration_cast<clock::duration>(wait);
+      started_at = *s.start_at;
+    }
+  }
+  std::atomic<bool> lost{false};
+  plan p{s, endpoints, start, start + s.warmup, start + s.warmup + s.duration, pool, seconds, interrupt, &lost};
 
   std::vector<std::unique_ptr<thread_state>> threads;
   for (std::size_t t = 0; t < s.threads; ++t) threads.push_back(std::make_unique<thread_state>(p));
@@ -540,7 +656,7 @@ run_result run_load(const loadgen_settings& s, const progress_fn& progress) {
     auto& t = *threads[c % s.threads];
     t.open_loop = interval > 0;
     const double phase = interval * static_cast<double>(c) / static_cast<double>(s.connections);
-    t.conns.push_back(std::make_shared<connection>(t, c, quota, interval, phase));
+    t.conns.push_back(std::make_shared<connection>(t, c, c % s.targets.size(), quota, interval, phase));
   }
   std::vector<std::thread> running;
   for (auto& t : threads) running.emplace_back([&t] { t->run(); });
@@ -564,9 +680,25 @@ run_result run_load(const loadgen_settings& s, const progress_fn& progress) {
     out.lost += r.lost;
     out.corrected.merge(r.corrected);
     out.uncorrected.merge(r.uncorrected);
+    out.send_lag.merge(r.send_lag);
+    for (const auto& [code, n] : r.status_codes) out.status_codes[code] += n;
     if (out.first_connect_error.empty()) out.first_connect_error = r.first_connect_error;
+    if (out.first_error.empty()) out.first_error = r.first_error;
+    if (r.interrupted != 0) {
+      out.interrupted = r.interrupted;
+      if (out.interrupted_at_s < 0 || r.interrupted_at_s < out.interrupted_at_s) out.interrupted_at_s = r.interrupted_at_s;
+    }
+    if (r.target_lost) {
+      out.target_lost = true;
+      if (out.target_lost_at_s < 0 || r.target_lost_at_s < out.target_lost_at_s) out.target_lost_at_s = r.target_lost_at_s;
+    }
   }
-  const auto window_end = s.requests > 0 ? finished : std::min(finished, p.end);
+  out.started_at = started_at;
+  auto window_end = s.requests > 0 ? finished : std::min(finished, p.end);
+  // Interrupted: the window ends where sending stopped (the drain only collects answers).
+  if (out.interrupted != 0 && out.interrupted_at_s >= 0)
+    window_end = std::min(window_end, p.measure_start + std::chrono::duration_cast<clock::duration>(
+                                                           std::chrono::duration<double>(out.interrupted_at_s)));
   out.elapsed_s = std::max(0.0, std::chrono::duration<double>(window_end - p.measure_start).count());
   out.series = seconds.take();
   return out;

@@ -27,9 +27,11 @@
 namespace bufpool::loadgen {
 
 /// Transport-level failures, counted by kind.
-enum class failure : std::uint8_t { connect, read, write, timeout, closed, parse, echo_mismatch, count };
-inline constexpr const char* failure_names[] = {"connect", "read",  "write",        "timeout",
-                                                "closed",  "parse", "echo_mismatch"};
+/// Failures, counted by kind. `status`: a response whose status --ok-status does not accept (it is
+/// also counted in `requests`: it was answered); the others are transport failures.
+enum class failure : std::uint8_t { connect, read, write, timeout, closed, parse, echo_mismatch, status, count };
+inline constexpr const char* failure_names[] = {"connect", "read",  "write",         "timeout",
+                                                "closed",  "parse", "echo_mismatch", "status"};
 
 /// One second of the measured window, all threads merged.
 struct second_stats {
@@ -56,18 +58,30 @@ struct run_result {
   histogram uncorrected{60'000'000};
   std::vector<second_stats> series;
   std::string first_connect_error;  // the first connect failure's message, for a clear report
+  std::string first_error;          // the first transport failure of any kind, for a clear report
+  std::map<int, std::uint64_t> status_codes;  // every response by exact status (HTTP)
+  histogram send_lag{60'000'000};   // open loop: actual minus intended send time, us
+  int interrupted = 0;              // the signal that stopped the run early (SIGINT, SIGTERM), or 0
+  double interrupted_at_s = -1;     // when, seconds since the measured window began
+  bool target_lost = false;         // every connection kept failing: the run stopped (or ended) so
+  double target_lost_at_s = -1;     // since when, seconds since the measured window began
+  std::chrono::system_clock::time_point started_at{};  // wall clock of the first sends
   std::uint64_t errors() const noexcept {
     std::uint64_t n = 0;
     for (auto f : failures) n += f;
     return n;
   }
+  /// Failures that are not answered requests (every kind but `status`).
+  std::uint64_t transport_errors() const noexcept { return errors() - failures[static_cast<std::size_t>(failure::status)]; }
 };
 
 /// Called once per measured second (from a worker thread) with that second's merged figures.
 using progress_fn = std::function<void(const second_stats&)>;
 
-/// Runs the load described by `s` and returns its figures. Throws std::runtime_error when the target
-/// cannot be resolved.
-run_result run_load(const loadgen_settings& s, const progress_fn& progress = {});
+/// Runs the load described by `s` and returns its figures. Throws std::runtime_error when a target
+/// cannot be resolved. `interrupt`, when given, is polled (every 100 ms): once it holds a signal number
+/// the run stops sending, waits up to a second for the answers in flight, and returns what it has.
+run_result run_load(const loadgen_settings& s, const progress_fn& progress = {},
+                    const std::atomic<int>* interrupt = nullptr);
 
 }  // namespace bufpool::loadgen

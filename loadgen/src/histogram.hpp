@@ -142,6 +142,9 @@ public:
   static std::int64_t lowest_equivalent(std::int64_t v) noexcept { return value_at(index_of(v)); }
   static std::int64_t median_equivalent(std::int64_t v) noexcept { return lowest_equivalent(v) + bucket_width(v) / 2; }
 
+  /// The counts by index (value_at(i) is the lowest value of index i).
+  const std::vector<std::uint64_t>& counts() const noexcept { return counts_; }
+
 private:
   std::int64_t highest_;
   std::vector<std::uint64_t> counts_;

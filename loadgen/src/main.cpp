@@ -1,8 +1,12 @@
 // bufpool-loadgen: options, the run with its live progress line and server statistics, the report.
 //   bufpool-loadgen [options] URL          URL: http://host:port/path or tcp://host:port (echo)
 //   bufpool-loadgen merge A.json B.json ... prints the merged report (JSON) of runs from several machines
-// Exit status: 0 ok; 1 the run failed (target unreachable, every connection failed, --max-error-rate
-// exceeded, report not writable); 2 invalid options.
+// Exit status: 0 ok; 1 the run failed (target unreachable, every connection failed, the target stopped
+// answering, --max-error-rate exceeded, report not writable); 2 invalid options; 130 / 143 stopped by
+// SIGINT / SIGTERM (the summary and the report, marked interrupted, are still written).
+#include <pthread.h>
+#include <signal.h>
+
 #include <atomic>
 #include <condition_variable>
 #include <cstdio>
@@ -19,9 +23,32 @@ using namespace bufpool::loadgen;
 
 namespace {
 
+constexpr const char* usage_text =
+    "usage: bufpool-loadgen [OPTIONS] URL [URL...]      run a load (--help lists every option)\n"
+    "       bufpool-loadgen merge [--force] A.json B.json ...\n"
+    "                                                    merge the reports of runs on several machines\n";
+
 int merge_main(int argc, char** argv) {
   std::vector<nlohmann::json> reports;
+  std::vector<std::string> names;
+  bool force = false;
   for (int i = 2; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--help" || arg == "-h") {
+      std::cout << usage_text
+                << "merge checks that the runs match (same targets, loop kind, rate per instance, durations within\n"
+                   "10 % or 1 s), adds counts and histograms exactly, and computes every rate again.\n";
+      return 0;
+    }
+    if (arg == "--force") {
+      force = true;
+      continue;
+    }
+    if (arg.rfind("--", 0) == 0) {
+      std::cerr << "bufpool-loadgen merge: unknown option " << arg << "\n" << usage_text;
+      return 2;
+    }
+    names.push_back(arg);
     std::ifstream in(argv[i]);
     if (!in) {
       std::cerr << "bufpool-loadgen merge: cannot read " << argv[i] << "\n";
@@ -35,11 +62,11 @@ int merge_main(int argc, char** argv) {
     }
   }
   if (reports.empty()) {
-    std::cerr << "usage: bufpool-loadgen merge A.json B.json ...\n";
+    std::cerr << usage_text;
     return 2;
   }
   try {
-    std::cout << merge_reports(reports).dump(2) << "\n";
+    std::cout << merge_reports(reports, names, force).dump(2) << "\n";
   } catch (const std::exception& e) {
     std::cerr << "bufpool-loadgen merge: " << e.what() << "\n";
     return 2;
@@ -89,23 +116,60 @@ private:
 
 }  // namespace
 
+// SIGINT and SIGTERM are blocked in every thread and taken here, by sigtimedwait, so that the run can
+// stop cleanly and still report: the engine polls `signo`.
+class signal_watch {
+public:
+  signal_watch() {
+    sigemptyset(&set_);
+    sigaddset(&set_, SIGINT);
+    sigaddset(&set_, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set_, nullptr);  // before any thread starts: they inherit the mask
+    thread_ = std::thread([this] {
+      const timespec tick{0, 100'000'000};
+      while (!done_.load(std::memory_order_relaxed)) {
+        const int s = sigtimedwait(&set_, nullptr, &tick);
+        if (s > 0 && signo.load(std::memory_order_relaxed) == 0) signo.store(s, std::memory_order_relaxed);
+      }
+    });
+  }
+  ~signal_watch() {
+    done_.store(true, std::memory_order_relaxed);
+    thread_.join();
+  }
+  std::atomic<int> signo{0};
+
+private:
+  sigset_t set_{};
+  std::atomic<bool> done_{false};
+  std::thread thread_;
+};
+
 int main(int argc, char** argv) {
   if (argc >= 2 && std::string(argv[1]) == "merge") return merge_main(argc, argv);
+  if (argc >= 2 && std::string(argv[1]) == "help") {
+    std::cout << usage_text;
+    return 0;
+  }
 
   loadgen_settings s;
   try {
-    auto loaded = bufpool::config::load(loadgen_schema(), argc, argv, bufpool::config::process_environment(), {"url"});
+    auto loaded = bufpool::config::load(loadgen_schema(), argc, argv, bufpool::config::process_environment(), {"url..."});
     if (loaded.exit) {
       std::cout << loaded.output;
+      if (loaded.output.find("Usage:") != std::string::npos)
+        std::cout << "\nSubcommands:\n  merge [--force] A.json B.json ...   merge the reports of runs on several machines "
+                     "(merge --help)\n";
       return 0;
     }
     for (const auto& w : loaded.warnings) std::cerr << "bufpool-loadgen: warning: " << w << "\n";
-    s = settings_from(loaded.values, loaded.positional.empty() ? std::string() : loaded.positional.front());
+    s = settings_from(loaded.values, loaded.positional);
   } catch (const bufpool::config::error& e) {
     std::cerr << e.what() << "\n";
     return 2;
   }
 
+  signal_watch signals;
   server_stats st;
   if (!s.stats_url.empty()) {
     try {
@@ -127,7 +191,7 @@ int main(int argc, char** argv) {
   }
   run_result r;
   try {
-    r = run_load(s, progress);
+    r = run_load(s, progress, &signals.signo);
   } catch (const std::exception& e) {
     poller.stop();
     std::cerr << "bufpool-loadgen: " << e.what() << "\n";
@@ -142,33 +206,56 @@ int main(int argc, char** argv) {
     }
   }
 
-  const nlohmann::json report = make_report(s, r, st);
+  nlohmann::json report = make_report(s, r, st);
+  std::string text = summary(report);
+  if (s.latency_spectrum) {
+    text += "\n  Detailed Percentile spectrum (corrected):\n" + percentile_spectrum(r.corrected);
+    if (s.rate > 0) text += "\n  Detailed Percentile spectrum (uncorrected):\n" + percentile_spectrum(r.uncorrected);
+  }
+  if (s.json_compact) {  // big runs: no per-second histograms, one line
+    for (auto& sec : report["timeseries"]) sec.erase("histogram");
+    report["compact"] = true;
+  }
+  const int indent = s.json_compact ? -1 : 2;
   if (s.json_file == "-") {
     // The JSON report alone on stdout (for pipes and for `kubectl logs` of a load-generator pod); the
     // summary goes to stderr, or nowhere with --quiet.
-    if (!s.quiet) std::cerr << summary(report);
-    std::cout << report.dump(2) << "\n" << std::flush;
+    if (!s.quiet) std::cerr << text;
+    std::cout << report.dump(indent) << "\n" << std::flush;
     if (!std::cout) {
       std::cerr << "bufpool-loadgen: cannot write the report to stdout\n";
       return 1;
     }
   } else {
-    std::cout << summary(report);
+    std::cout << text << std::flush;
   }
   if (!s.json_file.empty() && s.json_file != "-") {
     std::ofstream out(s.json_file);
-    out << report.dump(2) << "\n";
+    out << report.dump(indent) << "\n";
     if (!out) {
       std::cerr << "bufpool-loadgen: cannot write " << s.json_file << "\n";
       return 1;
     }
+  }
+  if (r.interrupted != 0) {
+    std::fprintf(stderr, "bufpool-loadgen: interrupted by %s after %.2fs of measured time\n",
+                 r.interrupted == SIGINT ? "SIGINT" : "SIGTERM", std::max(0.0, r.interrupted_at_s));
+    return 128 + r.interrupted;
   }
   if (r.connections_established == 0) {
     std::cerr << "bufpool-loadgen: every connection to " << s.url.host << ":" << s.url.port << " failed"
               << (r.first_connect_error.empty() ? "" : ": " + r.first_connect_error) << "\n";
     return 1;
   }
-  const double attempts = static_cast<double>(r.requests + r.errors());
+  if (r.target_lost) {
+    std::fprintf(stderr, "bufpool-loadgen: the target stopped answering %.2fs into the measured time (%s); the run %s\n",
+                 r.target_lost_at_s, r.first_error.empty() ? "every attempt failed" : r.first_error.c_str(),
+                 r.elapsed_s + 0.5 < std::chrono::duration<double>(s.duration).count() && s.requests == 0
+                     ? "stopped early" : "ended");
+    return 1;
+  }
+  // Answered requests plus the attempts that got no answer; `status` errors are answered requests.
+  const double attempts = static_cast<double>(r.requests + r.transport_errors());
   const double error_rate = attempts > 0 ? static_cast<double>(r.errors()) / attempts : 0;
   if (error_rate > s.max_error_rate) {
     std::fprintf(stderr, "bufpool-loadgen: error rate %.4f exceeds --max-error-rate %.4f\n", error_rate, s.max_error_rate);

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <ctime>
 #include <cstring>
 #include <map>
 #include <cstdio>
@@ -96,6 +97,73 @@ nlohmann::json fetch_json(const std::string& url, std::chrono::milliseconds time
   return nlohmann::json::parse(got.substr(split + 4));
 }
 
+std::string percentile_spectrum(const histogram& h) {
+  std::string out = "       Value   Percentile   TotalCount 1/(1-Percentile)\n\n";
+  char line[128];
+  const std::uint64_t total = h.count();
+  auto row = [&](double value_us, double pct, std::uint64_t count) {
+    if (pct < 100.0)
+      std::snprintf(line, sizeof line, "%12.3f %12.6f %12llu %12.2f\n", value_us / 1000.0, pct / 100.0,
+                    static_cast<unsigned long long>(count), 1.0 / (1.0 - pct / 100.0));
+    else
+      std::snprintf(line, sizeof line, "%12.3f %12.6f %12llu\n", value_us / 1000.0, 1.0, static_cast<unsigned long long>(count));
+    out += line;
+  };
+  if (total != 0) {
+    // HdrHistogram's percentile iteration, 5 ticks per half distance: 0, 10, 20, ... 50, 55, ... 75,
+    // 77.5, ... ever closer to 100 %, then the maximum at 100 %.
+    const auto& counts = h.counts();
+    double next = 0;
+    std::uint64_t seen = 0;
+    for (std::size_t i = 0; i < counts.size() && next < 100.0; ++i) {
+      if (counts[i] == 0) continue;
+      seen += counts[i];
+      const double value = static_cast<double>(std::min(histogram::highest_equivalent(histogram::value_at(i)), h.max()));
+      while (next < 100.0 && static_cast<double>(seen) >= next / 100.0 * static_cast<double>(total)) {
+        row(value, next, seen);
+        if (seen == total) {
+          next = 100.0;
+          break;
+        }
+        const double ticks = 5.0 * std::pow(2.0, std::floor(std::log2(100.0 / (100.0 - next))) + 1);
+        next += 100.0 / ticks;
+      }
+    }
+    row(static_cast<double>(h.max()), 100.0, total);
+  }
+  double var = 0;
+  const double mean = h.mean();
+  for (std::size_t i = 0; i < h.counts().size(); ++i)
+    if (h.counts()[i] != 0) {
+      const double d = static_cast<double>(histogram::median_equivalent(histogram::value_at(i))) - mean;
+      var += d * d * static_cast<double>(h.counts()[i]);
+    }
+  const double sd = total ? std::sqrt(var / static_cast<double>(total)) : 0.0;
+  std::snprintf(line, sizeof line, "#[Mean    = %12.3f, StdDeviation   = %12.3f]\n", total ? mean / 1000 : 0.0, sd / 1000);
+  out += line;
+  std::snprintf(line, sizeof line, "#[Max     = %12.3f, Total count    = %12llu]\n", static_cast<double>(h.max()) / 1000,
+                static_cast<unsigned long long>(total));
+  out += line;
+  std::snprintf(line, sizeof line, "#[Buckets = %12zu, SubBuckets     = %12lld]\n",
+                h.counts().size() / static_cast<std::size_t>(histogram::half_count) - 1,
+                static_cast<long long>(histogram::sub_count));
+  out += line;
+  return out;
+}
+
+namespace {
+std::string iso_utc(std::chrono::system_clock::time_point t) {
+  const std::time_t secs = std::chrono::system_clock::to_time_t(t);
+  std::tm tm{};
+  ::gmtime_r(&secs, &tm);
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count() % 1000;
+  char buf[80];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms));
+  return buf;
+}
+}  // namespace
+
 nlohmann::json make_report(const loadgen_settings& s, const run_result& r, const server_stats& st) {
   using nlohmann::json;
   utsname u{};
@@ -113,8 +181,20 @@ nlohmann::json make_report(const loadgen_settings& s, const run_result& r, const
                       {"p50_us", number_or_null(sec.latency.percentile(50))},
                       {"p99_us", number_or_null(sec.latency.percentile(99))},
                       {"histogram", sec.latency.encode()}});
-  json summary{{"requests", r.requests},
+  json codes = json::object();
+  for (const auto& [code, n] : r.status_codes) codes[std::to_string(code)] = n;
+  // What happened, in one word: completed, interrupted (a signal), target_lost (it stopped answering),
+  // unreachable (no connection ever).
+  const char* outcome = r.connections_established == 0 ? "unreachable"
+                        : r.target_lost                  ? "target_lost"
+                        : r.interrupted != 0             ? "interrupted"
+                                                         : "completed";
+  json summary{{"outcome", outcome},
+               {"interrupted", r.interrupted != 0},
+               {"requests", r.requests},
                {"responses", status},
+               {"status_codes", codes},
+               {"ok_status", s.ok_status_text},
                {"errors", errors},
                {"errors_total", r.errors()},
                {"bytes_in", r.bytes_in},
@@ -128,12 +208,21 @@ nlohmann::json make_report(const loadgen_settings& s, const run_result& r, const
                {"in_flight_at_stop", r.in_flight_at_stop},
                {"sent", r.sent},
                {"lost", r.lost}};
+  if (r.interrupted != 0) {
+    summary["signal"] = r.interrupted == 2 ? "SIGINT" : r.interrupted == 15 ? "SIGTERM" : std::to_string(r.interrupted);
+    summary["interrupted_at_s"] = r.interrupted_at_s;
+  }
+  if (r.target_lost) summary["target_lost_at_s"] = r.target_lost_at_s;
+  if (!r.first_error.empty()) summary["first_error"] = r.first_error;
   if (s.rate > 0) {
     summary["target_rps"] = s.rate;
     summary["achieved_rps"] = rps;
     summary["target_met"] = rps >= 0.95 * s.rate;
   }
+  json lag = nullptr;
+  if (s.rate > 0) lag = latency_json(r.send_lag);
   return json{{"schema", report_schema},
+              {"started_at", iso_utc(r.started_at)},
               {"config", s.effective},
               {"environment",
                {{"cores", std::thread::hardware_concurrency()},
@@ -141,7 +230,8 @@ nlohmann::json make_report(const loadgen_settings& s, const run_result& r, const
                 {"machine", u.machine},
                 {"hostname", u.nodename}}},
               {"summary", summary},
-              {"latency_us", {{"corrected", latency_json(r.corrected)}, {"uncorrected", latency_json(r.uncorrected)}}},
+              {"latency_us", {{"corrected", latency_json(r.corrected)}, {"uncorrected", latency_json(r.uncorrected)},
+                              {"send_lag", lag}}},
               {"timeseries", series},
               {"histogram", {{"corrected", r.corrected.encode()}, {"uncorrected", r.uncorrected.encode()}}},
               {"server_stats", {{"before", st.before}, {"after", st.after}, {"series", st.series}, {"pool_window", pool_window(st.before, st.after)}}}};
@@ -170,6 +260,11 @@ std::string summary(const nlohmann::json& rep) {
   o << line;
   std::snprintf(line, sizeof line, "Requests/sec: %.2f\n", s["rps"].get<double>());
   o << line;
+  if (rep["latency_us"].contains("send_lag") && rep["latency_us"]["send_lag"].is_object()) {
+    const auto& l = rep["latency_us"]["send_lag"];
+    o << "  Send lag (actual - intended send time): p50 " << fmt_us(l["p50"]) << "  p99 " << fmt_us(l["p99"])
+      << "  max " << fmt_us(l["max"]) << "\n";
+  }
   if (s.contains("target_rps"))
     o << "  target " << s["target_rps"].get<double>() << " req/s: " << (s["target_met"].get<bool>() ? "met" : "NOT met") << "\n";
   o << "  Responses:";
@@ -177,10 +272,29 @@ std::string summary(const nlohmann::json& rep) {
     if (it.value().get<std::uint64_t>() > 0) o << " " << it.key() << " " << it.value().get<std::uint64_t>();
   o << "\n  Errors: " << s["errors_total"].get<std::uint64_t>();
   for (auto it = s["errors"].begin(); it != s["errors"].end(); ++it)
-    if (it.value().get<std::uint64_t>() > 0) o << " (" << it.key() << " " << it.value().get<std::uint64_t>() << ")";
+    if (it.value().get<std::uint64_t>() > 0 && it.key() != "status")
+      o << " (" << it.key() << " " << it.value().get<std::uint64_t>() << ")";
+  // Responses whose status --ok-status does not accept, by status.
+  const auto ok = parse_status_set(s.value("ok_status", std::string("2xx,3xx")));
+  if (s.contains("status_codes"))
+    for (auto it = s["status_codes"].begin(); it != s["status_codes"].end(); ++it)
+      if (ok && !ok->contains(std::stoi(it.key())))
+        o << " (status " << it.key() << " " << it.value().get<std::uint64_t>() << ")";
   o << "\n  Connections: " << s["connections"]["established"] << " established, " << s["connections"]["failed"]
     << " failed; " << s["in_flight_at_stop"] << " requests in flight at stop, " << s.value("lost", 0)
     << " lost to closed connections\n";
+  const std::string outcome = s.value("outcome", std::string("completed"));
+  if (outcome == "interrupted") {
+    std::snprintf(line, sizeof line, "  Outcome: INTERRUPTED by %s %.2fs into the measured time; the figures cover that part\n",
+                  s.value("signal", std::string("a signal")).c_str(), s.value("interrupted_at_s", 0.0));
+    o << line;
+  } else if (outcome == "target_lost") {
+    std::snprintf(line, sizeof line, "  Outcome: TARGET LOST: every attempt failed from %.2fs into the measured time",
+                  s.value("target_lost_at_s", 0.0));
+    o << line << (s.contains("first_error") ? " (first error: " + s["first_error"].get<std::string>() + ")" : "") << "\n";
+  } else if (outcome == "unreachable") {
+    o << "  Outcome: UNREACHABLE: no connection was ever established\n";
+  }
   const auto& pw = rep["server_stats"]["pool_window"];
   if (pw.is_object()) {
     std::snprintf(line, sizeof line,
@@ -198,11 +312,9 @@ namespace {
 
 // Every field merge_reports reads, with its type, so that a damaged report ends in an error naming the
 // field rather than in reading a key that is not there (undefined behaviour on a const json).
-void check_report(const nlohmann::json& r, std::size_t index) {
+void check_report(const nlohmann::json& r, const std::string& name) {
   using nlohmann::json;
-  auto fail = [&](const std::string& what) {
-    throw std::runtime_error("merge: report " + std::to_string(index + 1) + ": " + what);
-  };
+  auto fail = [&](const std::string& what) { throw std::runtime_error("merge: " + name + ": " + what); };
   auto need = [&](const json& parent, const char* key, bool (json::*is)() const noexcept, const std::string& where) -> const json& {
     if (!parent.is_object() || !parent.contains(key) || !(parent[key].*is)()) fail(where + key + " is missing or of the wrong type");
     return parent[key];
@@ -235,14 +347,38 @@ void check_report(const nlohmann::json& r, std::size_t index) {
   const json& c = need(s, "connections", &json::is_object, "summary.");
   for (const char* k : {"requested", "attempts", "established", "failed"})
     need(c, k, &json::is_number_unsigned, "summary.connections.");
+  const json& cfg = need(r, "config", &json::is_object, "");
+  need(cfg, "rate", &json::is_number, "config.");
+  need(cfg, "urls", &json::is_array, "config.");
+}
+
+// Whether report `r` may be merged with `first`: the same targets, loop kind and rate per instance,
+// and durations within 10 % (or 1 s). Throws naming the file and the field.
+void check_compatible(const nlohmann::json& first, const std::string& first_name, const nlohmann::json& r,
+                      const std::string& name) {
+  auto refuse = [&](const std::string& field, const std::string& a, const std::string& b) {
+    throw std::runtime_error("merge: " + name + ": " + field + " is " + b + " but " + first_name + " has " + a +
+                             " (runs that differ do not merge into one meaningful report; --force merges anyway)");
+  };
+  if (first["config"]["urls"] != r["config"]["urls"]) refuse("config.urls", first["config"]["urls"].dump(), r["config"]["urls"].dump());
+  const double ra = first["config"]["rate"].get<double>(), rb = r["config"]["rate"].get<double>();
+  if ((ra > 0) != (rb > 0))
+    refuse("the loop kind (config.rate)", ra > 0 ? "open loop" : "closed loop", rb > 0 ? "open loop" : "closed loop");
+  if (std::fabs(ra - rb) > 1e-9 * std::max(ra, rb)) refuse("config.rate (per instance)", std::to_string(ra), std::to_string(rb));
+  const double da = first["summary"]["duration_s"].get<double>(), db = r["summary"]["duration_s"].get<double>();
+  if (std::fabs(da - db) > std::max(1.0, 0.1 * std::max(da, db)))
+    refuse("summary.duration_s", std::to_string(da), std::to_string(db));
 }
 
 }  // namespace
 
-nlohmann::json merge_reports(const std::vector<nlohmann::json>& reports) {
+nlohmann::json merge_reports(const std::vector<nlohmann::json>& reports, const std::vector<std::string>& names, bool force) {
   using nlohmann::json;
   if (reports.empty()) throw std::runtime_error("merge: no reports");
-  for (std::size_t i = 0; i < reports.size(); ++i) check_report(reports[i], i);
+  auto name = [&](std::size_t i) { return i < names.size() ? names[i] : "report " + std::to_string(i + 1); };
+  for (std::size_t i = 0; i < reports.size(); ++i) check_report(reports[i], name(i));
+  if (!force)
+    for (std::size_t i = 1; i < reports.size(); ++i) check_compatible(reports[0], name(0), reports[i], name(i));
   json out = reports.front();
   auto corrected = histogram::decode(reports.front()["histogram"]["corrected"]);
   auto uncorrected = histogram::decode(reports.front()["histogram"]["uncorrected"]);
@@ -268,6 +404,9 @@ nlohmann::json merge_reports(const std::vector<nlohmann::json>& reports) {
       s["responses"][it.key()] = s["responses"].value(it.key(), std::uint64_t{0}) + it.value().get<std::uint64_t>();
     for (auto it = rs["errors"].begin(); it != rs["errors"].end(); ++it)
       s["errors"][it.key()] = s["errors"].value(it.key(), std::uint64_t{0}) + it.value().get<std::uint64_t>();
+    if (rs.contains("status_codes") && rs["status_codes"].is_object())
+      for (auto it = rs["status_codes"].begin(); it != rs["status_codes"].end(); ++it)
+        s["status_codes"][it.key()] = s["status_codes"].value(it.key(), std::uint64_t{0}) + it.value().get<std::uint64_t>();
     for (const char* k : {"requested", "attempts", "established", "failed"})
       s["connections"][k] = s["connections"][k].get<std::uint64_t>() + rs["connections"][k].get<std::uint64_t>();
     max_duration = std::max(max_duration, rs["duration_s"].get<double>());
@@ -275,9 +414,32 @@ nlohmann::json merge_reports(const std::vector<nlohmann::json>& reports) {
     uncorrected.merge(histogram::decode(r["histogram"]["uncorrected"]));
     add_series(r);
   }
-  // Machines run side by side: the merged rate is the total over the longest window.
+  // Machines run side by side: the merged rate is the total over the longest window, and every rate
+  // field is computed again from the merged counts (an open-loop target is the instances' sum).
   s["duration_s"] = max_duration;
-  s["rps"] = max_duration > 0 ? static_cast<double>(s["requests"].get<std::uint64_t>()) / max_duration : 0.0;
+  const double rps = max_duration > 0 ? static_cast<double>(s["requests"].get<std::uint64_t>()) / max_duration : 0.0;
+  s["rps"] = rps;
+  double target = 0;
+  for (const auto& r : reports) target += r["config"]["rate"].get<double>();
+  if (target > 0) {
+    s["target_rps"] = target;
+    s["achieved_rps"] = rps;
+    s["target_met"] = rps >= 0.95 * target;
+  } else {
+    s.erase("target_rps");
+    s.erase("achieved_rps");
+    s.erase("target_met");
+  }
+  json outcomes = json::array();
+  std::string outcome = "completed";
+  for (const auto& r : reports) {
+    const std::string o = r["summary"].value("outcome", std::string("completed"));
+    outcomes.push_back(o);
+    if (o != "completed" && outcome == "completed") outcome = o;
+  }
+  s["outcome"] = outcome;
+  s["outcomes"] = outcomes;
+  out["forced"] = force;
   out["latency_us"] = {{"corrected", latency_json(corrected)}, {"uncorrected", latency_json(uncorrected)}};
   out["histogram"] = {{"corrected", corrected.encode()}, {"uncorrected", uncorrected.encode()}};
   json series = json::array();

@@ -1,4 +1,4 @@
-// report: the versioned JSON report ("schema": "bufpool-loadgen/1"), its wrk-like human summary, the
+// report: the versioned JSON report ("schema": "bufpool-loadgen/2"), its wrk-like human summary, the
 // fetch of a server's /stats, and the exact merge of reports from several machines.
 #pragma once
 
@@ -12,7 +12,8 @@
 
 namespace bufpool::loadgen {
 
-inline constexpr const char* report_schema = "bufpool-loadgen/1";
+/// 2: outcome, started_at, status_codes, send_lag, errors.status, urls (1 had none of them).
+inline constexpr const char* report_schema = "bufpool-loadgen/2";
 
 /// Server statistics gathered around a run.
 struct server_stats {
@@ -28,8 +29,15 @@ nlohmann::json fetch_json(const std::string& url, std::chrono::milliseconds time
 nlohmann::json make_report(const loadgen_settings& s, const run_result& r, const server_stats& st);
 /// The human summary (stdout) of a report.
 std::string summary(const nlohmann::json& report);
-/// Merges reports exactly: counters add, histograms add, the time series adds second by second.
-nlohmann::json merge_reports(const std::vector<nlohmann::json>& reports);
+/// Merges reports exactly: counters add, histograms add, the time series adds second by second; the
+/// rates are computed again. The reports must be compatible (same targets, loop kind, rate per
+/// instance, durations within 10 % or 1 s): otherwise throws, naming the report (by `names`) and the
+/// field, unless `force`.
+nlohmann::json merge_reports(const std::vector<nlohmann::json>& reports, const std::vector<std::string>& names = {},
+                             bool force = false);
+/// The percentile spectrum of a histogram (us) in HdrHistogram's text layout, values in ms (the .hgrm
+/// that wrk2 --latency prints and HdrHistogram's plotter reads).
+std::string percentile_spectrum(const histogram& h);
 /// Latency figures of a histogram: p50, p90, p99, p99.9, p99.99, max, mean (us; null when empty).
 nlohmann::json latency_json(const histogram& h);
 

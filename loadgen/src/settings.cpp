@@ -3,6 +3,9 @@
 #include <bufpool/version.hpp>
 
 #include <charconv>
+#include <ctime>
+#include <fstream>
+#include <sstream>
 
 namespace bufpool::loadgen {
 
@@ -37,8 +40,18 @@ config::schema build() {
   s.add(integer("pipeline", 1, "requests in flight per connection", 1, 1024, {"--pipeline"}));
   s.add(number("rate", 0, "open loop: requests per second in total, on a fixed schedule (0: closed loop)", 0,
                1000000000, {"--rate", "-R"}));
-  s.add({"method", value_kind::choice, "GET", "HTTP method", 0, 0, {"GET", "HEAD", "POST", "PUT"}, {"--method"}, false});
-  s.add(integer("body_size", 0, "request body bytes (POST/PUT)", 0, std::int64_t{1} << 30, {"--body-size"}));
+  s.add({"method", value_kind::string, "GET", "HTTP method (any token: GET, POST, DELETE, PATCH, ...)", 0, 0, {},
+         {"--method", "-m"}, false});
+  s.add({"header", value_kind::string_list, nlohmann::json::array(), "request header \"Name: value\"", 0, 0, {},
+         {"--header", "-H"}, false});
+  s.add({"targets", value_kind::string, "", "file of targets, one per line: URL or METHOD URL (# comments); "
+         "with the URL arguments, connections take them round robin", 0, 0, {}, {"--targets"}, true});
+  s.add(integer("body_size", 0, "request body bytes, generated (methods other than GET/HEAD)", 0, std::int64_t{1} << 30,
+                {"--body-size"}));
+  s.add({"body_file", value_kind::string, "", "request body: this file's bytes", 0, 0, {}, {"--body-file"}, true});
+  s.add({"content_type", value_kind::string, "", "Content-Type of the request body", 0, 0, {}, {"--content-type"}, true});
+  s.add(flag("disable_keepalive", "one request per connection (Connection: close), as wrk's -H 'Connection: close'",
+             {"--disable-keepalive"}));
   s.add(flag("chunked", "send the body with Transfer-Encoding: chunked", {"--chunked"}));
   s.add(integer("size", 64, "echo payload bytes per request (tcp:// targets)", 1, std::int64_t{1} << 26, {"--size"}));
   s.add(number("malformed", 0, "share of requests that are malformed on purpose (0..1)", 0, 1, {"--malformed"}));
@@ -48,6 +61,13 @@ config::schema build() {
   s.add({"json", value_kind::string, "", "write the JSON report to this file (-: to stdout, the summary then on stderr; with --quiet none)", 0, 0, {}, {"--json"}, true});
   s.add(flag("quiet", "no progress line on stderr", {"--quiet", "-q"}));
   s.add(number("max_error_rate", 1, "fail (exit 1) if errors / requests exceeds this", 0, 1, {"--max-error-rate"}));
+  s.add({"ok_status", value_kind::string, "2xx,3xx", "response statuses that count as success (e.g. 200-299,404); "
+         "others are errors", 0, 0, {}, {"--ok-status"}, false});
+  s.add(flag("latency", "print the latency percentile spectrum (HdrHistogram's .hgrm text, as wrk2 --latency)",
+             {"--latency"}));
+  s.add(flag("json_compact", "write the JSON report on one line, without the per-second histograms", {"--json-compact"}));
+  s.add({"start_at", value_kind::string, "", "start at this wall-clock time (2026-11-28T21:00:00Z or Unix seconds), "
+         "so that several machines start together", 0, 0, {}, {"--start-at"}, true});
   s.add(dur("timeout", "5s", "connect and response timeout", 1000, {"--timeout"}));
   return s;
 }
@@ -55,7 +75,76 @@ config::schema build() {
 std::size_t size_at(const nlohmann::json& v, std::string_view path) {
   return static_cast<std::size_t>(config::at(v, path).get<std::int64_t>());
 }
+
+// RFC 9110 token characters (a method is a token).
+bool is_token(std::string_view t) {
+  if (t.empty()) return false;
+  for (unsigned char c : t)
+    if (!(std::isalnum(c) || std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) != std::string_view::npos))
+      return false;
+  return true;
+}
+
+// "2026-11-28T21:00:00Z" (fractions allowed) or Unix seconds ("1764363600", "1764363600.5").
+std::optional<std::chrono::system_clock::time_point> parse_wall_time(const std::string& text) {
+  using namespace std::chrono;
+  char* end = nullptr;
+  const double secs = std::strtod(text.c_str(), &end);
+  if (!text.empty() && end == text.c_str() + text.size() && secs > 0)
+    return system_clock::time_point(duration_cast<system_clock::duration>(duration<double>(secs)));
+  std::tm tm{};
+  int consumed = 0;
+  if (std::sscanf(text.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+                  &tm.tm_min, &tm.tm_sec, &consumed) != 6)
+    return std::nullopt;
+  tm.tm_year -= 1900;
+  tm.tm_mon -= 1;
+  double frac = 0;
+  std::string rest = text.substr(static_cast<std::size_t>(consumed));
+  if (!rest.empty() && rest[0] == '.') {
+    const auto z = rest.find('Z');
+    if (z == std::string::npos) return std::nullopt;
+    frac = std::strtod(("0" + rest.substr(0, z)).c_str(), nullptr);
+    rest = rest.substr(z);
+  }
+  if (rest != "Z") return std::nullopt;  // UTC only: no ambiguity between machines
+  const std::time_t t = ::timegm(&tm);
+  if (t == static_cast<std::time_t>(-1)) return std::nullopt;
+  return system_clock::from_time_t(t) + duration_cast<system_clock::duration>(duration<double>(frac));
+}
 }  // namespace
+
+std::optional<status_set> parse_status_set(std::string_view text) {
+  status_set out;
+  std::size_t items = 0;
+  while (!text.empty()) {
+    const auto comma = text.find(',');
+    std::string_view item = text.substr(0, comma);
+    text = comma == std::string_view::npos ? std::string_view() : text.substr(comma + 1);
+    while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
+    while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
+    int lo = 0, hi = 0;
+    auto num = [](std::string_view s, int& v) {
+      auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+      return ec == std::errc() && p == s.data() + s.size() && v >= 100 && v <= 599;
+    };
+    if (item.size() == 3 && (item[1] == 'x' || item[1] == 'X') && (item[2] == 'x' || item[2] == 'X') && item[0] >= '1' &&
+        item[0] <= '5') {
+      lo = (item[0] - '0') * 100;
+      hi = lo + 99;
+    } else if (const auto dash = item.find('-'); dash != std::string_view::npos) {
+      if (!num(item.substr(0, dash), lo) || !num(item.substr(dash + 1), hi) || lo > hi) return std::nullopt;
+    } else if (num(item, lo)) {
+      hi = lo;
+    } else {
+      return std::nullopt;
+    }
+    for (int c = lo; c <= hi; ++c) out.ok[static_cast<std::size_t>(c)] = true;
+    ++items;
+  }
+  if (items == 0) return std::nullopt;
+  return out;
+}
 
 std::optional<target> parse_target(std::string_view url) {
   target t;
@@ -89,17 +178,53 @@ const config::schema& loadgen_schema() {
   return s;
 }
 
-loadgen_settings settings_from(const nlohmann::json& v, const std::string& url) {
+loadgen_settings settings_from(const nlohmann::json& v, const std::vector<std::string>& urls) {
   loadgen_settings s;
   std::vector<std::string> problems;
-  if (url.empty()) {
-    problems.push_back("loadgen: no target: give a URL, http://HOST:PORT/PATH or tcp://HOST:PORT");
-  } else if (auto t = parse_target(url)) {
-    s.url = *t;
-  } else {
-    problems.push_back("loadgen: target \"" + url + "\" is invalid: expected http://HOST:PORT/PATH or tcp://HOST:PORT");
+  auto add_target = [&](const std::string& text, const std::string& method, const std::string& where) {
+    if (auto t = parse_target(text)) {
+      t->method = method;
+      t->text = text;
+      s.targets.push_back(*t);
+    } else {
+      problems.push_back("loadgen: target \"" + text + "\"" + where +
+                         " is invalid: expected http://HOST:PORT/PATH or tcp://HOST:PORT");
+    }
+  };
+  for (const auto& u : urls) add_target(u, "", "");
+  const std::string targets_file = config::at(v, "targets").get<std::string>();
+  if (!targets_file.empty()) {
+    std::ifstream in(targets_file);
+    if (!in) problems.push_back("config: targets = \"" + targets_file + "\": cannot read the file");
+    std::string line;
+    for (int n = 1; std::getline(in, line); ++n) {
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      const auto first = line.find_first_not_of(" \t");
+      if (first == std::string::npos || line[first] == '#') continue;
+      std::istringstream words(line.substr(first));
+      std::string a, b, extra;
+      words >> a >> b >> extra;
+      const std::string where = " (" + targets_file + " line " + std::to_string(n) + ")";
+      if (!extra.empty()) {
+        problems.push_back("loadgen: " + targets_file + " line " + std::to_string(n) + ": expected URL or METHOD URL");
+      } else if (b.empty()) {
+        add_target(a, "", where);
+      } else if (!is_token(a)) {
+        problems.push_back("loadgen: " + targets_file + " line " + std::to_string(n) + ": \"" + a + "\" is not a method");
+      } else {
+        add_target(b, a, where);
+      }
+    }
   }
-  s.url_text = url;
+  if (s.targets.empty() && problems.empty())
+    problems.push_back("loadgen: no target: give a URL, http://HOST:PORT/PATH or tcp://HOST:PORT (or --targets FILE)");
+  if (!s.targets.empty()) {
+    s.url = s.targets.front();
+    s.url_text = s.url.text;
+    for (const auto& t : s.targets)
+      if (t.echo != s.url.echo) problems.push_back("loadgen: targets mix http:// and tcp://: use one kind per run");
+  }
+  const std::string url = s.url_text;
   s.connections = size_at(v, "connections");
   s.threads = size_at(v, "threads");
   s.duration = config::duration_at(v, "duration");
@@ -108,7 +233,38 @@ loadgen_settings settings_from(const nlohmann::json& v, const std::string& url) 
   s.pipeline = size_at(v, "pipeline");
   s.rate = config::at(v, "rate").get<double>();
   s.method = config::at(v, "method").get<std::string>();
+  if (!is_token(s.method)) problems.push_back("config: method = \"" + s.method + "\" is invalid: expected an HTTP method token");
+  for (const auto& h : config::at(v, "header")) {
+    const std::string line = h.get<std::string>();
+    const auto colon = line.find(':');
+    if (colon == std::string::npos || colon == 0 || !is_token(line.substr(0, colon)) ||
+        line.find_first_of("\r\n") != std::string::npos)
+      problems.push_back("config: header = \"" + line + "\" is invalid: expected \"Name: value\"");
+    else
+      s.headers.push_back(line);
+  }
+  s.content_type = config::at(v, "content_type").get<std::string>();
+  if (s.content_type.find_first_of("\r\n") != std::string::npos) problems.push_back("config: content_type holds a line break");
+  s.disable_keepalive = config::at(v, "disable_keepalive").get<bool>();
+  s.ok_status_text = config::at(v, "ok_status").get<std::string>();
+  if (auto st = parse_status_set(s.ok_status_text)) s.ok_status = *st;
+  else problems.push_back("config: ok_status = \"" + s.ok_status_text + "\" is invalid: expected statuses, ranges or classes, e.g. 2xx,3xx or 200-299,404");
+  s.latency_spectrum = config::at(v, "latency").get<bool>();
+  s.json_compact = config::at(v, "json_compact").get<bool>();
+  if (const std::string at = config::at(v, "start_at").get<std::string>(); !at.empty()) {
+    s.start_at = parse_wall_time(at);
+    if (!s.start_at) problems.push_back("config: start_at = \"" + at + "\" is invalid: expected 2026-11-28T21:00:00Z (UTC) or Unix seconds");
+  }
   s.body_size = size_at(v, "body_size");
+  if (const std::string f = config::at(v, "body_file").get<std::string>(); !f.empty()) {
+    std::ifstream in(f, std::ios::binary);
+    if (!in) {
+      problems.push_back("config: body_file = \"" + f + "\": cannot read the file");
+    } else {
+      s.body.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+      s.body_from_file = true;
+    }
+  }
   s.chunked = config::at(v, "chunked").get<bool>();
   s.echo_size = size_at(v, "size");
   s.malformed = config::at(v, "malformed").get<double>();
@@ -123,11 +279,14 @@ loadgen_settings settings_from(const nlohmann::json& v, const std::string& url) 
     auto st = parse_target(s.stats_url);
     if (!st || st->echo) problems.push_back("config: stats_url = \"" + s.stats_url + "\" is invalid: expected http://HOST:PORT/PATH");
   }
-  if (s.chunked && s.method != "POST" && s.method != "PUT")
-    problems.push_back("config: chunked = true needs method POST or PUT (method = " + s.method + ")");
+  if (s.chunked && (s.method == "GET" || s.method == "HEAD"))
+    problems.push_back("config: chunked = true needs a method with a body, not " + s.method);
   if (!problems.empty()) throw config::error(problems);
   s.effective = v;
   s.effective["url"] = url;
+  nlohmann::json all = nlohmann::json::array();
+  for (const auto& t : s.targets) all.push_back(t.method.empty() ? t.text : t.method + " " + t.text);
+  s.effective["urls"] = all;
   return s;
 }
 

@@ -22,7 +22,10 @@
 namespace bufpool::config {
 
 /// What a setting holds. Durations take wrk's suffixes (us, ms, s, m, h); a bare number means seconds.
-enum class value_kind { boolean, integer, number, string, duration, endpoint, choice };
+/// Integers and numbers given as text take k, M, G (x1000 each: "5k" is 5000). A string_list is a JSON
+/// array of strings; its flag may be repeated (each adds one), its environment variable holds one item
+/// per line, and a layer's list replaces the one below.
+enum class value_kind { boolean, integer, number, string, duration, endpoint, choice, string_list };
 
 /// One configurable value.
 struct setting {
@@ -82,7 +85,8 @@ struct load_result {
 };
 
 /// Builds the effective configuration. `env` maps variable names to values (pass environ's contents);
-/// `positional` names the positional arguments accepted (empty: none). Throws config::error.
+/// `positional` names the positional arguments accepted (empty: none; a last name ending in "..."
+/// takes every remaining argument). Throws config::error.
 load_result load(const schema& s, int argc, const char* const* argv, const std::map<std::string, std::string>& env,
                  const std::vector<std::string>& positional = {});
 

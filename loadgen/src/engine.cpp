@@ -77,9 +77,13 @@ struct plan {
   std::atomic<bool>* lost;            // some thread found the target gone: every thread stops
 };
 
-// An open-loop timer wakes this early and spins to the intended time: an Asio timer alone fires tens
-// of microseconds late on this kind of machine, which the corrected latency would count.
-constexpr auto spin_ahead = std::chrono::microseconds(60);
+// An open-loop timer wakes early and spins to the intended time: an Asio timer alone fires tens of
+// microseconds late on this kind of machine, which the corrected latency would count. How early is
+// learned per thread: the timers' recent worst lateness (a maximum that decays by 1/64 per wake) plus
+// a margin, so that the spin (CPU the target may need, on a shared machine) stays as short as the
+// machine allows.
+constexpr auto spin_margin = std::chrono::microseconds(5);
+constexpr auto spin_max = std::chrono::microseconds(100);
 
 class connection;
 
@@ -97,6 +101,13 @@ public:
   clock::time_point drain_deadline{};
   bool time_over = false;  // set by the tick once the duration has passed: no clock read per request
   bool open_loop = false;
+  clock::duration spin_ahead = std::chrono::microseconds(60);  // see spin_margin
+  clock::duration timer_late = std::chrono::microseconds(55);  // a slowly decaying maximum of the lateness
+  void timer_fired(clock::duration late) {
+    // The tail matters (a late send is a p99 error): follow the recent maximum, not the mean.
+    timer_late = std::max(std::min<clock::duration>(late, spin_max), timer_late - timer_late / 64);
+    spin_ahead = std::clamp<clock::duration>(timer_late + spin_margin, spin_margin, spin_max);
+  }
   clock::time_point last_ok{};         // the last response (any status) or echo bytes
   clock::time_point failing_since{};   // the first transport failure after last_ok (epoch: none)
 
@@ -270,10 +281,12 @@ private:
       }
       if (!done_sending() && inflight_.size() < limit && !timer_armed_) {
         timer_armed_ = true;
-        timer_.expires_at(next_intended_ - spin_ahead);
+        timer_.expires_at(next_intended_ - t_.spin_ahead);
         timer_.async_wait([self = shared_from_this()](std::error_code e) {
           self->timer_armed_ = false;
           if (e) return;
+          const auto fired = clock::now();
+          self->t_.timer_fired(fired - self->timer_.expiry());
           const auto due = self->next_intended_;
           while (clock::now() < due) {  // at most spin_ahead, less when the timer fired late
           }

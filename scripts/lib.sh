@@ -14,6 +14,7 @@ BUFPOOL_PACKAGES=(
   doctest-dev libbenchmark-dev            # tests and benchmarks
   libboost-dev                            # the library's tests again with Boost.Asio
   clang libclang-rt-14-dev                # the fuzz preset (libFuzzer, ASan+UBSan)
+  chromium                                # renders the load generator's HTML report in a test
 )
 
 # ensure_packages [PACKAGE...]: installs whichever are missing (default: all of BUFPOOL_PACKAGES).

@@ -26,7 +26,52 @@ namespace {
 constexpr const char* usage_text =
     "usage: bufpool-loadgen [OPTIONS] URL [URL...]      run a load (--help lists every option)\n"
     "       bufpool-loadgen merge [--force] A.json B.json ...\n"
-    "                                                    merge the reports of runs on several machines\n";
+    "                                                    merge the reports of runs on several machines\n"
+    "       bufpool-loadgen report RUN.json --html FILE      the HTML page of a saved (or merged) report\n";
+
+// `report RUN.json --html FILE`: the page of a saved report.
+int report_main(int argc, char** argv) {
+  std::string in_file, html;
+  for (int i = 2; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--help" || arg == "-h") {
+      std::cout << usage_text;
+      return 0;
+    }
+    if (arg == "--html" && i + 1 < argc) {
+      html = argv[++i];
+    } else if (arg.rfind("--html=", 0) == 0) {
+      html = arg.substr(7);
+    } else if (arg.rfind("-", 0) != 0 && in_file.empty()) {
+      in_file = arg;
+    } else {
+      std::cerr << "bufpool-loadgen report: unexpected argument " << arg << "\n" << usage_text;
+      return 2;
+    }
+  }
+  if (in_file.empty() || html.empty()) {
+    std::cerr << usage_text;
+    return 2;
+  }
+  std::ifstream in(in_file);
+  if (!in) {
+    std::cerr << "bufpool-loadgen report: cannot read " << in_file << "\n";
+    return 2;
+  }
+  try {
+    const auto rep = nlohmann::json::parse(in);
+    std::ofstream out(html);
+    out << html_report(rep);
+    if (!out) {
+      std::cerr << "bufpool-loadgen report: cannot write " << html << "\n";
+      return 1;
+    }
+  } catch (const std::exception& e) {
+    std::cerr << "bufpool-loadgen report: " << in_file << ": " << e.what() << "\n";
+    return 2;
+  }
+  return 0;
+}
 
 int merge_main(int argc, char** argv) {
   std::vector<nlohmann::json> reports;
@@ -147,6 +192,7 @@ private:
 
 int main(int argc, char** argv) {
   if (argc >= 2 && std::string(argv[1]) == "merge") return merge_main(argc, argv);
+  if (argc >= 2 && std::string(argv[1]) == "report") return report_main(argc, argv);
   if (argc >= 2 && std::string(argv[1]) == "help") {
     std::cout << usage_text;
     return 0;
@@ -159,7 +205,7 @@ int main(int argc, char** argv) {
       std::cout << loaded.output;
       if (loaded.output.find("Usage:") != std::string::npos)
         std::cout << "\nSubcommands:\n  merge [--force] A.json B.json ...   merge the reports of runs on several machines "
-                     "(merge --help)\n";
+                     "(merge --help)\n  report RUN.json --html FILE         the HTML page of a saved report\n";
       return 0;
     }
     for (const auto& w : loaded.warnings) std::cerr << "bufpool-loadgen: warning: " << w << "\n";
@@ -228,6 +274,14 @@ int main(int argc, char** argv) {
     }
   } else {
     std::cout << text << std::flush;
+  }
+  if (!s.html_file.empty()) {
+    std::ofstream out(s.html_file);
+    out << html_report(report);
+    if (!out) {
+      std::cerr << "bufpool-loadgen: cannot write " << s.html_file << "\n";
+      return 1;
+    }
   }
   if (!s.json_file.empty() && s.json_file != "-") {
     std::ofstream out(s.json_file);

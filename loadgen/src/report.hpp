@@ -35,6 +35,8 @@ std::string summary(const nlohmann::json& report);
 /// field, unless `force`.
 nlohmann::json merge_reports(const std::vector<nlohmann::json>& reports, const std::vector<std::string>& names = {},
                              bool force = false);
+/// The report as one self-contained HTML page (inline SVG charts; nothing fetched from elsewhere).
+std::string html_report(const nlohmann::json& report);
 /// The percentile spectrum of a histogram (us) in HdrHistogram's text layout, values in ms (the .hgrm
 /// that wrk2 --latency prints and HdrHistogram's plotter reads).
 std::string percentile_spectrum(const histogram& h);

@@ -65,6 +65,8 @@ config::schema build() {
          "others are errors", 0, 0, {}, {"--ok-status"}, false});
   s.add(flag("latency", "print the latency percentile spectrum (HdrHistogram's .hgrm text, as wrk2 --latency)",
              {"--latency"}));
+  s.add({"html", value_kind::string, "", "write the report as one self-contained HTML page with charts", 0, 0, {},
+         {"--html"}, true});
   s.add(flag("json_compact", "write the JSON report on one line, without the per-second histograms", {"--json-compact"}));
   s.add({"start_at", value_kind::string, "", "start at this wall-clock time (2026-11-28T21:00:00Z or Unix seconds), "
          "so that several machines start together", 0, 0, {}, {"--start-at"}, true});
@@ -271,6 +273,7 @@ loadgen_settings settings_from(const nlohmann::json& v, const std::vector<std::s
   s.stats_url = config::at(v, "stats_url").get<std::string>();
   s.stats_interval = config::duration_at(v, "stats_interval");
   s.json_file = config::at(v, "json").get<std::string>();
+  s.html_file = config::at(v, "html").get<std::string>();
   s.quiet = config::at(v, "quiet").get<bool>();
   s.max_error_rate = config::at(v, "max_error_rate").get<double>();
   s.timeout = config::duration_at(v, "timeout");

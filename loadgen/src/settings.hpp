@@ -64,6 +64,7 @@ struct loadgen_settings {
   std::string stats_url;
   std::chrono::microseconds stats_interval{1'000'000};
   std::string json_file;
+  std::string html_file;
   bool quiet = false;
   double max_error_rate = 1.0;
   std::chrono::microseconds timeout{5'000'000};

@@ -588,3 +588,19 @@ TEST_CASE("loadgen program: --start-at waits for the wall-clock time, so that ma
   CHECK(nlohmann::json::parse(r.out)["summary"]["requests"] == 10);
   CHECK_THROWS_WITH(settings_for("http://127.0.0.1:1/", {"--start-at", "tomorrow"}), doctest::Contains("start_at"));
 }
+
+TEST_CASE("loadgen: the HTML page holds its charts, the summary and nothing from elsewhere") {
+  bufpool::server::server srv(bufpool::test::test_settings());
+  auto s = settings_for("http://127.0.0.1:" + std::to_string(srv.ports().http) + "/plaintext",
+                        {"-c", "2", "-t", "1", "-d", "1s"});
+  const auto rep = make_report(s, run_load(s), {});
+  const std::string page = html_report(rep);
+  CHECK(page.rfind("<!DOCTYPE html>", 0) == 0);
+  std::size_t svgs = 0;
+  for (auto p = page.find("<svg"); p != std::string::npos; p = page.find("<svg", p + 1)) ++svgs;
+  CHECK(svgs == 4);  // no server statistics: the two pool charts are left out, and the page says so
+  CHECK(page.find("give <code>--stats-url</code>") != std::string::npos);
+  CHECK(page.find("Latency by percentile") != std::string::npos);
+  CHECK(page.find("<script") == std::string::npos);
+  CHECK(page.find("Requests/sec:") != std::string::npos);  // the text summary, escaped into a <pre>
+}

@@ -14,7 +14,8 @@ BUFPOOL_PACKAGES=(
   doctest-dev libbenchmark-dev            # tests and benchmarks
   libboost-dev                            # the library's tests again with Boost.Asio
   clang libclang-rt-14-dev                # the fuzz preset (libFuzzer, ASan+UBSan)
-  chromium                                # renders the load generator's HTML report in a test
+  chromium                                # renders the HTML report and the dashboard in tests
+  prometheus                              # promtool and a real Prometheus scrape /metrics in a test
 )
 
 # ensure_packages [PACKAGE...]: installs whichever are missing (default: all of BUFPOOL_PACKAGES).

@@ -141,6 +141,8 @@ route route_for(bool admin, llhttp_method_t method, std::string_view path) {
   if (path == "/healthz") return by_method(get, route::healthz);
   if (admin) {
     if (path == "/stats") return by_method(get, route::stats);
+    if (path == "/metrics") return by_method(get, route::metrics);
+    if (path == "/") return by_method(get, route::dashboard);
     return route::not_found;
   }
   if (path == "/plaintext") return by_method(get, route::plaintext);
@@ -353,7 +355,10 @@ void http_connection::complete_request() {
   respond(route_);
   head_ = streaming_ = false;  // a request that fails before its headers are complete is no HEAD
   phase_ = phase::idle;
-  set_deadline(ctx_.cfg.idle_timeout);
+  const auto now = clock::now();  // one clock read: the latency, and the idle deadline
+  w_.stats().latency[static_cast<std::size_t>(route_)].observe(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(now - request_start_).count());
+  deadline_ = now + ctx_.cfg.idle_timeout;
 }
 
 // A framing or limit error: answer with `status`, then close with a lingering close. If an echo
@@ -425,7 +430,8 @@ int http_connection::reject(unsigned status, error_kind kind) {
 
 int http_connection::on_message_begin() {
   phase_ = phase::headers;
-  set_deadline(ctx_.cfg.header_timeout);
+  request_start_ = clock::now();  // for the latency histogram: one clock read serves both
+  deadline_ = request_start_ + ctx_.cfg.header_timeout;
   path_len_ = url_len_ = field_len_ = value_len_ = te_len_ = 0;
   header_bytes_ = header_count_ = body_bytes_ = 0;
   header_ = header::other;
@@ -756,6 +762,18 @@ void http_connection::respond(route r) {
     case route::stats: {
       const std::string body = ctx_.stats_json ? ctx_.stats_json() : std::string("{}");
       write_head(200, "application/json", body.size());
+      append_body(body);
+      break;
+    }
+    case route::metrics: {
+      const std::string body = ctx_.metrics_text ? ctx_.metrics_text() : std::string();
+      write_head(200, "text/plain; version=0.0.4; charset=utf-8", body.size());
+      append_body(body);
+      break;
+    }
+    case route::dashboard: {
+      const std::string_view body = dashboard_html();
+      write_head(200, "text/html; charset=utf-8", body.size());
       append_body(body);
       break;
     }

@@ -39,7 +39,11 @@ struct http_context {
   bool admin = false;                       ///< admin routes (/stats) instead of the public ones
   const std::atomic<bool>& draining;        ///< server-wide: /healthz answers 503
   std::function<std::string()> stats_json;  ///< the body of GET /stats (admin only)
+  std::function<std::string()> metrics_text;  ///< the body of GET /metrics (admin only)
 };
+
+/// The admin listener's GET / page: the live pool dashboard (server/src/dashboard.cpp).
+std::string_view dashboard_html() noexcept;
 
 class http_connection final : public connection_base, public std::enable_shared_from_this<http_connection> {
 public:
@@ -162,6 +166,7 @@ private:
   bool continue_sent_ = false;
   bool active_counted_ = true;
   std::size_t requests_ = 0;
+  clock::time_point request_start_{};  // the current request's first byte (on_message_begin)
 };
 
 }  // namespace bufpool::server

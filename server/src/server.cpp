@@ -201,8 +201,9 @@ server::server(server_settings settings) : settings_(std::move(settings)), start
   std::vector<worker*> all;
   for (auto& w : workers_) all.push_back(w.get());
 
-  public_ctx_ = std::make_unique<http_context>(http_context{settings_.http, false, draining_, {}});
-  admin_ctx_ = std::make_unique<http_context>(http_context{settings_.http, true, draining_, [this] { return stats().dump(); }});
+  public_ctx_ = std::make_unique<http_context>(http_context{settings_.http, false, draining_, {}, {}});
+  admin_ctx_ = std::make_unique<http_context>(http_context{settings_.http, true, draining_, [this] { return stats().dump(); },
+                                                            [this] { return metrics(); }});
 
   auto add = [&](protocol proto, const std::string& where) -> std::uint16_t {
     if (where.empty()) return 0;

@@ -47,6 +47,8 @@ public:
   void stop();
   /// The /stats document: {"server": {...}, "pool": snapshot}.
   nlohmann::json stats() const;
+  /// The statistics in the Prometheus text exposition format (GET /metrics on the admin listener).
+  std::string metrics() const;
   bool draining() const noexcept { return draining_.load(); }
   bufpool::pool& pool() noexcept { return *pool_; }
   const server_settings& settings() const noexcept { return settings_; }
@@ -58,6 +60,7 @@ private:
 
   server_settings settings_;
   std::chrono::steady_clock::time_point started_;
+  std::chrono::system_clock::time_point started_wall_ = std::chrono::system_clock::now();
   std::atomic<bool> draining_{false};
   bool stopped_ = false;
   std::unique_ptr<bufpool::chunk_resource> chunks_;  // the pool's memory (pool.backing=chunks); outlives pool_

@@ -11,9 +11,12 @@
 namespace bufpool::server {
 
 /// Routes, public and admin, counted by kind.
-enum class route : std::uint8_t { plaintext, json, echo, healthz, stats, not_found, method_not_allowed, count };
-inline constexpr const char* route_names[] = {"plaintext", "json", "echo", "healthz", "stats", "not_found",
-                                              "method_not_allowed"};
+enum class route : std::uint8_t {
+  plaintext, json, echo, healthz, stats, metrics, dashboard, not_found, method_not_allowed, count
+};
+inline constexpr const char* route_names[] = {"plaintext", "json",      "echo",      "healthz",           "stats",
+                                              "metrics",   "dashboard", "not_found", "method_not_allowed"};
+static_assert(std::size(route_names) == static_cast<std::size_t>(route::count));
 
 /// Why a request or connection failed.
 enum class error_kind : std::uint8_t {
@@ -53,7 +56,31 @@ private:
   std::atomic<std::uint64_t> v_{0};
 };
 
+/// Upper bounds (seconds, as Prometheus writes them, and nanoseconds) of the server-side latency
+/// histogram's buckets; one more bucket counts everything above the last (+Inf).
+inline constexpr std::array<const char*, 15> latency_bucket_labels = {
+    "5e-05", "0.0001", "0.00025", "0.0005", "0.001", "0.0025", "0.005", "0.01",
+    "0.025", "0.05",   "0.1",     "0.25",   "0.5",   "1",      "5"};
+inline constexpr std::array<std::int64_t, 15> latency_bucket_ns = {
+    50'000,     100'000,     250'000,     500'000,     1'000'000,   2'500'000,     5'000'000,    10'000'000,
+    25'000'000, 50'000'000, 100'000'000, 250'000'000, 500'000'000, 1'000'000'000, 5'000'000'000};
+
+/// A latency histogram with one writer: a count per bucket (not cumulative) and the sum. Recording is
+/// a short scan and two single-writer adds: no allocation, no shared atomic. Merged at scrape.
+struct latency_histogram {
+  std::array<counter, latency_bucket_ns.size() + 1> buckets;
+  counter sum_ns;
+  void observe(std::int64_t ns) noexcept {
+    std::size_t i = 0;
+    while (i < latency_bucket_ns.size() && ns > latency_bucket_ns[i]) ++i;
+    buckets[i].add();
+    sum_ns.add(static_cast<std::uint64_t>(ns < 0 ? 0 : ns));
+  }
+};
+
 struct worker_stats {
+  /// Time from a request's first byte to its response being queued, by route.
+  std::array<latency_histogram, static_cast<std::size_t>(route::count)> latency;
   counter http_active, http_accepted, echo_active, echo_accepted, admin_active, rejected;
   std::array<counter, static_cast<std::size_t>(route::count)> requests;
   std::array<counter, 5> status_class;  // 1xx .. 5xx

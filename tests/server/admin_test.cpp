@@ -1,4 +1,7 @@
 // The admin listener (/stats, /healthz), the statistics' sums, and the graceful stop.
+#include <cstring>
+#include <set>
+#include <sstream>
 #include <thread>
 
 #include <doctest/doctest.h>
@@ -98,4 +101,51 @@ TEST_CASE("shutdown: stopping never hangs when a sweep is due (regression: queue
     std::this_thread::sleep_for(std::chrono::microseconds(i * 50));
     s.stop();  // ctest's timeout is the bound if this regresses
   }
+}
+
+TEST_CASE("admin: /metrics counts every request once in the route's latency histogram, in Prometheus' format") {
+  server s(test_settings());
+  {
+    client c(s.ports().http);
+    for (int i = 0; i < 10; ++i) c.send(get("/plaintext"));
+    c.send(get("/nope"));
+    c.read_responses(11);
+  }
+  client a(s.ports().admin);
+  a.send(get("/metrics"));
+  auto r = a.read_response();
+  CHECK(r.status == 200);
+  CHECK(r.header("content-type") == "text/plain; version=0.0.4; charset=utf-8");
+  const std::string& m = r.body;
+  CHECK(m.find("# TYPE bufpool_http_request_duration_seconds histogram\n") != std::string::npos);
+  CHECK(m.find("\nbufpool_http_request_duration_seconds_count{route=\"plaintext\"} 10\n") != std::string::npos);
+  CHECK(m.find("\nbufpool_http_request_duration_seconds_bucket{route=\"plaintext\",le=\"+Inf\"} 10\n") != std::string::npos);
+  CHECK(m.find("\nbufpool_http_request_duration_seconds_count{route=\"not_found\"} 1\n") != std::string::npos);
+  CHECK(m.find("\nbufpool_http_requests_total{route=\"plaintext\"} 10\n") != std::string::npos);
+  CHECK(m.find("\nbufpool_http_responses_total{code=\"4xx\"} 1\n") != std::string::npos);
+  CHECK(m.find("\nbufpool_build_info{version=\"" BUFPOOL_PROJECT_VERSION "\"") != std::string::npos);
+  CHECK(m.find("\nprocess_open_fds ") != std::string::npos);
+  CHECK(m.find("\nbufpool_pool_gets_total{class=\"4096\",tier=\"private\"} ") != std::string::npos);
+  // Every sample's family has HELP and TYPE before it.
+  std::istringstream in(m);
+  std::set<std::string> typed;
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("# TYPE ", 0) == 0) typed.insert(line.substr(7, line.find(' ', 7) - 7));
+    if (line.empty() || line[0] == '#') continue;
+    std::string name = line.substr(0, line.find_first_of("{ "));
+    for (const char* suffix : {"_bucket", "_sum", "_count"})
+      if (!typed.count(name) && name.ends_with(suffix)) name = name.substr(0, name.size() - std::strlen(suffix));
+    CHECK_MESSAGE(typed.count(name) == 1, line);
+  }
+}
+
+TEST_CASE("admin: GET / is the self-contained dashboard page") {
+  server s(test_settings());
+  client a(s.ports().admin);
+  a.send(get("/"));
+  auto r = a.read_response();
+  CHECK(r.status == 200);
+  CHECK(r.header("content-type") == "text/html; charset=utf-8");
+  CHECK(r.body.find("fetch(\"/stats\"") != std::string::npos);
+  CHECK(r.body.find("src=") == std::string::npos);  // nothing loaded from elsewhere
 }

@@ -1,0 +1,212 @@
+// GET /metrics: the server's and the pool's statistics in the Prometheus text exposition format
+// (version 0.0.4). Names carry the bufpool_ prefix and their unit (_bytes, _seconds, _total); every
+// family has HELP and TYPE; size class, tier, route, status class, error kind and listener are labels.
+// Everything is read at scrape time from single-writer counters (the workers') and the pool's
+// snapshot: nothing is allocated or shared on the request path for it.
+#include <dirent.h>
+#include <unistd.h>
+
+#include <bufpool/version.hpp>
+
+#include <cstdio>
+#include <string>
+
+#include "server.hpp"
+#include "stats.hpp"
+#include "worker.hpp"
+
+namespace bufpool::server {
+
+namespace {
+
+class writer {
+public:
+  void family(const char* name, const char* type, const char* help) {
+    out_ += "# HELP ";
+    out_ += name;
+    out_ += ' ';
+    out_ += help;
+    out_ += "\n# TYPE ";
+    out_ += name;
+    out_ += ' ';
+    out_ += type;
+    out_ += '\n';
+  }
+  // labels: already formatted, e.g. `class="4096",tier="private"` (may be empty).
+  void sample(const std::string& name, const std::string& labels, double value) {
+    out_ += name;
+    if (!labels.empty()) out_ += "{" + labels + "}";
+    char v[40];
+    std::snprintf(v, sizeof v, " %.17g\n", value);
+    out_ += v;
+  }
+  void sample(const std::string& name, const std::string& labels, std::uint64_t value) {
+    out_ += name;
+    if (!labels.empty()) out_ += "{" + labels + "}";
+    out_ += ' ' + std::to_string(value) + '\n';
+  }
+  void one(const char* name, const char* type, const char* help, double value) {
+    family(name, type, help);
+    sample(name, "", value);
+  }
+  std::string take() { return std::move(out_); }
+
+private:
+  std::string out_;
+};
+
+std::string escape_label(const std::string& v) {
+  std::string o;
+  for (char c : v) {
+    if (c == '\\' || c == '"') o += '\\';
+    if (c == '\n') {
+      o += "\\n";
+      continue;
+    }
+    o += c;
+  }
+  return o;
+}
+
+std::size_t open_fds() {
+  std::size_t n = 0;
+  if (DIR* d = ::opendir("/proc/self/fd")) {
+    while (const dirent* e = ::readdir(d))
+      if (e->d_name[0] != '.') ++n;
+    ::closedir(d);
+    if (n > 0) --n;  // the directory's own descriptor
+  }
+  return n;
+}
+
+}  // namespace
+
+std::string server::metrics() const {
+  writer w;
+  const auto snap = pool_->snapshot();
+  const std::uint64_t rotations = snap.totals.rotations;
+
+  // ---- build and process ---------------------------------------------------------------------------
+  w.family("bufpool_build_info", "gauge", "Version and compiler of this bufpool-server build (always 1).");
+  w.sample("bufpool_build_info",
+           "version=\"" BUFPOOL_VERSION_STRING "\",compiler=\"" + escape_label(BUFPOOL_COMPILER) + "\"", 1.0);
+  const auto mem = memory_json();
+  w.one("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.",
+        mem.contains("resident_bytes") ? mem["resident_bytes"].get<double>() : 0.0);
+  w.one("process_open_fds", "gauge", "Number of open file descriptors.", static_cast<double>(open_fds()));
+  if (long max_fds = ::sysconf(_SC_OPEN_MAX); max_fds > 0)
+    w.one("process_max_fds", "gauge", "Maximum number of open file descriptors.", static_cast<double>(max_fds));
+  w.one("process_start_time_seconds", "gauge", "Start time of the process since the Unix epoch in seconds.",
+        std::chrono::duration<double>(started_wall_.time_since_epoch()).count());
+  w.one("bufpool_uptime_seconds", "gauge", "Seconds since the server started.",
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count());
+  w.one("bufpool_threads", "gauge", "Worker threads (one io_context each).", static_cast<double>(workers_.size()));
+  w.one("bufpool_draining", "gauge", "1 while the server drains after SIGTERM or SIGINT.", draining_.load() ? 1.0 : 0.0);
+
+  // ---- the pool ------------------------------------------------------------------------------------
+  w.family("bufpool_pool_gets_total", "counter", "Buffers handed out, by size class and by the tier that served them.");
+  for (const auto& c : snap.classes) {
+    const std::string cls = "class=\"" + std::to_string(c.size) + "\"";
+    w.sample("bufpool_pool_gets_total", cls + ",tier=\"private\"", c.hits_private);
+    w.sample("bufpool_pool_gets_total", cls + ",tier=\"shared\"", c.hits_shared);
+    w.sample("bufpool_pool_gets_total", cls + ",tier=\"stolen\"", c.hits_stolen);
+    w.sample("bufpool_pool_gets_total", cls + ",tier=\"victim\"", c.hits_victim);
+    w.sample("bufpool_pool_gets_total", cls + ",tier=\"miss\"", c.misses);
+  }
+  auto per_class = [&](const char* name, const char* type, const char* help, auto field) {
+    w.family(name, type, help);
+    for (const auto& c : snap.classes) w.sample(name, "class=\"" + std::to_string(c.size) + "\"", field(c));
+  };
+  per_class("bufpool_pool_puts_total", "counter", "Buffers returned, by size class.", [](const auto& c) { return c.puts; });
+  per_class("bufpool_pool_dropped_total", "counter", "Returned buffers freed at once (the idle cap or a full ring), by size class.",
+            [](const auto& c) { return c.dropped; });
+  w.family("bufpool_pool_freed_total", "counter", "Pooled buffers freed, by size class and reason.");
+  for (const auto& c : snap.classes) {
+    const std::string cls = "class=\"" + std::to_string(c.size) + "\"";
+    w.sample("bufpool_pool_freed_total", cls + ",reason=\"rotation\"", c.freed_by_rotation);
+    w.sample("bufpool_pool_freed_total", cls + ",reason=\"thread_exit\"", c.freed_by_thread_exit);
+  }
+  per_class("bufpool_pool_idle_buffers", "gauge", "Buffers pooled (idle), by size class.", [](const auto& c) { return c.pooled; });
+  per_class("bufpool_pool_idle_bytes", "gauge", "Bytes of the buffers pooled (idle, data only), by size class.",
+            [](const auto& c) { return c.pooled_bytes; });
+  per_class("bufpool_pool_outstanding_buffers", "gauge", "Buffers handed out and not returned, by size class.",
+            [](const auto& c) { return static_cast<double>(c.outstanding); });
+  w.one("bufpool_pool_max_idle_bytes", "gauge", "The pool's cap on idle bytes (data and headers).",
+        static_cast<double>(snap.max_idle_bytes));
+  w.one("bufpool_pool_rotations_total", "counter", "Rotations of the victim generation so far.", static_cast<double>(rotations));
+  w.family("bufpool_pool_oversize_total", "counter", "Requests above the largest class, served unpooled, by operation.");
+  w.sample("bufpool_pool_oversize_total", "op=\"get\"", snap.oversize.gets);
+  w.sample("bufpool_pool_oversize_total", "op=\"put\"", snap.oversize.puts);
+  w.one("bufpool_pool_thread_caches", "gauge", "Thread caches attached to the pool now.", static_cast<double>(snap.threads));
+
+  // ---- the server ----------------------------------------------------------------------------------
+  std::array<std::uint64_t, static_cast<std::size_t>(route::count)> req{};
+  std::array<std::uint64_t, 5> st{};
+  std::array<std::uint64_t, static_cast<std::size_t>(error_kind::count)> err{};
+  std::uint64_t http_active = 0, echo_active = 0, http_accepted = 0, echo_accepted = 0, rejected = 0;
+  std::uint64_t bytes_in = 0, bytes_out = 0, echo_bytes = 0, budget_waits = 0, budget_waiting = 0;
+  std::array<std::array<std::uint64_t, latency_bucket_ns.size() + 1>, static_cast<std::size_t>(route::count)> lat{};
+  std::array<std::uint64_t, static_cast<std::size_t>(route::count)> lat_sum{};
+  for (const auto& wk : workers_) {
+    const worker_stats& s = wk->stats();
+    for (std::size_t i = 0; i < req.size(); ++i) req[i] += s.requests[i].get();
+    for (std::size_t i = 0; i < st.size(); ++i) st[i] += s.status_class[i].get();
+    for (std::size_t i = 0; i < err.size(); ++i) err[i] += s.errors[i].get();
+    http_active += s.http_active.get();
+    echo_active += s.echo_active.get();
+    http_accepted += s.http_accepted.get();
+    echo_accepted += s.echo_accepted.get();
+    rejected += s.rejected.get();
+    bytes_in += s.bytes_in.get();
+    bytes_out += s.bytes_out.get();
+    echo_bytes += s.echo_bytes.get();
+    budget_waits += s.budget_waits.get();
+    budget_waiting += s.budget_waiting.get();
+    for (std::size_t r = 0; r < lat.size(); ++r) {
+      for (std::size_t b = 0; b < lat[r].size(); ++b) lat[r][b] += s.latency[r].buckets[b].get();
+      lat_sum[r] += s.latency[r].sum_ns.get();
+    }
+  }
+  w.family("bufpool_connections", "gauge", "Open connections, by listener.");
+  w.sample("bufpool_connections", "listener=\"http\"", http_active);
+  w.sample("bufpool_connections", "listener=\"echo\"", echo_active);
+  w.family("bufpool_connections_accepted_total", "counter", "Connections accepted, by listener.");
+  w.sample("bufpool_connections_accepted_total", "listener=\"http\"", http_accepted);
+  w.sample("bufpool_connections_accepted_total", "listener=\"echo\"", echo_accepted);
+  w.one("bufpool_connections_rejected_total", "counter", "Connections closed at once: the thread's limit was reached.",
+        static_cast<double>(rejected));
+  w.family("bufpool_http_requests_total", "counter", "HTTP requests completed, by route.");
+  for (std::size_t i = 0; i < req.size(); ++i) w.sample("bufpool_http_requests_total", std::string("route=\"") + route_names[i] + "\"", req[i]);
+  w.family("bufpool_http_responses_total", "counter", "HTTP responses, by status class.");
+  for (std::size_t i = 0; i < st.size(); ++i)
+    w.sample("bufpool_http_responses_total", "code=\"" + std::to_string(i + 1) + "xx\"", st[i]);
+  w.family("bufpool_errors_total", "counter", "Failed requests and connections, by kind.");
+  for (std::size_t i = 0; i < err.size(); ++i) w.sample("bufpool_errors_total", std::string("kind=\"") + error_names[i] + "\"", err[i]);
+  w.one("bufpool_received_bytes_total", "counter", "Bytes read from clients.", static_cast<double>(bytes_in));
+  w.one("bufpool_sent_bytes_total", "counter", "Bytes written to clients.", static_cast<double>(bytes_out));
+  w.one("bufpool_echo_bytes_total", "counter", "Bytes echoed on the echo listener.", static_cast<double>(echo_bytes));
+  w.one("bufpool_buffer_budget_waits_total", "counter", "Times a connection waited for the buffer budget.",
+        static_cast<double>(budget_waits));
+  w.one("bufpool_buffer_budget_waiting", "gauge", "Connections waiting for the buffer budget now.",
+        static_cast<double>(budget_waiting));
+  w.one("bufpool_buffer_budget_max_bytes", "gauge", "The buffer budget (limits.max_buffer_bytes).",
+        static_cast<double>(settings_.max_buffer_bytes));
+
+  w.family("bufpool_http_request_duration_seconds", "histogram",
+           "Time from a request's first byte to its response being queued, by route.");
+  for (std::size_t r = 0; r < lat.size(); ++r) {
+    const std::string route_label = std::string("route=\"") + route_names[r] + "\"";
+    std::uint64_t cumulative = 0;
+    for (std::size_t b = 0; b < latency_bucket_ns.size(); ++b) {
+      cumulative += lat[r][b];
+      w.sample("bufpool_http_request_duration_seconds_bucket", route_label + ",le=\"" + latency_bucket_labels[b] + "\"", cumulative);
+    }
+    cumulative += lat[r].back();
+    w.sample("bufpool_http_request_duration_seconds_bucket", route_label + ",le=\"+Inf\"", cumulative);
+    w.sample("bufpool_http_request_duration_seconds_sum", route_label, static_cast<double>(lat_sum[r]) / 1e9);
+    w.sample("bufpool_http_request_duration_seconds_count", route_label, cumulative);
+  }
+  return w.take();
+}
+
+}  // namespace bufpool::server

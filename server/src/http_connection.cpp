@@ -366,6 +366,7 @@ void http_connection::complete_request() {
 // tells the client it is incomplete) and the connection closes.
 void http_connection::fail(unsigned status, error_kind kind) {
   w_.stats().count_error(kind);
+  log_event(kind, streaming_ ? 0 : status, socket_);
   closing_ = true;
   if (streaming_) {
     w_.stats().count_error(error_kind::response_aborted);
@@ -884,12 +885,14 @@ void http_connection::on_deadline() {
   deadline_ = clock::time_point::max();
   if (writing_) {
     w_.stats().count_error(error_kind::write_timeout);
+    log_event(error_kind::write_timeout, 0, socket_);
     close_now();  // cancels the write
     return;
   }
   switch (phase_) {
     case phase::idle:
       w_.stats().count_error(error_kind::idle_timeout);
+      log_event(error_kind::idle_timeout, 0, socket_);
       close_now();
       return;
     case phase::headers:

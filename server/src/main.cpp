@@ -12,7 +12,10 @@
 #include <asio/read.hpp>
 #include <asio/signal_set.hpp>
 #include <asio/write.hpp>
+#include <spdlog/pattern_formatter.h>
 #include <spdlog/spdlog.h>
+
+#include <bufpool/version.hpp>
 
 #include "server.hpp"
 #include "settings.hpp"
@@ -79,6 +82,42 @@ int healthcheck(int argc, char** argv) {
   return ok ? 0 : 1;
 }
 
+// %j in a pattern: the message as the inside of a JSON string (quotes, backslashes and control
+// characters escaped), for --log-format json.
+class json_message_flag final : public spdlog::custom_flag_formatter {
+public:
+  void format(const spdlog::details::log_msg& msg, const std::tm&, spdlog::memory_buf_t& dest) override {
+    for (const char c : std::string_view(msg.payload.data(), msg.payload.size())) {
+      switch (c) {
+        case '"': dest.append(std::string_view("\\\"")); break;
+        case '\\': dest.append(std::string_view("\\\\")); break;
+        case '\n': dest.append(std::string_view("\\n")); break;
+        case '\r': dest.append(std::string_view("\\r")); break;
+        case '\t': dest.append(std::string_view("\\t")); break;
+        default:
+          if (static_cast<unsigned char>(c) < 0x20) {
+            char u[8];
+            std::snprintf(u, sizeof u, "\\u%04x", static_cast<unsigned>(c));
+            dest.append(std::string_view(u));
+          } else {
+            dest.push_back(c);
+          }
+      }
+    }
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override { return std::make_unique<json_message_flag>(); }
+};
+
+void configure_logging(const bufpool::server::server_settings& s) {
+  spdlog::set_level(spdlog::level::from_str(s.log_level));
+  if (s.log_format == "json") {
+    auto f = std::make_unique<spdlog::pattern_formatter>();
+    f->add_flag<json_message_flag>('j').set_pattern(
+        R"({"time":"%Y-%m-%dT%H:%M:%S.%e%z","level":"%l","thread":%t,"msg":"%j"})");
+    spdlog::set_formatter(std::move(f));
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -97,7 +136,7 @@ int main(int argc, char** argv) {
     std::cerr << e.what() << '\n';
     return 2;
   }
-  spdlog::set_level(spdlog::level::from_str(settings.log_level));
+  configure_logging(settings);
   for (const auto& w : loaded.warnings) spdlog::warn("{}", w);
 
   try {
@@ -106,7 +145,7 @@ int main(int argc, char** argv) {
     asio::signal_set signals(signals_io, SIGINT, SIGTERM);
     server srv(settings);
     const auto ports = srv.ports();
-    spdlog::info("bufpool-server: http {} echo {} admin {}; {} threads, accept {}, pool {} (classes {}..{} B, idle cap {} B)",
+    spdlog::info("bufpool-server " BUFPOOL_VERSION_STRING ": http {} echo {} admin {}; {} threads, accept {}, pool {} (classes {}..{} B, idle cap {} B)",
                  ports.http ? settings.http_listen.substr(0, settings.http_listen.rfind(':') + 1) + std::to_string(ports.http) : "off",
                  ports.echo ? settings.echo_listen.substr(0, settings.echo_listen.rfind(':') + 1) + std::to_string(ports.echo) : "off",
                  ports.admin ? settings.admin_listen.substr(0, settings.admin_listen.rfind(':') + 1) + std::to_string(ports.admin) : "off",

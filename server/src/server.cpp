@@ -251,8 +251,29 @@ server::server(server_settings settings) : settings_(std::move(settings)), start
 // Once per rotation interval, on worker 0: memory the heap keeps after connections close (their
 // objects, Asio's operations) goes back to the OS, and so do the empty chunks the chunk resources keep.
 // glibc keeps freed memory below the top of each arena otherwise.
+void server::log_error_summary() {
+  std::array<std::uint64_t, static_cast<std::size_t>(error_kind::count)> now{};
+  for (const auto& w : workers_)
+    for (std::size_t i = 0; i < now.size(); ++i) now[i] += w->stats().errors[i].get();
+  std::string what;
+  std::uint64_t total = 0;
+  for (std::size_t i = 0; i < now.size(); ++i) {
+    const std::uint64_t d = now[i] - errors_logged_[i];
+    if (d == 0) continue;
+    total += d;
+    what += (what.empty() ? "" : ", ") + std::string(error_names[i]) + " " + std::to_string(d);
+  }
+  const auto t = std::chrono::steady_clock::now();
+  if (total > 0)
+    spdlog::info("{} failed requests or connections in the last {:.0f} s: {} (log.level=debug logs each one)", total,
+                 std::chrono::duration<double>(t - errors_logged_at_).count(), what);
+  errors_logged_ = now;
+  errors_logged_at_ = t;
+}
+
 void server::trim_heap() {
   if (!trimming_) return;
+  log_error_summary();
 #if defined(__GLIBC__)
   ::malloc_trim(0);
 #endif

@@ -19,6 +19,7 @@
 #include <bufpool/rotation_timer.hpp>
 
 #include "settings.hpp"
+#include "stats.hpp"
 
 namespace bufpool::server {
 
@@ -57,6 +58,11 @@ private:
   std::size_t active_connections() const;
   void trim_heap();
   nlohmann::json memory_json() const;
+  /// At info, once per rotation interval: how many requests and connections failed since the last
+  /// summary, by kind (debug logs each one). A flood costs one line per interval.
+  void log_error_summary();
+  std::array<std::uint64_t, static_cast<std::size_t>(bufpool::server::error_kind::count)> errors_logged_{};
+  std::chrono::steady_clock::time_point errors_logged_at_ = std::chrono::steady_clock::now();
 
   server_settings settings_;
   std::chrono::steady_clock::time_point started_;

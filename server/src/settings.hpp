@@ -42,6 +42,8 @@ struct server_settings {
   std::string admin_listen = "127.0.0.1:9901";  // "" disables
   std::string ready_file;
   std::string log_level = "info";
+  std::string log_format = "text";  // or "json"
+
   http_settings http;
   std::size_t echo_buffer_bytes = 16384;
   std::size_t max_connections_per_thread = 10000;       // HTTP

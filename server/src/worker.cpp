@@ -1,10 +1,22 @@
 #include "worker.hpp"
 
 #include <asio/post.hpp>
+#include <spdlog/spdlog.h>
 
 #include <ctime>
 
 namespace bufpool::server {
+
+void log_event(error_kind kind, unsigned status, const asio::ip::tcp::socket& socket) {
+  if (!spdlog::should_log(spdlog::level::debug)) return;
+  std::error_code ec;
+  const auto peer = socket.remote_endpoint(ec);
+  const std::string who = ec ? std::string("?") : peer.address().to_string() + ":" + std::to_string(peer.port());
+  if (status != 0)
+    spdlog::debug("rejected: {} {} from {}", status, error_names[static_cast<std::size_t>(kind)], who);
+  else
+    spdlog::debug("closed: {} ({})", error_names[static_cast<std::size_t>(kind)], who);
+}
 
 worker::worker(std::size_t index, bufpool::pool& pool, clock::duration tick)
     : index_(index), pool_(pool), work_(io_.get_executor()), sweep_timer_(io_), tick_(tick) {

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include <asio/io_context.hpp>
+#include <asio/ip/tcp.hpp>
 #include <asio/steady_timer.hpp>
 
 #include <bufpool/pool.hpp>
@@ -21,6 +22,11 @@
 namespace bufpool::server {
 
 using clock = std::chrono::steady_clock;
+
+/// Logs one rejected request or closed connection at debug level: what, the status sent (0: none),
+/// the peer. Nothing is done (no system call, no formatting) unless debug is enabled; at info a
+/// summary per rotation interval says how many of each kind there were (server::log_error_summary).
+void log_event(error_kind kind, unsigned status, const asio::ip::tcp::socket& socket);
 
 /// What every connection offers the worker: a deadline check and a drain request.
 class connection_base {

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <fstream>
+#include <sstream>
 #include <string>
 #include <thread>
 
@@ -52,7 +53,7 @@ void run_and_signal(int signo) {
   p.signal(signo);
   CHECK(p.wait_exit(15s) == 0);
   const std::string out = p.output();
-  CHECK(out.find("bufpool-server: http 127.0.0.1:" + std::to_string(ports["http"].get<int>())) != std::string::npos);
+  CHECK(out.find(std::string("bufpool-server ") + BUFPOOL_PROJECT_VERSION + ": http 127.0.0.1:" + std::to_string(ports["http"].get<int>())) != std::string::npos);
   CHECK(out.find("draining") != std::string::npos);
   CHECK(out.find("final stats") != std::string::npos);
   std::remove(ready.c_str());
@@ -136,4 +137,41 @@ TEST_CASE("process: healthcheck exits 0 against a running server and 1 against a
   srv.stop();
   bufpool::test::child_process p(BUFPOOL_SERVER_BIN, {"healthcheck", admin});
   CHECK(p.wait_exit(10s) == 1);
+}
+
+// Logs: --log-format json writes one JSON object per line; a rejected request is logged at debug with
+// its status, reason and peer, and counted in the info summary of its rotation interval.
+TEST_CASE("process: --log-format json logs each rejected request at debug and a summary at info") {
+  const std::string ready = "/tmp/bufpool-ready-" + std::to_string(::getpid()) + "-log.json";
+  std::remove(ready.c_str());
+  bufpool::test::child_process p(BUFPOOL_SERVER_BIN, {"--http-listen", "127.0.0.1:0", "--echo-listen", "", "--admin-listen", "",
+                                                      "--threads", "1", "--log-format", "json", "--log-level", "debug",
+                                                      "--pool.rotation_interval", "1s", "--ready-file", ready});
+  const auto ports = wait_ready(ready);
+  REQUIRE(ports.is_object());
+  {
+    bufpool::test::client c(ports["http"].get<std::uint16_t>());
+    c.send("GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1x\r\n\r\n");
+    CHECK(c.read_response().status == 400);
+  }
+  for (int i = 0; i < 60 && p.output().find("failed requests or connections") == std::string::npos; ++i)
+    std::this_thread::sleep_for(50ms);
+  p.signal(SIGTERM);
+  CHECK(p.wait_exit(15s) == 0);
+  std::istringstream lines(p.output());
+  bool rejected = false, summary = false, startup = false;
+  for (std::string line; std::getline(lines, line);) {
+    nlohmann::json j;
+    REQUIRE_NOTHROW(j = nlohmann::json::parse(line));
+    const std::string msg = j["msg"];
+    if (j["level"] == "debug" && msg.rfind("rejected: 400 bad_request from 127.0.0.1:", 0) == 0) rejected = true;
+    if (j["level"] == "info" && msg.find("failed requests or connections in the last") != std::string::npos &&
+        msg.find("bad_request 1") != std::string::npos)
+      summary = true;
+    if (msg.rfind(std::string("bufpool-server ") + BUFPOOL_PROJECT_VERSION + ": http", 0) == 0) startup = true;
+  }
+  CHECK(rejected);
+  CHECK(summary);
+  CHECK(startup);
+  std::remove(ready.c_str());
 }

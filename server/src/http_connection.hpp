@@ -27,6 +27,8 @@
 
 #include <bufpool/buffer.hpp>
 
+#include <spdlog/logger.h>
+
 #include "handler_memory.hpp"
 #include "settings.hpp"
 #include "worker.hpp"
@@ -40,6 +42,7 @@ struct http_context {
   const std::atomic<bool>& draining;        ///< server-wide: /healthz answers 503
   std::function<std::string()> stats_json;  ///< the body of GET /stats (admin only)
   std::function<std::string()> metrics_text;  ///< the body of GET /metrics (admin only)
+  spdlog::logger* access_log = nullptr;       ///< one line per answered request (null: off)
 };
 
 /// The admin listener's GET / page: the live pool dashboard (server/src/dashboard.cpp).
@@ -167,6 +170,10 @@ private:
   bool active_counted_ = true;
   std::size_t requests_ = 0;
   clock::time_point request_start_{};  // the current request's first byte (on_message_begin)
+  unsigned last_status_ = 0;           // of the last response head written (access log)
+  std::size_t last_length_ = 0;
+  std::string peer_;                   // "address:port", filled on the first access-log line
+  void log_access(clock::time_point now);
 };
 
 }  // namespace bufpool::server

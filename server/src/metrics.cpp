@@ -68,7 +68,9 @@ std::string escape_label(const std::string& v) {
   return o;
 }
 
-std::size_t open_fds() {
+}  // namespace
+
+std::size_t open_fd_count() {
   std::size_t n = 0;
   if (DIR* d = ::opendir("/proc/self/fd")) {
     while (const dirent* e = ::readdir(d))
@@ -78,8 +80,6 @@ std::size_t open_fds() {
   }
   return n;
 }
-
-}  // namespace
 
 std::string server::metrics() const {
   writer w;
@@ -93,7 +93,7 @@ std::string server::metrics() const {
   const auto mem = memory_json();
   w.one("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.",
         mem.contains("resident_bytes") ? mem["resident_bytes"].get<double>() : 0.0);
-  w.one("process_open_fds", "gauge", "Number of open file descriptors.", static_cast<double>(open_fds()));
+  w.one("process_open_fds", "gauge", "Number of open file descriptors.", static_cast<double>(open_fd_count()));
   if (long max_fds = ::sysconf(_SC_OPEN_MAX); max_fds > 0)
     w.one("process_max_fds", "gauge", "Maximum number of open file descriptors.", static_cast<double>(max_fds));
   w.one("process_start_time_seconds", "gauge", "Start time of the process since the Unix epoch in seconds.",
@@ -189,6 +189,8 @@ std::string server::metrics() const {
         static_cast<double>(budget_waits));
   w.one("bufpool_buffer_budget_waiting", "gauge", "Connections waiting for the buffer budget now.",
         static_cast<double>(budget_waiting));
+  w.one("bufpool_access_log_dropped_total", "counter", "Access-log lines dropped because the writer could not keep up.",
+        access_pool_ ? static_cast<double>(access_pool_->overrun_counter()) : 0.0);
   w.one("bufpool_buffer_budget_max_bytes", "gauge", "The buffer budget (limits.max_buffer_bytes).",
         static_cast<double>(settings_.max_buffer_bytes));
 

@@ -1,6 +1,9 @@
 // The server's assembly: one worker per thread, listeners per accept mode, admin, stats, stop.
 #include "server.hpp"
 
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/stdout_sinks.h>
+
 #include <malloc.h>
 #include <unistd.h>
 
@@ -201,9 +204,20 @@ server::server(server_settings settings) : settings_(std::move(settings)), start
   std::vector<worker*> all;
   for (auto& w : workers_) all.push_back(w.get());
 
-  public_ctx_ = std::make_unique<http_context>(http_context{settings_.http, false, draining_, {}, {}});
+  if (!settings_.access_log.empty()) {
+    // Asynchronous and bounded: 8192 lines queued, one thread writing; when the queue is full the
+    // oldest line is dropped (counted: access_log.dropped in /stats, bufpool_access_log_dropped_total).
+    access_pool_ = std::make_shared<spdlog::details::thread_pool>(8192, 1);
+    spdlog::sink_ptr sink;
+    if (settings_.access_log == "-") sink = std::make_shared<spdlog::sinks::stdout_sink_mt>();
+    else sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>(settings_.access_log);
+    access_log_ = std::make_shared<spdlog::async_logger>("access", sink, access_pool_, spdlog::async_overflow_policy::overrun_oldest);
+    access_log_->set_pattern("%Y-%m-%dT%H:%M:%S.%e %v");
+    access_log_->set_level(spdlog::level::info);
+  }
+  public_ctx_ = std::make_unique<http_context>(http_context{settings_.http, false, draining_, {}, {}, access_log_.get()});
   admin_ctx_ = std::make_unique<http_context>(http_context{settings_.http, true, draining_, [this] { return stats().dump(); },
-                                                            [this] { return metrics(); }});
+                                                            [this] { return metrics(); }, nullptr});
 
   auto add = [&](protocol proto, const std::string& where) -> std::uint16_t {
     if (where.empty()) return 0;
@@ -316,6 +330,7 @@ void server::stop() {
     trim_timer_->cancel();
   });
   for (auto& w : workers_) w->stop();
+  if (access_log_) access_log_->flush();  // queued behind the last lines; the pool's thread writes them
 }
 
 // Where the pool's memory is: the chunk resource's figures, and the process's resident set.
@@ -392,6 +407,9 @@ nlohmann::json server::stats() const {
                                    {"waits", budget_waits},
                                    {"waiting", budget_waiting}}},
                 {"memory", memory_json()},
+                {"access_log", {{"enabled", access_log_ != nullptr},
+                                {"dropped", access_pool_ ? access_pool_->overrun_counter() : 0}}},
+                {"process", {{"open_fds", open_fd_count()}}},
                 {"settings", settings_.effective}}},
               {"pool", pool_->snapshot()}};
 }

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include <asio/steady_timer.hpp>
+#include <spdlog/async.h>
 
 #include <bufpool/chunk_resource.hpp>
 #include <bufpool/json.hpp>
@@ -22,6 +23,9 @@
 #include "stats.hpp"
 
 namespace bufpool::server {
+
+/// Open file descriptors of this process (/proc/self/fd).
+std::size_t open_fd_count();
 
 class worker;
 class listener;
@@ -73,6 +77,8 @@ private:
   std::unique_ptr<bufpool::pool> pool_;
   std::unique_ptr<bufpool::chunk_resource> connection_memory_;  // connection objects; outlives the workers
   std::vector<std::unique_ptr<worker>> workers_;
+  std::shared_ptr<spdlog::details::thread_pool> access_pool_;  // the access log's own queue and thread
+  std::shared_ptr<spdlog::logger> access_log_;
   std::unique_ptr<http_context> public_ctx_;
   std::unique_ptr<http_context> admin_ctx_;
   std::vector<std::unique_ptr<listener>> listeners_;

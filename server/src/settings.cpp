@@ -39,6 +39,8 @@ config::schema build() {
          0, 0, {}, {"--ready-file"}, true});
   s.add({"log.level", value_kind::choice, "info", "log level", 0, 0, {"trace", "debug", "info", "warn", "error", "off"},
          {"--log-level"}, false});
+  s.add({"log.access", value_kind::string, "", "access log: a file, or - for stdout (\"\": off); asynchronous and "
+         "bounded: lines it cannot keep up with are dropped and counted", 0, 0, {}, {"--access-log"}, true});
   s.add({"log.format", value_kind::choice, "text", "log line format: text, or json (one object per line)", 0, 0,
          {"text", "json"}, {"--log-format"}, false});
   s.add(integer("http.read_buffer_bytes", 4096, "bytes of each pooled read buffer", 256, 1 << 20));
@@ -104,6 +106,7 @@ server_settings settings_from(const nlohmann::json& v) {
   s.ready_file = config::at(v, "ready_file").get<std::string>();
   s.log_level = config::at(v, "log.level").get<std::string>();
   s.log_format = config::at(v, "log.format").get<std::string>();
+  s.access_log = config::at(v, "log.access").get<std::string>();
   s.http.read_buffer_bytes = size_at(v, "http.read_buffer_bytes");
   s.http.max_header_bytes = size_at(v, "http.max_header_bytes");
   s.http.max_headers = size_at(v, "http.max_headers");

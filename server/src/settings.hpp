@@ -43,6 +43,7 @@ struct server_settings {
   std::string ready_file;
   std::string log_level = "info";
   std::string log_format = "text";  // or "json"
+  std::string access_log;           // "" off, "-" stdout, else a file
 
   http_settings http;
   std::size_t echo_buffer_bytes = 16384;

@@ -175,3 +175,33 @@ TEST_CASE("process: --log-format json logs each rejected request at debug and a 
   CHECK(startup);
   std::remove(ready.c_str());
 }
+
+// The access log: one line per answered request (rejected ones too), written by its own thread.
+TEST_CASE("process: --access-log writes one line per request with peer, request line, status, size and time") {
+  const std::string ready = "/tmp/bufpool-ready-" + std::to_string(::getpid()) + "-access.json";
+  const std::string log = "/tmp/bufpool-access-" + std::to_string(::getpid()) + ".log";
+  std::remove(ready.c_str());
+  std::remove(log.c_str());
+  bufpool::test::child_process p(BUFPOOL_SERVER_BIN, {"--http-listen", "127.0.0.1:0", "--echo-listen", "", "--admin-listen", "",
+                                                      "--threads", "1", "--access-log", log, "--ready-file", ready});
+  const auto ports = wait_ready(ready);
+  REQUIRE(ports.is_object());
+  {
+    bufpool::test::client c(ports["http"].get<std::uint16_t>());
+    for (int i = 0; i < 3; ++i) c.send(bufpool::test::get("/plaintext"));
+    c.read_responses(3);
+    c.send("GET /x HTTP/1.1\r\nHost: x\r\nContent-Length: 1x\r\n\r\n");
+    CHECK(c.read_response().status == 400);
+  }
+  p.signal(SIGTERM);
+  CHECK(p.wait_exit(15s) == 0);
+  std::ifstream in(log);
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  REQUIRE(lines.size() == 4);
+  CHECK(lines[0].find(" 127.0.0.1:") != std::string::npos);
+  CHECK(lines[0].find("\"GET /plaintext HTTP/1.1\" 200 13 ") != std::string::npos);
+  CHECK(lines[3].find("\" 400 0 ") != std::string::npos);
+  std::remove(ready.c_str());
+  std::remove(log.c_str());
+}

@@ -140,33 +140,16 @@ std::string server::metrics() const {
   w.one("bufpool_pool_thread_caches", "gauge", "Thread caches attached to the pool now.", static_cast<double>(snap.threads));
 
   // ---- the server ----------------------------------------------------------------------------------
-  std::array<std::uint64_t, static_cast<std::size_t>(route::count)> req{};
-  std::array<std::uint64_t, 5> st{};
-  std::array<std::uint64_t, static_cast<std::size_t>(error_kind::count)> err{};
-  std::uint64_t http_active = 0, echo_active = 0, http_accepted = 0, echo_accepted = 0, rejected = 0;
-  std::uint64_t bytes_in = 0, bytes_out = 0, echo_bytes = 0, budget_waits = 0, budget_waiting = 0;
-  std::array<std::array<std::uint64_t, latency_bucket_ns.size() + 1>, static_cast<std::size_t>(route::count)> lat{};
-  std::array<std::uint64_t, static_cast<std::size_t>(route::count)> lat_sum{};
-  for (const auto& wk : workers_) {
-    const worker_stats& s = wk->stats();
-    for (std::size_t i = 0; i < req.size(); ++i) req[i] += s.requests[i].get();
-    for (std::size_t i = 0; i < st.size(); ++i) st[i] += s.status_class[i].get();
-    for (std::size_t i = 0; i < err.size(); ++i) err[i] += s.errors[i].get();
-    http_active += s.http_active.get();
-    echo_active += s.echo_active.get();
-    http_accepted += s.http_accepted.get();
-    echo_accepted += s.echo_accepted.get();
-    rejected += s.rejected.get();
-    bytes_in += s.bytes_in.get();
-    bytes_out += s.bytes_out.get();
-    echo_bytes += s.echo_bytes.get();
-    budget_waits += s.budget_waits.get();
-    budget_waiting += s.budget_waiting.get();
-    for (std::size_t r = 0; r < lat.size(); ++r) {
-      for (std::size_t b = 0; b < lat[r].size(); ++b) lat[r][b] += s.latency[r].buckets[b].get();
-      lat_sum[r] += s.latency[r].sum_ns.get();
-    }
-  }
+  stats_totals t;
+  for (const auto& wk : workers_) t.add(wk->stats());
+  const auto& req = t.requests;
+  const auto& st = t.status_class;
+  const auto& err = t.errors;
+  const auto& lat = t.latency;
+  const auto& lat_sum = t.latency_sum_ns;
+  const std::uint64_t http_active = t.http_active, echo_active = t.echo_active, http_accepted = t.http_accepted;
+  const std::uint64_t echo_accepted = t.echo_accepted, rejected = t.rejected, bytes_in = t.bytes_in, bytes_out = t.bytes_out;
+  const std::uint64_t echo_bytes = t.echo_bytes, budget_waits = t.budget_waits, budget_waiting = t.budget_waiting;
   w.family("bufpool_connections", "gauge", "Open connections, by listener.");
   w.sample("bufpool_connections", "listener=\"http\"", http_active);
   w.sample("bufpool_connections", "listener=\"echo\"", echo_active);

@@ -362,10 +362,7 @@ nlohmann::json server::stats() const {
   json requests = json::object();
   json status = json::object();
   json errors = json::object();
-  std::uint64_t bytes_in = 0, bytes_out = 0, echo_bytes = 0, budget_waits = 0, budget_waiting = 0;
-  std::array<std::uint64_t, static_cast<std::size_t>(route::count)> req{};
-  std::array<std::uint64_t, 5> st{};
-  std::array<std::uint64_t, static_cast<std::size_t>(error_kind::count)> err{};
+  stats_totals t;
   for (const auto& w : workers_) {
     const worker_stats& s = w->stats();
     threads.push_back({{"http_active", s.http_active.get()},
@@ -373,24 +370,14 @@ nlohmann::json server::stats() const {
                        {"echo_active", s.echo_active.get()},
                        {"echo_accepted", s.echo_accepted.get()},
                        {"rejected", s.rejected.get()}});
-    for (std::size_t i = 0; i < req.size(); ++i) req[i] += s.requests[i].get();
-    for (std::size_t i = 0; i < st.size(); ++i) st[i] += s.status_class[i].get();
-    for (std::size_t i = 0; i < err.size(); ++i) err[i] += s.errors[i].get();
-    bytes_in += s.bytes_in.get();
-    bytes_out += s.bytes_out.get();
-    echo_bytes += s.echo_bytes.get();
-    budget_waits += s.budget_waits.get();
-    budget_waiting += s.budget_waiting.get();
+    t.add(s);
   }
-  for (std::size_t i = 0; i < req.size(); ++i) requests[route_names[i]] = req[i];
-  for (std::size_t i = 0; i < st.size(); ++i) status[std::to_string(i + 1) + "xx"] = st[i];
-  for (std::size_t i = 0; i < err.size(); ++i) errors[error_names[i]] = err[i];
-  std::uint64_t active = 0, accepted = 0, rejected = 0;
-  for (const auto& t : threads) {
-    active += t["http_active"].get<std::uint64_t>() + t["echo_active"].get<std::uint64_t>();
-    accepted += t["http_accepted"].get<std::uint64_t>() + t["echo_accepted"].get<std::uint64_t>();
-    rejected += t["rejected"].get<std::uint64_t>();
-  }
+  for (std::size_t i = 0; i < t.requests.size(); ++i) requests[route_names[i]] = t.requests[i];
+  for (std::size_t i = 0; i < t.status_class.size(); ++i) status[std::to_string(i + 1) + "xx"] = t.status_class[i];
+  for (std::size_t i = 0; i < t.errors.size(); ++i) errors[error_names[i]] = t.errors[i];
+  const std::uint64_t active = t.http_active + t.echo_active, accepted = t.http_accepted + t.echo_accepted;
+  const std::uint64_t rejected = t.rejected, bytes_in = t.bytes_in, bytes_out = t.bytes_out, echo_bytes = t.echo_bytes;
+  const std::uint64_t budget_waits = t.budget_waits, budget_waiting = t.budget_waiting;
   const double uptime = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
   return json{{"server",
                {{"uptime_s", uptime},

@@ -96,4 +96,35 @@ struct worker_stats {
   std::uint64_t active() const noexcept { return http_active.get() + echo_active.get(); }
 };
 
+/// Every worker's counters added up (for /stats and /metrics, at read time).
+struct stats_totals {
+  std::array<std::uint64_t, static_cast<std::size_t>(route::count)> requests{};
+  std::array<std::uint64_t, 5> status_class{};
+  std::array<std::uint64_t, static_cast<std::size_t>(error_kind::count)> errors{};
+  std::uint64_t http_active = 0, echo_active = 0, http_accepted = 0, echo_accepted = 0, rejected = 0;
+  std::uint64_t bytes_in = 0, bytes_out = 0, echo_bytes = 0, budget_waits = 0, budget_waiting = 0;
+  std::array<std::array<std::uint64_t, latency_bucket_ns.size() + 1>, static_cast<std::size_t>(route::count)> latency{};
+  std::array<std::uint64_t, static_cast<std::size_t>(route::count)> latency_sum_ns{};
+
+  void add(const worker_stats& s) noexcept {
+    for (std::size_t i = 0; i < requests.size(); ++i) requests[i] += s.requests[i].get();
+    for (std::size_t i = 0; i < status_class.size(); ++i) status_class[i] += s.status_class[i].get();
+    for (std::size_t i = 0; i < errors.size(); ++i) errors[i] += s.errors[i].get();
+    http_active += s.http_active.get();
+    echo_active += s.echo_active.get();
+    http_accepted += s.http_accepted.get();
+    echo_accepted += s.echo_accepted.get();
+    rejected += s.rejected.get();
+    bytes_in += s.bytes_in.get();
+    bytes_out += s.bytes_out.get();
+    echo_bytes += s.echo_bytes.get();
+    budget_waits += s.budget_waits.get();
+    budget_waiting += s.budget_waiting.get();
+    for (std::size_t r = 0; r < latency.size(); ++r) {
+      for (std::size_t b = 0; b < latency[r].size(); ++b) latency[r][b] += s.latency[r].buckets[b].get();
+      latency_sum_ns[r] += s.latency[r].sum_ns.get();
+    }
+  }
+};
+
 }  // namespace bufpool::server

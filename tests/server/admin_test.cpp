@@ -16,14 +16,19 @@ using bufpool::test::get;
 using bufpool::test::post;
 using bufpool::test::test_settings;
 
+namespace {
+// What the statistics tests count: ten GET /plaintext and one GET of an unknown path, on one connection.
+void ten_plaintext_and_a_404(server& s) {
+  client c(s.ports().http);
+  for (int i = 0; i < 10; ++i) c.send(get("/plaintext"));
+  c.send(get("/nope"));
+  c.read_responses(11);
+}
+}  // namespace
+
 TEST_CASE("admin: /stats has the server and pool sections, and its counters add up") {
   server s(test_settings());
-  {
-    client c(s.ports().http);
-    for (int i = 0; i < 10; ++i) c.send(get("/plaintext"));
-    c.send(get("/nope"));
-    c.read_responses(11);
-  }
+  ten_plaintext_and_a_404(s);
   client a(s.ports().admin);
   a.send(get("/stats"));
   auto r = a.read_response();
@@ -105,12 +110,7 @@ TEST_CASE("shutdown: stopping never hangs when a sweep is due (regression: queue
 
 TEST_CASE("admin: /metrics counts every request once in the route's latency histogram, in Prometheus' format") {
   server s(test_settings());
-  {
-    client c(s.ports().http);
-    for (int i = 0; i < 10; ++i) c.send(get("/plaintext"));
-    c.send(get("/nope"));
-    c.read_responses(11);
-  }
+  ten_plaintext_and_a_404(s);
   client a(s.ports().admin);
   a.send(get("/metrics"));
   auto r = a.read_response();

@@ -1,5 +1,6 @@
-# Shared by scripts/run and scripts/test: the one list of Debian packages the project needs, and the
-# step that installs whichever of them are missing (as root on Debian 12; apt-get update first).
+# Shared by the scripts and the shell tests: the one list of Debian packages the project needs, the
+# step that installs whichever of them are missing (as root on Debian 12; apt-get update first), the
+# container set-up, and helpers to start a local bufpool-server and GET from it.
 # shellcheck shell=bash
 
 # What building the programs needs (scripts/run installs only these).
@@ -94,4 +95,30 @@ container_build() {
     --build-arg BUFPOOL_SOURCE="$source_url" -t "bufpool-server:$version" .
   podman tag "bufpool-server:$version" bufpool-server:latest
   podman image prune -f >/dev/null
+}
+
+# start_local_server WORK SERVER [server flags...]: starts bufpool-server with its http and admin
+# listeners on 127.0.0.1, ports picked by the kernel (echo off, 2 threads unless the flags say
+# otherwise), waits up to 5 s for its ready file in WORK, and sets SERVER_PID, HTTP_PORT, ADMIN_PORT.
+# The caller stops it (kill "$SERVER_PID").
+start_local_server() {
+  local work=$1 server=$2
+  shift 2
+  "$server" --http-listen 127.0.0.1:0 --echo-listen "" --admin-listen 127.0.0.1:0 --threads 2 --log-level warn \
+    --ready-file "$work/ready.json" "$@" &
+  SERVER_PID=$!
+  local _
+  for _ in $(seq 1 100); do [[ -s $work/ready.json ]] && break; sleep 0.05; done
+  [[ -s $work/ready.json ]] || { echo "bufpool-server did not start" >&2; return 1; }
+  HTTP_PORT=$(sed 's/.*"http":\([0-9]*\).*/\1/' "$work/ready.json")
+  ADMIN_PORT=$(sed 's/.*"admin":\([0-9]*\).*/\1/' "$work/ready.json")
+}
+
+# http_get PORT PATH: GET http://127.0.0.1:PORT/PATH through bash's /dev/tcp (the machine needs no
+# HTTP client); prints the body.
+http_get() {
+  exec 3<>"/dev/tcp/127.0.0.1/$1"
+  printf 'GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' "$2" >&3
+  sed '1,/^\r$/d' <&3
+  exec 3<&-
 }

@@ -108,19 +108,22 @@ public:
     timer_late = std::max(std::min<clock::duration>(late, spin_max), timer_late - timer_late / 64);
     spin_ahead = std::clamp<clock::duration>(timer_late + spin_margin, spin_margin, spin_max);
   }
-  clock::time_point last_ok{};         // the last response (any status) or echo bytes
-  clock::time_point failing_since{};   // the first transport failure after last_ok (epoch: none)
+  // The first transport failure since the last answer (a response of any status, or echo bytes);
+  // the epoch while the target answers.
+  clock::time_point failing_since{};
+  std::array<std::uint64_t, 600> status_counts{};  // responses by exact status; a map only in the result
 
   const plan& p() const { return p_; }
   void run();
-  void fail(failure f, const std::string& what = {}) {
+  /// A transport failure (a status failure is counted in record()).
+  void fail(failure f, std::string_view what = {}) {
     result.failures[static_cast<std::size_t>(f)]++;
     const auto now = clock::now();
     if (now >= p_.measure_start) ++second_errors;
-    if (f != failure::status) {
-      if (failing_since == clock::time_point{}) failing_since = now;
-      if (result.first_error.empty())
-        result.first_error = std::string(failure_names[static_cast<std::size_t>(f)]) + (what.empty() ? "" : ": " + what);
+    if (failing_since == clock::time_point{}) failing_since = now;
+    if (result.first_error.empty()) {
+      result.first_error = failure_names[static_cast<std::size_t>(f)];
+      if (!what.empty()) (result.first_error += ": ") += what;
     }
   }
   /// Whether a request intended at `t` belongs to the measured window (not warm-up, not after the end).
@@ -128,14 +131,22 @@ public:
     return t >= p_.measure_start && (p_.s.requests > 0 || t < p_.end);
   }
   // One completed request: counted (with its status class, 0 for echo) only inside the measured window.
+  /// The target answered: whatever failed before no longer counts toward a lost target.
+  void answered() noexcept { failing_since = {}; }
+  void mark_lost() noexcept {
+    result.target_lost = true;
+    result.target_lost_at_s = std::chrono::duration<double>(failing_since - p_.measure_start).count();
+  }
   void record(clock::time_point intended, clock::time_point sent, clock::time_point now, int status = 0) {
-    last_ok = now;
-    failing_since = {};
+    answered();
     if (!in_window(intended)) return;
     if (status >= 100 && status < 600) {
       result.status[static_cast<std::size_t>(status / 100 - 1)]++;
-      ++result.status_codes[status];
-      if (!p_.s.ok_status.contains(status)) fail(failure::status);
+      ++status_counts[static_cast<std::size_t>(status)];
+      if (!p_.s.ok_status.contains(status)) {  // answered, so inside the window: no clock read needed
+        result.failures[static_cast<std::size_t>(failure::status)]++;
+        ++second_errors;
+      }
     }
     result.corrected.record(micros(now - intended));
     if (open_loop) result.uncorrected.record(micros(now - sent));  // closed loop: the same, copied at the end
@@ -427,10 +438,7 @@ private:
     }
     echo_received_ += n;
     const auto now = read_time_;
-    if (n > 0) {
-      t_.last_ok = now;
-      t_.failing_since = {};
-    }
+    if (n > 0) t_.answered();
     while (!inflight_.empty() && inflight_.front().echo_end <= echo_received_) {
       t_.record(inflight_.front().intended, inflight_.front().sent, now);
       inflight_.pop_front();
@@ -586,10 +594,7 @@ void thread_state::on_tick() {
   // The target is gone: every attempt of this thread has failed for --timeout (or another thread
   // found so). Stop, and say since when.
   if (failing_for(now, p_.s.timeout) || p_.lost->load(std::memory_order_relaxed)) {
-    if (failing_since != clock::time_point{}) {
-      result.target_lost = true;
-      result.target_lost_at_s = std::chrono::duration<double>(failing_since - p_.measure_start).count();
-    }
+    if (failing_since != clock::time_point{}) mark_lost();
     p_.lost->store(true, std::memory_order_relaxed);
     stop_all();
     return;
@@ -605,11 +610,7 @@ void thread_state::on_tick() {
   time_over = duration_over;
   // The run ends while the target has answered nothing for a while (at least a second, or --timeout
   // if shorter): that is a target that went away, not a run that completed.
-  if (duration_over && failing_for(now, std::min<clock::duration>(std::chrono::seconds(1), p_.s.timeout)) &&
-      last_ok < failing_since) {
-    result.target_lost = true;
-    result.target_lost_at_s = std::chrono::duration<double>(failing_since - p_.measure_start).count();
-  }
+  if (duration_over && failing_for(now, std::min<clock::duration>(std::chrono::seconds(1), p_.s.timeout))) mark_lost();
   // Every connection finished its quota or gave up (a target that refuses every connection).
   const bool all_done = std::all_of(conns.begin(), conns.end(), [](const auto& c) { return c.use_count() == 1; });
   if (duration_over || all_done) {
@@ -694,7 +695,8 @@ run_result run_load(const loadgen_settings& s, const progress_fn& progress, cons
     out.corrected.merge(r.corrected);
     out.uncorrected.merge(r.uncorrected);
     out.send_lag.merge(r.send_lag);
-    for (const auto& [code, n] : r.status_codes) out.status_codes[code] += n;
+    for (std::size_t code = 0; code < t->status_counts.size(); ++code)
+      if (t->status_counts[code] != 0) out.status_codes[static_cast<int>(code)] += t->status_counts[code];
     if (out.first_connect_error.empty()) out.first_connect_error = r.first_connect_error;
     if (out.first_error.empty()) out.first_error = r.first_error;
     if (r.interrupted != 0) {

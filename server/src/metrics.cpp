@@ -142,36 +142,28 @@ std::string server::metrics() const {
   // ---- the server ----------------------------------------------------------------------------------
   stats_totals t;
   for (const auto& wk : workers_) t.add(wk->stats());
-  const auto& req = t.requests;
-  const auto& st = t.status_class;
-  const auto& err = t.errors;
-  const auto& lat = t.latency;
-  const auto& lat_sum = t.latency_sum_ns;
-  const std::uint64_t http_active = t.http_active, echo_active = t.echo_active, http_accepted = t.http_accepted;
-  const std::uint64_t echo_accepted = t.echo_accepted, rejected = t.rejected, bytes_in = t.bytes_in, bytes_out = t.bytes_out;
-  const std::uint64_t echo_bytes = t.echo_bytes, budget_waits = t.budget_waits, budget_waiting = t.budget_waiting;
   w.family("bufpool_connections", "gauge", "Open connections, by listener.");
-  w.sample("bufpool_connections", "listener=\"http\"", http_active);
-  w.sample("bufpool_connections", "listener=\"echo\"", echo_active);
+  w.sample("bufpool_connections", "listener=\"http\"", t.http_active);
+  w.sample("bufpool_connections", "listener=\"echo\"", t.echo_active);
   w.family("bufpool_connections_accepted_total", "counter", "Connections accepted, by listener.");
-  w.sample("bufpool_connections_accepted_total", "listener=\"http\"", http_accepted);
-  w.sample("bufpool_connections_accepted_total", "listener=\"echo\"", echo_accepted);
+  w.sample("bufpool_connections_accepted_total", "listener=\"http\"", t.http_accepted);
+  w.sample("bufpool_connections_accepted_total", "listener=\"echo\"", t.echo_accepted);
   w.one("bufpool_connections_rejected_total", "counter", "Connections closed at once: the thread's limit was reached.",
-        static_cast<double>(rejected));
+        static_cast<double>(t.rejected));
   w.family("bufpool_http_requests_total", "counter", "HTTP requests completed, by route.");
-  for (std::size_t i = 0; i < req.size(); ++i) w.sample("bufpool_http_requests_total", std::string("route=\"") + route_names[i] + "\"", req[i]);
+  for (std::size_t i = 0; i < t.requests.size(); ++i) w.sample("bufpool_http_requests_total", std::string("route=\"") + route_names[i] + "\"", t.requests[i]);
   w.family("bufpool_http_responses_total", "counter", "HTTP responses, by status class.");
-  for (std::size_t i = 0; i < st.size(); ++i)
-    w.sample("bufpool_http_responses_total", "code=\"" + std::to_string(i + 1) + "xx\"", st[i]);
+  for (std::size_t i = 0; i < t.status_class.size(); ++i)
+    w.sample("bufpool_http_responses_total", "code=\"" + std::to_string(i + 1) + "xx\"", t.status_class[i]);
   w.family("bufpool_errors_total", "counter", "Failed requests and connections, by kind.");
-  for (std::size_t i = 0; i < err.size(); ++i) w.sample("bufpool_errors_total", std::string("kind=\"") + error_names[i] + "\"", err[i]);
-  w.one("bufpool_received_bytes_total", "counter", "Bytes read from clients.", static_cast<double>(bytes_in));
-  w.one("bufpool_sent_bytes_total", "counter", "Bytes written to clients.", static_cast<double>(bytes_out));
-  w.one("bufpool_echo_bytes_total", "counter", "Bytes echoed on the echo listener.", static_cast<double>(echo_bytes));
+  for (std::size_t i = 0; i < t.errors.size(); ++i) w.sample("bufpool_errors_total", std::string("kind=\"") + error_names[i] + "\"", t.errors[i]);
+  w.one("bufpool_received_bytes_total", "counter", "Bytes read from clients.", static_cast<double>(t.bytes_in));
+  w.one("bufpool_sent_bytes_total", "counter", "Bytes written to clients.", static_cast<double>(t.bytes_out));
+  w.one("bufpool_echo_bytes_total", "counter", "Bytes echoed on the echo listener.", static_cast<double>(t.echo_bytes));
   w.one("bufpool_buffer_budget_waits_total", "counter", "Times a connection waited for the buffer budget.",
-        static_cast<double>(budget_waits));
+        static_cast<double>(t.budget_waits));
   w.one("bufpool_buffer_budget_waiting", "gauge", "Connections waiting for the buffer budget now.",
-        static_cast<double>(budget_waiting));
+        static_cast<double>(t.budget_waiting));
   w.one("bufpool_access_log_dropped_total", "counter", "Access-log lines dropped because the writer could not keep up.",
         access_pool_ ? static_cast<double>(access_pool_->overrun_counter()) : 0.0);
   w.one("bufpool_buffer_budget_max_bytes", "gauge", "The buffer budget (limits.max_buffer_bytes).",
@@ -179,16 +171,16 @@ std::string server::metrics() const {
 
   w.family("bufpool_http_request_duration_seconds", "histogram",
            "Time from a request's first byte to its response being queued, by route.");
-  for (std::size_t r = 0; r < lat.size(); ++r) {
+  for (std::size_t r = 0; r < t.latency.size(); ++r) {
     const std::string route_label = std::string("route=\"") + route_names[r] + "\"";
     std::uint64_t cumulative = 0;
     for (std::size_t b = 0; b < latency_bucket_ns.size(); ++b) {
-      cumulative += lat[r][b];
+      cumulative += t.latency[r][b];
       w.sample("bufpool_http_request_duration_seconds_bucket", route_label + ",le=\"" + latency_bucket_labels[b] + "\"", cumulative);
     }
-    cumulative += lat[r].back();
+    cumulative += t.latency[r].back();
     w.sample("bufpool_http_request_duration_seconds_bucket", route_label + ",le=\"+Inf\"", cumulative);
-    w.sample("bufpool_http_request_duration_seconds_sum", route_label, static_cast<double>(lat_sum[r]) / 1e9);
+    w.sample("bufpool_http_request_duration_seconds_sum", route_label, static_cast<double>(t.latency_sum_ns[r]) / 1e9);
     w.sample("bufpool_http_request_duration_seconds_count", route_label, cumulative);
   }
   return w.take();

@@ -266,9 +266,9 @@ server::server(server_settings settings) : settings_(std::move(settings)), start
 // objects, Asio's operations) goes back to the OS, and so do the empty chunks the chunk resources keep.
 // glibc keeps freed memory below the top of each arena otherwise.
 void server::log_error_summary() {
-  std::array<std::uint64_t, static_cast<std::size_t>(error_kind::count)> now{};
-  for (const auto& w : workers_)
-    for (std::size_t i = 0; i < now.size(); ++i) now[i] += w->stats().errors[i].get();
+  stats_totals t;
+  for (const auto& w : workers_) t.add(w->stats());
+  const auto& now = t.errors;
   std::string what;
   std::uint64_t total = 0;
   for (std::size_t i = 0; i < now.size(); ++i) {
@@ -277,12 +277,12 @@ void server::log_error_summary() {
     total += d;
     what += (what.empty() ? "" : ", ") + std::string(error_names[i]) + " " + std::to_string(d);
   }
-  const auto t = std::chrono::steady_clock::now();
+  const auto at = std::chrono::steady_clock::now();
   if (total > 0)
     spdlog::info("{} failed requests or connections in the last {:.0f} s: {} (log.level=debug logs each one)", total,
-                 std::chrono::duration<double>(t - errors_logged_at_).count(), what);
+                 std::chrono::duration<double>(at - errors_logged_at_).count(), what);
   errors_logged_ = now;
-  errors_logged_at_ = t;
+  errors_logged_at_ = at;
 }
 
 void server::trim_heap() {
@@ -376,23 +376,21 @@ nlohmann::json server::stats() const {
   for (std::size_t i = 0; i < t.status_class.size(); ++i) status[std::to_string(i + 1) + "xx"] = t.status_class[i];
   for (std::size_t i = 0; i < t.errors.size(); ++i) errors[error_names[i]] = t.errors[i];
   const std::uint64_t active = t.http_active + t.echo_active, accepted = t.http_accepted + t.echo_accepted;
-  const std::uint64_t rejected = t.rejected, bytes_in = t.bytes_in, bytes_out = t.bytes_out, echo_bytes = t.echo_bytes;
-  const std::uint64_t budget_waits = t.budget_waits, budget_waiting = t.budget_waiting;
   const double uptime = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
   return json{{"server",
                {{"uptime_s", uptime},
                 {"threads", workers_.size()},
                 {"draining", draining_.load()},
-                {"connections", {{"active", active}, {"accepted", accepted}, {"rejected", rejected}, {"per_thread", threads}}},
+                {"connections", {{"active", active}, {"accepted", accepted}, {"rejected", t.rejected}, {"per_thread", threads}}},
                 {"requests", requests},
                 {"responses", status},
                 {"errors", errors},
-                {"bytes_in", bytes_in},
-                {"bytes_out", bytes_out},
-                {"echo_bytes", echo_bytes},
+                {"bytes_in", t.bytes_in},
+                {"bytes_out", t.bytes_out},
+                {"echo_bytes", t.echo_bytes},
                 {"buffer_budget", {{"max_buffer_bytes", settings_.max_buffer_bytes},
-                                   {"waits", budget_waits},
-                                   {"waiting", budget_waiting}}},
+                                   {"waits", t.budget_waits},
+                                   {"waiting", t.budget_waiting}}},
                 {"memory", memory_json()},
                 {"access_log", {{"enabled", access_log_ != nullptr},
                                 {"dropped", access_pool_ ? access_pool_->overrun_counter() : 0}}},

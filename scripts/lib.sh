@@ -17,6 +17,7 @@ BUFPOOL_PACKAGES=(
   clang libclang-rt-14-dev                # the fuzz preset (libFuzzer, ASan+UBSan)
   chromium                                # renders the HTML report and the dashboard in tests
   prometheus                              # promtool and a real Prometheus scrape /metrics in a test
+  liburing-dev                            # bench/ceiling: the bare io_uring responder
 )
 
 # ensure_packages [PACKAGE...]: installs whichever are missing (default: all of BUFPOOL_PACKAGES).

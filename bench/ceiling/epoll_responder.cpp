@@ -2,7 +2,8 @@
 // responder can do on this kernel. Per thread: one listener (SO_REUSEPORT), one edge-triggered epoll;
 // per connection a fixed 64 KiB input buffer; requests are split on the blank line only (no parsing,
 // no bodies); every answer of one read goes out in one write. Not a server: a benchmark peer.
-//   bare-epoll-responder [--threads N] [--listen 127.0.0.1:PORT]
+//   bare-epoll-responder [--threads N] [--listen 127.0.0.1:PORT] [--echo]
+// --echo: a TCP echo server instead (every byte read is written back, one write per read).
 // Listens on 127.0.0.1 only; stops on SIGINT/SIGTERM.
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -26,6 +27,7 @@
 namespace {
 
 std::atomic<bool> stop{false};
+bool echo_mode = false;
 constexpr std::string_view response =
     "HTTP/1.1 200 OK\r\nServer: bare\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n\r\nHello, World!";
 
@@ -57,6 +59,14 @@ bool serve(conn& c, std::string& out) {
     const ssize_t n = ::read(c.fd, c.in + c.used, sizeof c.in - c.used);
     if (n == 0) return false;
     if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK;
+    if (echo_mode) {
+      for (ssize_t off = 0; off < n;) {
+        const ssize_t w = ::write(c.fd, c.in + off, static_cast<std::size_t>(n - off));
+        if (w <= 0) return false;
+        off += w;
+      }
+      continue;
+    }
     const std::string_view data(c.in, c.used + static_cast<std::size_t>(n));
     std::size_t pos = 0, count = 0;
     for (std::size_t end; (end = data.find("\r\n\r\n", pos)) != std::string_view::npos; pos = end + 4) ++count;
@@ -117,10 +127,11 @@ void worker(std::uint16_t port) {
 int main(int argc, char** argv) {
   unsigned threads = 2;
   std::uint16_t port = 18110;
-  for (int i = 1; i + 1 < argc; i += 2) {
+  for (int i = 1; i < argc; ++i) {
     const std::string k = argv[i];
-    if (k == "--threads") threads = static_cast<unsigned>(std::atoi(argv[i + 1]));
-    else if (k == "--listen") port = static_cast<std::uint16_t>(std::atoi(std::strrchr(argv[i + 1], ':') + 1));
+    if (k == "--echo") echo_mode = true;
+    else if (k == "--threads" && i + 1 < argc) threads = static_cast<unsigned>(std::atoi(argv[++i]));
+    else if (k == "--listen" && i + 1 < argc) port = static_cast<std::uint16_t>(std::atoi(std::strrchr(argv[++i], ':') + 1));
   }
   struct sigaction sa{};
   sa.sa_handler = [](int) { stop.store(true); };

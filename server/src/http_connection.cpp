@@ -3,7 +3,6 @@
 #include "http_connection.hpp"
 
 #include <algorithm>
-#include <cctype>
 #include <charconv>
 #include <cstring>
 #include <new>
@@ -19,6 +18,9 @@ namespace {
 
 constexpr std::string_view plaintext_body = "Hello, World!";
 constexpr std::size_t out_buffer_bytes = 4096;
+// The longest response head write_head writes (status line, Server, Date, Content-Type, length,
+// extra headers up to 128 bytes, Connection).
+constexpr std::size_t max_head_bytes = 512;
 // Reads one connection may do in one turn of the io_context before it yields (fairness: a client
 // that keeps sending cannot hold its worker; with 4 KiB read buffers, 64 KiB per turn).
 constexpr unsigned max_reads_per_turn = 16;
@@ -50,26 +52,34 @@ std::string_view reason(unsigned status) {
   return "Unknown";
 }
 
+// ASCII only: header names and tokens are ASCII, and the C locale's tolower is a library call per byte.
+constexpr char lower(char c) noexcept { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
+
 bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
-         });
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i)
+    if (lower(a[i]) != lower(b[i])) return false;
+  return true;
 }
 
+// A 256-entry membership table: one load per byte instead of a search per byte.
+using char_table = std::array<bool, 256>;
+constexpr char_table make_table(std::string_view extra) {
+  char_table t{};
+  for (int c = '0'; c <= '9'; ++c) t[static_cast<std::size_t>(c)] = true;
+  for (int c = 'a'; c <= 'z'; ++c) t[static_cast<std::size_t>(c)] = true;
+  for (int c = 'A'; c <= 'Z'; ++c) t[static_cast<std::size_t>(c)] = true;
+  for (char c : extra) t[static_cast<unsigned char>(c)] = true;
+  return t;
+}
 // tchar of RFC 9110 5.6.2: the characters of a header field name.
-bool is_tchar(char c) {
-  const auto u = static_cast<unsigned char>(c);
-  if (std::isalnum(u) != 0) return true;
-  return std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
-}
-
+constexpr char_table tchars = make_table("!#$%&'*+-.^_`|~");
 // What a Host value may hold (RFC 9110 7.2 / RFC 3986 authority without userinfo): reg-name or
-// IP-literal characters and a port. No spaces, no '/', '?', '#' or '@'.
-bool is_host_char(char c) {
-  const auto u = static_cast<unsigned char>(c);
-  if (std::isalnum(u) != 0) return true;
-  return std::string_view("-._~%!$&'()*+,;=:[]").find(c) != std::string_view::npos;
-}
+// IP-literal characters and a port; no '/', '?', '#' or '@'. Blanks too: around the value they are
+// trimmed, inside it they are refused when the value is complete.
+constexpr char_table host_value_chars = make_table("-._~%!$&'()*+,;=:[] \t");
+
+bool is_tchar(char c) { return tchars[static_cast<unsigned char>(c)]; }
 
 // The last byte of [begin, end) that is not SP or HT; `otherwise` if there is none.
 char last_non_blank(const char* begin, const char* end, char otherwise) {
@@ -120,6 +130,10 @@ std::size_t write_message_json(char* out, std::string_view text) {
 // The path of an origin-form target, or of an absolute-form one (RFC 9112 3.2.2: a server MUST
 // accept "GET http://host/path"), without its query.
 std::string_view path_of(std::string_view target) {
+  if (!target.empty() && target.front() == '/') {  // origin-form, nearly always
+    if (const auto q = target.find('?'); q != std::string_view::npos) target = target.substr(0, q);
+    return target;
+  }
   auto starts_with_ci = [&](std::string_view prefix) {
     return target.size() >= prefix.size() && iequals(target.substr(0, prefix.size()), prefix);
   };
@@ -225,6 +239,7 @@ void http_connection::read() {
   for (unsigned reads = 0;; ++reads) {
     if (in_begin_ == in_end_) {
       if (reads == max_reads_per_turn) {
+        in_.reset();
         yield();
         return;
       }
@@ -328,13 +343,18 @@ http_connection::outcome http_connection::process_input() {
   }
   if (closing_) in_begin_ = in_end_;  // nothing after a failed or last request is parsed
   if (writing_) return outcome::writing;  // the 503 of a failed allocation is on its way
-  if (in_begin_ >= in_end_) {
-    in_.reset();  // all parsed: llhttp keeps the state, the bytes are no longer needed
-    in_begin_ = in_end_ = 0;
-  }
+  // All parsed: llhttp keeps the state, the bytes are no longer needed. The buffer is kept only to
+  // read on into at once; a connection that waits (for its write, for the socket) holds none.
+  const bool parsed_all = in_begin_ >= in_end_;
+  if (parsed_all) in_begin_ = in_end_ = 0;
   if (!out_.empty()) {
-    flush();
-    return outcome::writing;
+    switch (flush()) {
+      case write_result::pending:
+        if (parsed_all) in_.reset();
+        return outcome::writing;
+      case write_result::failed: return outcome::closed;
+      case write_result::written: return after_write() ? outcome::need_input : outcome::closed;
+    }
   }
   if (closing_) {
     linger();
@@ -515,9 +535,14 @@ int http_connection::on_header_value(const char* at, std::size_t n) {
   // the LF of a line end only for a folded line.
   const char before = last_non_blank(exec_begin_, at, last_byte_);
   if (before == '\n' || before == '\r') return reject(400, error_kind::bad_request);
+  if (header_ == header::other) {  // not a header the connection checks: nothing to keep
+    value_len_ += n;
+    return 0;
+  }
   if (header_ == header::host) {
-    for (std::size_t i = 0; i < n; ++i)
-      if (!is_host_char(at[i]) && at[i] != ' ' && at[i] != '\t') host_bad_ = true;
+    bool ok = true;
+    for (std::size_t i = 0; i < n; ++i) ok &= host_value_chars[static_cast<unsigned char>(at[i])];
+    host_bad_ = host_bad_ || !ok;
   }
   const std::size_t room = value_.size() - std::min(value_.size(), value_len_);
   std::memcpy(value_.data() + std::min(value_.size(), value_len_), at, std::min(room, n));
@@ -526,11 +551,13 @@ int http_connection::on_header_value(const char* at, std::size_t n) {
 }
 
 int http_connection::on_header_value_complete() {
+  if (header_ == header::other) return 0;
   const std::string_view value = trim(std::string_view(value_.data(), std::min(value_len_, value_.size())));
   switch (header_) {
     case header::host:
       // One authority: no inner whitespace, and no longer than a DNS name with a port.
-      if (host_bad_ || value_len_ > value_.size() || value.find_first_of(" \t") != std::string_view::npos)
+      if (host_bad_ || value_len_ > value_.size() ||
+          std::any_of(value.begin(), value.end(), [](char ch) { return ch == ' ' || ch == '\t'; }))
         return reject(400, error_kind::bad_request);
       break;
     case header::expect:
@@ -544,7 +571,7 @@ int http_connection::on_header_value_complete() {
         break;
       }
       if (te_len_ > 0) te_[te_len_++] = ',';
-      for (char ch : value) te_[te_len_++] = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      for (char ch : value) te_[te_len_++] = lower(ch);
       break;
     case header::other: break;
   }
@@ -683,13 +710,20 @@ int http_connection::on_message_complete() {
 
 // ---- output -------------------------------------------------------------------------------------
 
+// Room for n more bytes at the end of the output, contiguous: the open buffer's tail, or a new one.
+char* http_connection::output_space(std::size_t n) {
+  if (!out_open_ || out_.back().capacity() - out_.back().size() < n) {
+    out_.push_back(w_.pool().get(std::max(out_buffer_bytes, n)));
+    out_.back().resize(0);
+    out_open_ = true;
+  }
+  bufpool::buffer& b = out_.back();
+  return reinterpret_cast<char*>(b.data() + b.size());
+}
+
 void http_connection::append(std::string_view bytes) {
   while (!bytes.empty()) {
-    if (!out_open_ || out_.back().size() == out_.back().capacity()) {
-      out_.push_back(w_.pool().get(std::max(out_buffer_bytes, bytes.size())));
-      out_.back().resize(0);
-      out_open_ = true;
-    }
+    if (!out_open_ || out_.back().size() == out_.back().capacity()) output_space(bytes.size());
     bufpool::buffer& b = out_.back();
     const std::size_t take = std::min(bytes.size(), b.capacity() - b.size());
     std::memcpy(b.data() + b.size(), bytes.data(), take);
@@ -706,7 +740,8 @@ void http_connection::write_head(unsigned status, std::string_view content_type,
                                  std::string_view extra_headers) {
   last_status_ = status;
   last_length_ = content_length;
-  char head[512];
+  // Written straight into the output: at most max_head_bytes (extra headers are capped at 128).
+  char* const head = output_space(max_head_bytes);
   char* p = head;
   auto put = [&](std::string_view s) {
     if (s.empty()) return;  // an empty view may have a null data()
@@ -735,7 +770,8 @@ void http_connection::write_head(unsigned status, std::string_view content_type,
   if (closing_) put("Connection: close\r\n");
   else if (parser_.http_minor == 0) put("Connection: keep-alive\r\n");
   put("\r\n");
-  append(std::string_view(head, static_cast<std::size_t>(p - head)));
+  bufpool::buffer& b = out_.back();
+  b.resize(b.size() + static_cast<std::size_t>(p - head));
   w_.stats().count_status(status);
   ++batch_;
 }
@@ -814,39 +850,80 @@ void http_connection::respond(route r) {
   }
 }
 
-void http_connection::flush() {
+// Sends the batch: first one non-blocking gather write, which on a healthy connection takes it all
+// (no operation to queue, no completion to dispatch: the read loop goes straight on); what the
+// socket does not take is written asynchronously, with reading stopped until it is out.
+http_connection::write_result http_connection::flush() {
   iov_.clear();
-  for (const auto& b : out_) iov_.emplace_back(b.data(), b.size());
+  std::size_t total = 0;
+  for (const auto& b : out_) {
+    iov_.emplace_back(b.data(), b.size());
+    total += b.size();
+  }
+  std::error_code ec;
+  std::size_t n = socket_.write_some(std::span<const asio::const_buffer>(iov_), ec);
+  if (ec == asio::error::would_block || ec == asio::error::try_again) {
+    ec.clear();
+    n = 0;
+  }
+  if (ec) {
+    finish_write(0);
+    w_.stats().count_error(error_kind::io_error);
+    close_now();
+    return write_result::failed;
+  }
+  if (n == total) {
+    finish_write(n);
+    return phase_ == phase::closed ? write_result::failed : write_result::written;
+  }
+  // The rest of the batch: drop what went out from the gather list.
+  w_.stats().bytes_out.add(n);
+  std::size_t skip = 0;
+  while (n >= iov_[skip].size()) n -= iov_[skip++].size();
+  iov_[skip] += n;
+  iov_.erase(iov_.begin(), iov_.begin() + static_cast<std::ptrdiff_t>(skip));
   writing_ = true;
   set_deadline(ctx_.cfg.write_timeout);
   // A span, not the vector: async_write copies its buffer sequence, and a vector copy would allocate.
   asio::async_write(socket_, std::span<const asio::const_buffer>(iov_),
-                    asio::bind_allocator(alloc(), [self = shared_from_this()](std::error_code ec, std::size_t n) {
-                      self->on_written(ec, n);
+                    asio::bind_allocator(alloc(), [self = shared_from_this()](std::error_code e, std::size_t written) {
+                      self->on_written(e, written);
                     }));
+  return write_result::pending;
 }
 
-void http_connection::on_written(std::error_code ec, std::size_t n) {
+// The batch is out (or abandoned): its buffers go back to the pool.
+void http_connection::finish_write(std::size_t n) {
   writing_ = false;
-  out_.clear();  // every buffer goes back to the pool
+  out_.clear();
   out_open_ = false;
   batch_ = 0;
   w_.stats().bytes_out.add(n);
   w_.on_buffers_returned();
+}
+
+// After a batch went out: lingers if it held the last answer (false), else restores the deadline of
+// the phase the connection is in (true: input goes on).
+bool http_connection::after_write() {
+  if (closing_) {
+    linger();
+    return false;
+  }
+  if (phase_ == phase::idle) set_deadline(ctx_.cfg.idle_timeout);
+  else if (phase_ == phase::headers) set_deadline(ctx_.cfg.header_timeout);
+  else set_deadline(ctx_.cfg.body_timeout);
+  return true;
+}
+
+void http_connection::on_written(std::error_code ec, std::size_t n) {
+  finish_write(n);
   if (phase_ == phase::closed) return;
   if (ec) {
     w_.stats().count_error(error_kind::io_error);
     close_now();
     return;
   }
-  if (closing_) {
-    linger();
-    return;
-  }
-  // Restore the deadline of the phase we are in.
-  if (phase_ == phase::idle) set_deadline(ctx_.cfg.idle_timeout);
-  else if (phase_ == phase::headers) set_deadline(ctx_.cfg.header_timeout);
-  else set_deadline(ctx_.cfg.body_timeout);
+  if (!after_write()) return;
   if (in_begin_ < in_end_) {  // pipelined requests left over from the last read
     if (process_input() == outcome::need_input) read();
     return;
@@ -925,8 +1002,8 @@ void http_connection::on_deadline() {
       in_.reset();
       in_begin_ = in_end_ = 0;
       if (writing_) return;
-      if (!out_.empty()) flush();
-      else linger();
+      if (!out_.empty() && flush() != write_result::written) return;
+      linger();
       return;
     case phase::lingering:
     case phase::closed:

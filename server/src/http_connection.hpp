@@ -6,7 +6,8 @@
 // the pool as soon as its bytes are parsed. Every complete request in a read is answered, in order,
 // into pooled output buffers; an echo body is streamed: each piece is copied into the output as it is
 // parsed, so a connection holds one read buffer and one batch of output whatever the body size. The
-// responses of one read go out in one gather write, and reading stops while it is pending
+// responses of one read go out in one gather write, tried at once; what the socket does not take is
+// written asynchronously, and reading stops while it is pending
 // (backpressure). One connection reads at most max_reads_per_turn buffers before it yields to the
 // io_context. What llhttp does not check (obs-fold, Host, Transfer-Encoding lists, versions, header
 // name characters, chunk-extension bytes) the callbacks check. Limits and timeouts end a request with
@@ -61,6 +62,7 @@ public:
 private:
   enum class phase : std::uint8_t { idle, headers, body, lingering, closed };
   enum class outcome : std::uint8_t { need_input, writing, closed };
+  enum class write_result : std::uint8_t { written, pending, failed };
   /// The header whose value is being parsed, when it is one the connection checks itself.
   enum class header : std::uint8_t { other, host, transfer_encoding, expect };
 
@@ -84,9 +86,12 @@ private:
   void respond(route r);
   void write_head(unsigned status, std::string_view content_type, std::size_t content_length,
                   std::string_view extra_headers = {});
+  char* output_space(std::size_t n);
   void append(std::string_view bytes);
   void append_body(std::string_view body);
-  void flush();
+  write_result flush();
+  void finish_write(std::size_t n);
+  bool after_write();
   void on_written(std::error_code ec, std::size_t n);
   void linger();
   void close_now();

@@ -106,7 +106,9 @@ private:
 
   std::size_t index_;
   bufpool::pool& pool_;
-  asio::io_context io_{1};
+  // One thread runs it, and only that thread touches its sockets: the reactor needs no per-descriptor
+  // locks (posts from other threads still take the scheduler lock).
+  asio::io_context io_{ASIO_CONCURRENCY_HINT_UNSAFE_IO};
   asio::executor_work_guard<asio::io_context::executor_type> work_;
   asio::steady_timer sweep_timer_;
   clock::duration tick_;

@@ -193,7 +193,8 @@ TEST_CASE("loadgen: the JSON report against bufpool-server carries every key and
   CHECK(r.requests > 100);
   CHECK(rep["timeseries"].size() >= 1);
   const auto& pw = rep["server_stats"]["pool_window"];
-  CHECK(pw["gets"].get<std::uint64_t>() >= r.requests);  // a read and a write buffer per response or batch
+  // At least one output buffer per batch of answers, and a batch holds at most the 2 in flight.
+  CHECK(pw["gets"].get<std::uint64_t>() >= r.requests / 2);
   CHECK(pw["hits_private_share"].get<double>() + pw["hits_shared_share"].get<double>() > 0.9);
   CHECK(summary(rep).find("Server pool over the run") != std::string::npos);
   // NaN is written as null: a report of nothing.

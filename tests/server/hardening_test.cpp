@@ -332,18 +332,45 @@ TEST_CASE("echo route: a body timeout in the middle of a streamed answer cuts it
 // ---- the buffer budget --------------------------------------------------------------------------
 
 // With a budget of one byte, a connection may take a buffer only while no other connection of its
-// worker holds one: the rest wait (counted), and every request is still answered.
-TEST_CASE("budget: when the buffer budget is spent connections wait to read, and no request fails for it") {
-  server s(test_settings({{"threads", "1"}, {"limits.max_buffer_bytes", "1"}}));
+// worker holds one. A client that sends a large echo body and does not read makes the server's answer
+// wait in pooled buffers (writes go out at once while the socket takes them, so only a slow reader
+// holds buffers across turns): the other connections then wait to read (counted), and once the slow
+// client reads, every request is answered.
+TEST_CASE("budget: while a slow reader holds buffers the other connections wait to read and then all are answered") {
+  server s(test_settings({{"threads", "1"}, {"limits.max_buffer_bytes", "1"}, {"http.max_body_bytes", "67108864"}}));
+  client slow(s.ports().http);
+  constexpr std::size_t body = 16u << 20;  // far more than the socket buffers between them hold
+  std::thread sender([&] {
+    slow.send("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: " + std::to_string(body) + "\r\n\r\n" +
+              std::string(body, 's'));
+  });
+  struct join_sender {  // on a failed REQUIRE too: unblock the send, then join
+    std::thread& t;
+    int fd;
+    ~join_sender() {
+      if (!t.joinable()) return;
+      ::shutdown(fd, SHUT_RDWR);
+      t.join();
+    }
+  } guard{sender, slow.fd()};
+  auto outstanding = [&] { return s.stats()["pool"]["totals"]["outstanding"].get<std::int64_t>(); };
+  REQUIRE(eventually([&] { return outstanding() >= 1; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  REQUIRE(outstanding() >= 1);  // the slow reader's answer is stuck in pooled buffers
   std::vector<std::unique_ptr<client>> clients;
   std::string batch;
-  for (int i = 0; i < 20; ++i) batch += get("/plaintext") + post("/echo", std::string(3000, 'b'));
-  for (int i = 0; i < 20; ++i) clients.push_back(std::make_unique<client>(s.ports().http));
+  for (int i = 0; i < 10; ++i) batch += get("/plaintext") + post("/echo", std::string(3000, 'b'));
+  for (int i = 0; i < 5; ++i) clients.push_back(std::make_unique<client>(s.ports().http));
   for (auto& c : clients) c->send(batch);
+  REQUIRE(eventually([&] { return s.stats()["server"]["buffer_budget"]["waiting"].get<std::uint64_t>() > 0; }));
+  const auto big = slow.read_response(60s);
+  sender.join();
+  CHECK(big.status == 200);
+  CHECK(big.body.size() == body);
   int ok = 0;
   for (auto& c : clients)
-    for (const auto& r : c->read_responses(40, 20s)) ok += r.status == 200 ? 1 : 0;
-  CHECK(ok == 20 * 40);
+    for (const auto& r : c->read_responses(20, 20s)) ok += r.status == 200 ? 1 : 0;
+  CHECK(ok == 5 * 20);
   const auto st = s.stats()["server"];
   CHECK(st["buffer_budget"]["waits"].get<std::uint64_t>() > 0);
   CHECK(st["buffer_budget"]["waiting"] == 0);

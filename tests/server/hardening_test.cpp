@@ -3,6 +3,7 @@
 // listener's own timeout and limit, and the streamed echo body. Each test is named after what it
 // pins; every server listens on 127.0.0.1:0 and is stopped by the test; every loop is bounded.
 #include <sys/resource.h>
+#include <sys/wait.h>
 
 #include <algorithm>
 #include <atomic>
@@ -375,4 +376,98 @@ TEST_CASE("budget: while a slow reader holds buffers the other connections wait 
   CHECK(st["buffer_budget"]["waits"].get<std::uint64_t>() > 0);
   CHECK(st["buffer_budget"]["waiting"] == 0);
   for (const auto& [kind, n] : st["errors"].items()) CHECK_MESSAGE(n == 0, kind);
+}
+
+// ---- idle connections -----------------------------------------------------------------------------
+
+namespace {
+// Bytes the pool holds for the server: pooled in its classes, and out (in use) of every class and
+// of the oversize path.
+std::int64_t held_bytes(const nlohmann::json& pool) {
+  std::int64_t bytes = pool["oversize"]["outstanding_bytes"].get<std::int64_t>();
+  for (const auto& c : pool["classes"])
+    bytes += c["pooled_bytes"].get<std::int64_t>() + c["outstanding"].get<std::int64_t>() * c["size"].get<std::int64_t>();
+  return bytes;
+}
+}  // namespace
+
+// A connection that waits for its next request holds no pooled buffer: 10,000 of them, each after
+// one answered request, leave what the pool holds exactly as it was. The clients live in a child
+// process, so that the 10,000 client descriptors do not count against this process's limit.
+TEST_CASE("idle: 10000 idle connections hold no pooled buffer") {
+  constexpr int count = 10000;
+  server s(test_settings({{"threads", "1"},
+                          {"limits.max_connections_per_thread", "20000"},
+                          {"pool.rotation_interval", "1h"},
+                          {"http.idle_timeout", "300s"}}));
+  const std::uint16_t port = s.ports().http;
+  {
+    client warm(port);  // the worker's pool caches get their buffers
+    for (int i = 0; i < 4; ++i) {
+      warm.send(get("/plaintext"));
+      CHECK(warm.read_response().status == 200);
+    }
+  }
+  auto pool = [&] { return s.stats()["pool"]; };
+  auto active = [&] { return s.stats()["server"]["connections"]["active"].get<std::int64_t>(); };
+  REQUIRE(eventually([&] { return active() == 0 && pool()["totals"]["outstanding"] == 0; }));
+  const std::int64_t before = held_bytes(pool());
+
+  int ready[2];
+  int done[2];
+  REQUIRE(::pipe(ready) == 0);
+  REQUIRE(::pipe(done) == 0);
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {  // system calls only: the parent has threads, so no allocation after fork
+    ::close(ready[0]);
+    ::close(done[1]);
+    static const char request[] = "GET /plaintext HTTP/1.1\r\nHost: t\r\n\r\n";
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int opened = 0;
+    for (; opened < count; ++opened) {
+      const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+      if (fd < 0 || ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) break;
+      if (::send(fd, request, sizeof request - 1, MSG_NOSIGNAL) != static_cast<ssize_t>(sizeof request - 1)) break;
+      char got[1024];
+      std::size_t n = 0;
+      while (n < sizeof got && ::memmem(got, n, "Hello, World!", 13) == nullptr) {
+        const ssize_t r = ::recv(fd, got + n, sizeof got - n, 0);
+        if (r <= 0) break;
+        n += static_cast<std::size_t>(r);
+      }
+      if (::memmem(got, n, "Hello, World!", 13) == nullptr) break;
+    }
+    (void)!::write(ready[1], &opened, sizeof opened);
+    char x;
+    (void)!::read(done[0], &x, 1);  // until the parent is done looking
+    ::_exit(0);
+  }
+  ::close(ready[1]);
+  ::close(done[0]);
+  struct reap {  // also on a failed REQUIRE: let the child go, and wait for it
+    int done_fd;
+    int ready_fd;
+    pid_t pid;
+    ~reap() {
+      ::close(done_fd);
+      ::close(ready_fd);
+      int status = 0;
+      ::waitpid(pid, &status, 0);
+    }
+  } guard{done[1], ready[0], child};
+  pollfd p{ready[0], POLLIN, 0};
+  REQUIRE(::poll(&p, 1, 120000) == 1);
+  int opened = 0;
+  REQUIRE(::read(ready[0], &opened, sizeof opened) == static_cast<ssize_t>(sizeof opened));
+  REQUIRE(opened == count);
+  REQUIRE(eventually([&] { return active() == count; }, 30s));
+  REQUIRE(eventually([&] { return pool()["totals"]["outstanding"] == 0; }));
+  const auto after = pool();
+  CHECK(after["totals"]["outstanding"] == 0);
+  CHECK(held_bytes(after) == before);
+  CHECK(s.stats()["server"]["requests"]["plaintext"].get<std::uint64_t>() >= static_cast<std::uint64_t>(count));
 }

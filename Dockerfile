@@ -9,7 +9,7 @@ ARG BUFPOOL_BASE=debian:bookworm
 FROM ${BUFPOOL_BASE} AS build
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      cmake ninja-build g++ libasio-dev nlohmann-json3-dev libspdlog-dev libcli11-dev node-llhttp \
+      cmake ninja-build g++ libasio-dev nlohmann-json3-dev libspdlog-dev libcli11-dev node-llhttp liburing-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -23,7 +23,7 @@ FROM ${BUFPOOL_BASE}
 ARG BUFPOOL_VERSION=0.0.0
 ARG BUFPOOL_SOURCE=unknown
 RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends libspdlog1.10 libfmt9 \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends libspdlog1.10 libfmt9 liburing2 \
  && apt-get clean && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/apt /var/log/dpkg.log
 COPY --from=build /out/usr/local/ /usr/local/
 COPY config/server.json /etc/bufpool/server.json

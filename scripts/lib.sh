@@ -8,6 +8,7 @@ BUFPOOL_RUN_PACKAGES=(
   cmake ninja-build g++ pkg-config        # toolchain
   libasio-dev nlohmann-json3-dev          # the library's own dependencies
   libspdlog-dev libcli11-dev node-llhttp  # the server and load generator (llhttp's C sources)
+  liburing-dev                            # the server's io_uring backend (and bench/ceiling's responder)
 )
 # Everything (scripts/test): the above, then tests, benchmarks, fuzzing and the Boost.Asio build.
 BUFPOOL_PACKAGES=(
@@ -17,7 +18,6 @@ BUFPOOL_PACKAGES=(
   clang libclang-rt-14-dev                # the fuzz preset (libFuzzer, ASan+UBSan)
   chromium                                # renders the HTML report and the dashboard in tests
   prometheus                              # promtool and a real Prometheus scrape /metrics in a test
-  liburing-dev                            # bench/ceiling: the bare io_uring responder
 )
 
 # ensure_packages [PACKAGE...]: installs whichever are missing (default: all of BUFPOOL_PACKAGES).

@@ -97,7 +97,7 @@ void echo_connection::on_deadline() {
   auto self = shared_from_this();
   deadline_ = clock::time_point::max();
   w_.stats().count_error(writing_ ? error_kind::write_timeout : error_kind::echo_idle_timeout);
-  log_event(writing_ ? error_kind::write_timeout : error_kind::echo_idle_timeout, 0, socket_);
+  log_event(writing_ ? error_kind::write_timeout : error_kind::echo_idle_timeout, 0, socket_.native_handle());
   close_now();
 }
 

@@ -8,6 +8,12 @@
 #include <new>
 #include <span>
 
+#include <liburing.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <asio/bind_allocator.hpp>
 #include <asio/post.hpp>
 #include <asio/write.hpp>
@@ -213,9 +219,26 @@ http_connection::http_connection(worker& w, asio::ip::tcp::socket socket, const 
   if (!ctx_.admin) w_.stats().http_accepted.add();
 }
 
+http_connection::http_connection(worker& w, int fd, const http_context& ctx)
+    : w_(w), socket_(w.context()), ring_(w.uring()), fd_(fd), ctx_(ctx) {
+  llhttp_init(&parser_, HTTP_REQUEST, &llhttp_callbacks::get());
+  parser_.data = this;
+  int one = 1;
+  ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  recv_op_.c = send_op_.c = this;
+  recv_op_.recv = true;
+  out_.reserve(8);
+  riov_.reserve(8);
+  ring_inputs_.reserve(max_ring_inputs + 4);
+  w_.link(this);
+  active_counter().add();
+  if (!ctx_.admin) w_.stats().http_accepted.add();
+}
+
 http_connection::~http_connection() {
   if (phase_ != phase::closed) w_.unlink(this);
   if (active_counted_) active_counter().sub();
+  if (fd_ >= 0) ::close(fd_);
 }
 
 // Admin connections are counted apart: they do not hold up a graceful stop or count against limits.
@@ -243,30 +266,35 @@ void http_connection::read() {
         yield();
         return;
       }
-      if (!in_) {
-        if (w_.over_budget()) {  // the server's buffer budget is spent: wait, holding nothing
-          budget_wait_ = true;
-          w_.wait_for_budget(shared_from_this());
+      std::size_t n = 0;
+      if (ring_ != nullptr) {  // io_uring: the kernel filled a pooled buffer already, or will
+        if (!ring_input_next(n)) return;
+      } else {
+        if (!in_) {
+          if (w_.over_budget()) {  // the server's buffer budget is spent: wait, holding nothing
+            budget_wait_ = true;
+            w_.wait_for_budget(shared_from_this());
+            return;
+          }
+          try {
+            in_ = w_.pool().get(ctx_.cfg.read_buffer_bytes);
+          } catch (const std::bad_alloc&) {
+            fail_out_of_memory();
+            return;
+          }
+        }
+        std::error_code ec;
+        n = socket_.read_some(asio::buffer(in_.data(), in_.capacity()), ec);
+        if (ec == asio::error::would_block || ec == asio::error::try_again) {
+          in_.reset();  // an idle connection holds no pooled buffer
+          wait_readable();
           return;
         }
-        try {
-          in_ = w_.pool().get(ctx_.cfg.read_buffer_bytes);
-        } catch (const std::bad_alloc&) {
-          fail_out_of_memory();
+        if (ec) {  // EOF or reset: nothing more can be answered, also mid-request
+          if (ec != asio::error::eof) w_.stats().count_error(error_kind::io_error);
+          close_now();
           return;
         }
-      }
-      std::error_code ec;
-      const std::size_t n = socket_.read_some(asio::buffer(in_.data(), in_.capacity()), ec);
-      if (ec == asio::error::would_block || ec == asio::error::try_again) {
-        in_.reset();  // an idle connection holds no pooled buffer
-        wait_readable();
-        return;
-      }
-      if (ec) {  // EOF or reset: nothing more can be answered, also mid-request
-        if (ec != asio::error::eof) w_.stats().count_error(error_kind::io_error);
-        close_now();
-        return;
       }
       in_begin_ = 0;
       in_end_ = n;
@@ -302,7 +330,129 @@ void http_connection::continue_input() {
   else read();
 }
 
+// ---- io_uring input ------------------------------------------------------------------------------
+
+// The next received buffer into in_ (true), or nothing yet: then the recv is armed and a completion
+// resumes the connection (waiting_); at the end of the input, the connection closes.
+bool http_connection::ring_input_next(std::size_t& n) {
+  in_.reset();
+  if (ring_inputs_.empty()) {
+    if (input_end_ != input_end::none) {  // EOF or reset: nothing more can be answered
+      if (input_end_ == input_end::error) w_.stats().count_error(error_kind::io_error);
+      close_now();
+      return false;
+    }
+    arm_recv();
+    waiting_ = true;
+    return false;
+  }
+  in_ = std::move(ring_inputs_.front().buf);
+  n = ring_inputs_.front().n;
+  ring_inputs_.erase(ring_inputs_.begin());
+  return true;
+}
+
+void http_connection::arm_recv() {
+  if (recv_armed_ || recv_starved_ || input_end_ != input_end::none || phase_ == phase::closed) return;
+  if (ring_inputs_.size() >= max_ring_inputs) return;  // parse what came first
+  recv_armed_ = true;
+  recv_op_.keep = shared_from_this();
+  ring_->recv(fd_, recv_op_);
+}
+
+void http_connection::ring_op::complete(int res, unsigned flags) {
+  // Holds the connection through this call; the last completion lets go of the operation's hold.
+  std::shared_ptr<http_connection> hold = keep;
+  if ((flags & IORING_CQE_F_MORE) == 0) keep.reset();
+  if (recv) hold->on_ring_recv(res, flags);
+  else hold->on_ring_send(res);
+}
+
+void http_connection::ring_op::buffers_available() {
+  const std::shared_ptr<http_connection> hold = std::move(keep);  // held while starved
+  c->recv_starved_ = false;
+  c->w_.stats().budget_waiting.sub();
+  c->arm_recv();  // holds it again if it arms
+}
+
+void http_connection::on_ring_recv(int res, unsigned flags) {
+  bufpool::buffer b;
+  if ((flags & IORING_CQE_F_BUFFER) != 0) b = ring_->take(flags);
+  if ((flags & IORING_CQE_F_MORE) == 0) recv_armed_ = false;
+  if (phase_ == phase::closed) return;  // b goes back to the pool
+  if (res > 0) {
+    if (phase_ != phase::lingering) ring_inputs_.push_back({std::move(b), static_cast<std::size_t>(res)});
+  } else if (res == 0) {
+    input_end_ = input_end::eof;
+  } else if (res == -ENOBUFS && ring_->out_of_memory()) {
+    fail_out_of_memory();  // as on epoll when no read buffer can be had: 503 and close
+    return;
+  } else if (res == -ENOBUFS) {
+    // The kernel's ring is empty (the budget is spent, or a burst took every buffer): wait, holding
+    // nothing, until the loop refills it.
+    if (!recv_starved_) {
+      recv_starved_ = true;
+      w_.stats().budget_waits.add();
+      w_.stats().budget_waiting.add();
+      ring_->when_buffers(recv_op_);
+      recv_op_.keep = shared_from_this();
+    }
+  } else if (res != -ECANCELED) {
+    input_end_ = input_end::error;
+  }
+  // Backpressure: a connection that is busy (writing) and keeps receiving stops the kernel reading.
+  if (recv_armed_ && ring_inputs_.size() >= max_ring_inputs) ring_->cancel(recv_op_);
+  if (!waiting_) return;
+  waiting_ = false;
+  if (writing_ || yielded_ || budget_wait_) return;
+  if (phase_ == phase::lingering) linger();
+  else read();
+}
+
+// ---- io_uring output -----------------------------------------------------------------------------
+
+// Sends riov_ (total bytes) with one sendmsg; what a short send leaves is sent on completion.
+http_connection::write_result http_connection::ring_send(std::size_t total) {
+  msg_ = {};
+  msg_.msg_iov = riov_.data();
+  msg_.msg_iovlen = riov_.size();
+  send_total_ = total;
+  send_done_ = 0;
+  writing_ = true;
+  set_deadline(ctx_.cfg.write_timeout);
+  send_op_.keep = shared_from_this();
+  ring_->sendmsg(fd_, &msg_, send_op_);
+  return write_result::pending;
+}
+
+void http_connection::on_ring_send(int res) {
+  if (res < 0) {
+    on_written(std::error_code(-res, asio::error::get_system_category()), send_done_);
+    return;
+  }
+  send_done_ += static_cast<std::size_t>(res);
+  if (send_done_ < send_total_ && phase_ != phase::closed) {
+    std::size_t n = static_cast<std::size_t>(res);
+    std::size_t skip = 0;
+    while (skip < riov_.size() && n >= riov_[skip].iov_len) n -= riov_[skip++].iov_len;
+    riov_.erase(riov_.begin(), riov_.begin() + static_cast<std::ptrdiff_t>(skip));
+    riov_.front().iov_base = static_cast<char*>(riov_.front().iov_base) + n;
+    riov_.front().iov_len -= n;
+    msg_.msg_iov = riov_.data();
+    msg_.msg_iovlen = riov_.size();
+    send_op_.keep = shared_from_this();
+    ring_->sendmsg(fd_, &msg_, send_op_);
+    return;
+  }
+  on_written({}, send_done_);
+}
+
 void http_connection::wait_readable() {
+  if (ring_ != nullptr) {  // a recv completion resumes the connection
+    arm_recv();
+    waiting_ = true;
+    return;
+  }
   waiting_ = true;
   socket_.async_wait(asio::socket_base::wait_read, asio::bind_allocator(alloc(), [self = shared_from_this()](std::error_code ec) {
     self->waiting_ = false;
@@ -387,11 +537,7 @@ void http_connection::complete_request() {
 // Handed to the asynchronous logger (a bounded queue; when it is full the oldest line is dropped and
 // counted): the worker never waits for the disk.
 void http_connection::log_access(clock::time_point now) {
-  if (peer_.empty()) {
-    std::error_code ec;
-    const auto ep = socket_.remote_endpoint(ec);
-    peer_ = ec ? std::string("-") : ep.address().to_string() + ":" + std::to_string(ep.port());
-  }
+  if (peer_.empty()) peer_ = peer_of(fd());
   const auto us = std::chrono::duration_cast<std::chrono::microseconds>(now - request_start_).count();
   ctx_.access_log->info("{} \"{} {} HTTP/{}.{}\" {} {} {}us", peer_, llhttp_method_name(static_cast<llhttp_method_t>(parser_.method)),
                         std::string_view(path_.data(), path_len_), static_cast<unsigned>(parser_.http_major),
@@ -403,7 +549,7 @@ void http_connection::log_access(clock::time_point now) {
 // tells the client it is incomplete) and the connection closes.
 void http_connection::fail(unsigned status, error_kind kind) {
   w_.stats().count_error(kind);
-  log_event(kind, streaming_ ? 0 : status, socket_);
+  log_event(kind, streaming_ ? 0 : status, fd());
   if (ctx_.access_log != nullptr && !streaming_) {
     last_status_ = status;
     last_length_ = 0;
@@ -454,8 +600,13 @@ void http_connection::fail_out_of_memory() {
     close_now();
     return;
   }
-  writing_ = true;
   w_.stats().count_status(503);
+  if (ring_ != nullptr) {
+    riov_.assign({iovec{const_cast<char*>(out_of_memory_response.data()), out_of_memory_response.size()}});
+    ring_send(out_of_memory_response.size());
+    return;
+  }
+  writing_ = true;
   asio::async_write(socket_, asio::buffer(out_of_memory_response),
                     asio::bind_allocator(alloc(), [self = shared_from_this()](std::error_code ec, std::size_t n) {
                       self->on_written(ec, n);
@@ -854,6 +1005,15 @@ void http_connection::respond(route r) {
 // (no operation to queue, no completion to dispatch: the read loop goes straight on); what the
 // socket does not take is written asynchronously, with reading stopped until it is out.
 http_connection::write_result http_connection::flush() {
+  if (ring_ != nullptr) {  // io_uring: one sendmsg, submitted with this turn's other operations
+    riov_.clear();
+    std::size_t total = 0;
+    for (auto& b : out_) {
+      riov_.push_back(iovec{b.data(), b.size()});
+      total += b.size();
+    }
+    return ring_send(total);
+  }
   iov_.clear();
   std::size_t total = 0;
   for (const auto& b : out_) {
@@ -940,7 +1100,11 @@ void http_connection::linger() {
   if (phase_ != phase::lingering) {
     phase_ = phase::lingering;
     std::error_code ec;
-    socket_.shutdown(asio::socket_base::shutdown_send, ec);
+    if (ring_ != nullptr) {
+      if (::shutdown(fd_, SHUT_WR) != 0) ec = std::error_code(errno, std::system_category());
+    } else {
+      socket_.shutdown(asio::socket_base::shutdown_send, ec);
+    }
     if (ec || ctx_.cfg.linger_timeout.count() == 0) {
       close_now();
       return;
@@ -949,6 +1113,16 @@ void http_connection::linger() {
   }
   in_.reset();
   in_begin_ = in_end_ = 0;
+  if (ring_ != nullptr) {  // what arrives is dropped as it comes (on_ring_recv), until the peer closes
+    ring_inputs_.clear();
+    if (input_end_ != input_end::none) {
+      close_now();
+      return;
+    }
+    arm_recv();
+    waiting_ = true;
+    return;
+  }
   std::array<char, 2048> sink;  // on the stack: lingering needs no pooled buffer
   for (std::size_t total = 0; total < max_linger_bytes_per_turn;) {
     std::error_code ec;
@@ -970,7 +1144,17 @@ void http_connection::close_now() {
   if (phase_ == phase::closed) return;
   phase_ = phase::closed;
   std::error_code ec;
-  socket_.close(ec);
+  if (ring_ != nullptr) {
+    // Ends the recv (it completes with 0) and any send (with an error): their completions let go
+    // of the connection. Received buffers go back to the pool now.
+    ::shutdown(fd_, SHUT_RDWR);
+    if (recv_armed_) ring_->cancel(recv_op_);
+    ::close(fd_);
+    fd_ = -1;
+    ring_inputs_.clear();
+  } else {
+    socket_.close(ec);
+  }
   w_.unlink(this);
   in_.reset();
   if (!writing_) out_.clear();  // a write in flight still reads them; on_written returns them
@@ -986,14 +1170,14 @@ void http_connection::on_deadline() {
   deadline_ = clock::time_point::max();
   if (writing_) {
     w_.stats().count_error(error_kind::write_timeout);
-    log_event(error_kind::write_timeout, 0, socket_);
+    log_event(error_kind::write_timeout, 0, fd());
     close_now();  // cancels the write
     return;
   }
   switch (phase_) {
     case phase::idle:
       w_.stats().count_error(error_kind::idle_timeout);
-      log_event(error_kind::idle_timeout, 0, socket_);
+      log_event(error_kind::idle_timeout, 0, fd());
       close_now();
       return;
     case phase::headers:

@@ -30,8 +30,11 @@
 
 #include <spdlog/logger.h>
 
+#include <sys/uio.h>
+
 #include "handler_memory.hpp"
 #include "settings.hpp"
+#include "uring.hpp"
 #include "worker.hpp"
 
 namespace bufpool::server {
@@ -52,6 +55,8 @@ std::string_view dashboard_html() noexcept;
 class http_connection final : public connection_base, public std::enable_shared_from_this<http_connection> {
 public:
   http_connection(worker& w, asio::ip::tcp::socket socket, const http_context& ctx);
+  /// On a worker with the io_uring backend: the accepted descriptor, served through the ring.
+  http_connection(worker& w, int fd, const http_context& ctx);
   ~http_connection() override;
   void start();
   void on_deadline() override;
@@ -67,10 +72,33 @@ private:
   enum class header : std::uint8_t { other, host, transfer_encoding, expect };
 
   friend struct llhttp_callbacks;
+
+  // The io_uring backend's operations: each keeps the connection alive until its last completion.
+  struct ring_op final : uring_op {
+    http_connection* c = nullptr;
+    bool recv = false;
+    std::shared_ptr<http_connection> keep;
+    void complete(int res, unsigned flags) override;
+    void buffers_available() override;
+  };
+  struct ring_input {
+    bufpool::buffer buf;
+    std::size_t n = 0;
+  };
+  enum class input_end : std::uint8_t { none, eof, error };
+  /// Received buffers not parsed yet: a recv is armed only when there are fewer, so a connection holds
+  /// at most this many read buffers (backpressure, as on epoll: no reading while an answer waits).
+  static constexpr std::size_t max_ring_inputs = 1;
   /// write_head's content_length for an answer sent with Transfer-Encoding: chunked.
   static constexpr std::size_t chunked_length = ~std::size_t{0};
 
   void read();
+  bool ring_input_next(std::size_t& n);
+  void arm_recv();
+  void on_ring_recv(int res, unsigned flags);
+  void on_ring_send(int res);
+  write_result ring_send(std::size_t total);
+  int fd() noexcept { return ring_ != nullptr ? fd_ : socket_.native_handle(); }
   void yield();
   void continue_input();
   void wait_readable();
@@ -115,7 +143,21 @@ private:
   int reject(unsigned status, error_kind kind);
 
   worker& w_;
-  asio::ip::tcp::socket socket_;
+  asio::ip::tcp::socket socket_;  // epoll backend (not open with io_uring)
+  // io_uring backend: the ring (null: epoll), the descriptor, the recv and send operations, received
+  // buffers not parsed yet, and the send's gather list.
+  uring_loop* ring_ = nullptr;
+  int fd_ = -1;
+  ring_op recv_op_;
+  ring_op send_op_;
+  std::vector<ring_input> ring_inputs_;
+  bool recv_armed_ = false;
+  bool recv_starved_ = false;  // the recv ended with ENOBUFS: armed again when the ring has buffers
+  input_end input_end_ = input_end::none;
+  std::vector<iovec> riov_;
+  msghdr msg_{};
+  std::size_t send_total_ = 0;
+  std::size_t send_done_ = 0;
   const http_context& ctx_;
   llhttp_t parser_{};
   handler_memory handler_memory_;  // this connection's Asio operations

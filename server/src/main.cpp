@@ -145,11 +145,11 @@ int main(int argc, char** argv) {
     asio::signal_set signals(signals_io, SIGINT, SIGTERM);
     server srv(settings);
     const auto ports = srv.ports();
-    spdlog::info("bufpool-server " BUFPOOL_VERSION_STRING ": http {} echo {} admin {}; {} threads, accept {}, pool {} (classes {}..{} B, idle cap {} B)",
+    spdlog::info("bufpool-server " BUFPOOL_VERSION_STRING ": http {} echo {} admin {}; {} threads, {}, accept {}, pool {} (classes {}..{} B, idle cap {} B)",
                  ports.http ? settings.http_listen.substr(0, settings.http_listen.rfind(':') + 1) + std::to_string(ports.http) : "off",
                  ports.echo ? settings.echo_listen.substr(0, settings.echo_listen.rfind(':') + 1) + std::to_string(ports.echo) : "off",
                  ports.admin ? settings.admin_listen.substr(0, settings.admin_listen.rfind(':') + 1) + std::to_string(ports.admin) : "off",
-                 settings.threads, settings.accept == accept_mode::single ? "single" : "reuseport",
+                 settings.threads, srv.io_backend_name(), settings.accept == accept_mode::single ? "single" : "reuseport",
                  settings.pool.enabled ? "on" : "off", settings.pool.min_class, settings.pool.max_class,
                  settings.pool.max_idle_bytes);
     if (!settings.ready_file.empty()) write_ready_file(settings.ready_file, ports);

@@ -1,6 +1,8 @@
 // The server's assembly: one worker per thread, listeners per accept mode, admin, stats, stop.
 #include "server.hpp"
 
+#include <liburing.h>
+
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_sinks.h>
 
@@ -20,6 +22,7 @@
 
 #include "echo_connection.hpp"
 #include "http_connection.hpp"
+#include "uring.hpp"
 #include "worker.hpp"
 
 namespace bufpool::server {
@@ -65,12 +68,17 @@ public:
   }
   std::uint16_t port() const { return acceptor_.local_endpoint().port(); }
   void start() {
-    asio::post(home_.context(), [this] { accept(); });
+    home_.post([this] { accept(); });
   }
   // Closes the acceptor on its own thread and waits until that happened.
   void close() {
     std::promise<void> done;
-    asio::post(home_.context(), [this, &done] {
+    home_.post([this, &done] {
+      if (ring_accept_ != nullptr) {  // the ring holds the listening socket until its accept ends
+        ring_accept_->owner = nullptr;
+        home_.uring()->cancel(*ring_accept_);
+        ring_accept_ = nullptr;
+      }
       std::error_code ec;
       acceptor_.close(ec);
       backoff_timer_.cancel();
@@ -85,7 +93,42 @@ private:
     auto load = [](worker* w) { return w->stats().active() + w->incoming.load(std::memory_order_relaxed); };
     return **std::min_element(targets_.begin(), targets_.end(), [&](worker* a, worker* b) { return load(a) < load(b); });
   }
+  // The io_uring backend's multishot accept (HTTP on its own worker): it lives until its last
+  // completion, which may come after the listener is gone (owner is then null).
+  struct ring_accept final : uring_op {
+    listener* owner = nullptr;
+    void complete(int res, unsigned flags) override {
+      const bool last = (flags & IORING_CQE_F_MORE) == 0;
+      if (owner != nullptr) owner->on_ring_accept(res, last);
+      else if (res >= 0) ::close(res);
+      if (last) delete this;
+    }
+  };
+  void on_ring_accept(int res, bool last) {
+    if (last) ring_accept_ = nullptr;
+    if (res >= 0) {
+      backoff_ = std::chrono::milliseconds(0);
+      admit_fd(home_, res);
+      if (last && acceptor_.is_open()) accept();
+      return;
+    }
+    if (!acceptor_.is_open() || res == -ECANCELED) return;
+    if (!last && ring_accept_ != nullptr) {  // the accept goes on failing (EMFILE): stop it, pause
+      ring_accept_->owner = nullptr;
+      home_.uring()->cancel(*ring_accept_);
+      ring_accept_ = nullptr;
+    }
+    on_accept_error(std::error_code(-res, asio::error::get_system_category()));  // accepts again, maybe after a pause
+  }
+
   void accept() {
+    if (proto_ == protocol::http && targets_.size() == 1 && home_.uring() != nullptr) {
+      if (ring_accept_ != nullptr) return;
+      ring_accept_ = new ring_accept;
+      ring_accept_->owner = this;
+      home_.uring()->accept(acceptor_.native_handle(), *ring_accept_);
+      return;
+    }
     acceptor_.async_accept([this](std::error_code ec, asio::ip::tcp::socket s) {
       if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
       if (ec) {
@@ -99,13 +142,12 @@ private:
         // single: hand the descriptor to the least-loaded worker's io_context.
         worker& target = pick();
         target.incoming.fetch_add(1, std::memory_order_relaxed);
-        const auto proto = acceptor_.local_endpoint().protocol();
         std::error_code rec;
         const int fd = s.release(rec);
         if (!rec) {
-          asio::post(target.context(), [this, &target, proto, fd] {
+          target.post([this, &target, fd] {
             target.incoming.fetch_sub(1, std::memory_order_relaxed);
-            admit(target, asio::ip::tcp::socket(target.context(), proto, fd));
+            admit_fd(target, fd);
           });
         } else {
           target.incoming.fetch_sub(1, std::memory_order_relaxed);
@@ -148,17 +190,39 @@ private:
     return std::clamp(backoff_ * 2, std::chrono::milliseconds(50), std::chrono::milliseconds(1000));
   }
 
-  // On the target worker's thread.
-  void admit(worker& w, asio::ip::tcp::socket s) {
-    if (w.draining.load(std::memory_order_relaxed) && proto_ != protocol::admin) return;  // closes s
+  // On the target worker's thread: a descriptor accepted by the ring or handed over by another worker.
+  void admit_fd(worker& w, int fd) {
+    if (proto_ == protocol::http && w.uring() != nullptr) {
+      if (!room(w)) {
+        ::close(fd);
+        return;
+      }
+      const std::pmr::polymorphic_allocator<> alloc(connections_);
+      try {
+        std::allocate_shared<http_connection>(alloc, w, fd, *http_)->start();
+      } catch (const std::bad_alloc&) {
+        w.stats().count_error(error_kind::out_of_memory);  // the descriptor closes with the object
+      }
+      return;
+    }
+    admit(w, asio::ip::tcp::socket(w.context(), acceptor_.local_endpoint().protocol(), fd));
+  }
+  // May w take one more connection? Counted when not.
+  bool room(worker& w) {
+    if (w.draining.load(std::memory_order_relaxed) && proto_ != protocol::admin) return false;
     const bool full = proto_ == protocol::http   ? w.stats().http_active.get() >= settings_.max_connections_per_thread
                       : proto_ == protocol::echo ? w.stats().echo_active.get() >= settings_.max_echo_connections_per_thread
                                                  : false;
     if (full) {
       w.stats().rejected.add();
       w.stats().count_error(error_kind::connection_limit);
-      return;  // s is closed at once
     }
+    return !full;
+  }
+
+  // On the target worker's thread.
+  void admit(worker& w, asio::ip::tcp::socket s) {
+    if (!room(w)) return;  // s is closed at once
     // Connection objects live in mapped chunks too: once a burst of connections is gone, their
     // memory goes back to the OS instead of staying in the heap between Asio's long-lived objects.
     const std::pmr::polymorphic_allocator<> alloc(connections_);
@@ -183,6 +247,7 @@ private:
   const http_context* http_;
   std::pmr::memory_resource* connections_;
   asio::steady_timer backoff_timer_{home_.context()};
+  ring_accept* ring_accept_ = nullptr;
   std::chrono::milliseconds backoff_{0};
   clock::time_point last_log_{};
   std::uint64_t unlogged_ = 0;
@@ -201,6 +266,15 @@ server::server(server_settings settings) : settings_(std::move(settings)), start
   const auto tick = sweep_tick(settings_);
   for (std::size_t i = 0; i < settings_.threads; ++i)
     workers_.push_back(std::make_unique<worker>(i, *pool_, tick));
+  if (settings_.backend == io_backend::io_uring) {
+    const std::string why = uring_loop::unavailable();
+    if (why.empty()) {
+      uring_ = true;
+      for (auto& w : workers_) w->use_uring(settings_.http.read_buffer_bytes, static_cast<unsigned>(settings_.uring_buffers));
+    } else {
+      spdlog::warn("io.backend=io_uring is not available here ({}): using epoll", why);
+    }
+  }
   std::vector<worker*> all;
   for (auto& w : workers_) all.push_back(w.get());
 
@@ -259,7 +333,7 @@ server::server(server_settings settings) : settings_(std::move(settings)), start
   for (auto& w : workers_) w->start();
   for (auto& l : listeners_) l->start();
   rotation_->start();
-  asio::post(workers_.front()->context(), [this] { trim_heap(); });
+  workers_.front()->post([this] { trim_heap(); });
 }
 
 // Once per rotation interval, on worker 0: memory the heap keeps after connections close (their
@@ -317,7 +391,7 @@ void server::stop() {
   for (std::size_t i = 0; i + (ports_.admin != 0 ? 1 : 0) < listeners_.size(); ++i) listeners_[i]->close();
   // 2. Close idle connections; busy ones close after their response.
   for (auto& w : workers_)
-    asio::post(w->context(), [wp = w.get()] { wp->for_each_connection([](connection_base* c) { c->drain(); }); });
+    w->post([wp = w.get()] { wp->for_each_connection([](connection_base* c) { c->drain(); }); });
   // 3. Wait for requests in flight, at most the grace period.
   const auto deadline = std::chrono::steady_clock::now() + settings_.shutdown_grace;
   while (active_connections() > 0 && std::chrono::steady_clock::now() < deadline)
@@ -325,7 +399,7 @@ void server::stop() {
   // 4. Close what is left and stop.
   if (ports_.admin != 0) listeners_.back()->close();
   rotation_->stop();
-  asio::post(workers_.front()->context(), [this] {
+  workers_.front()->post([this] {
     trimming_ = false;  // a trim already queued (its timer expired) must not re-arm
     trim_timer_->cancel();
   });
@@ -380,6 +454,7 @@ nlohmann::json server::stats() const {
   return json{{"server",
                {{"uptime_s", uptime},
                 {"threads", workers_.size()},
+                {"io", {{"backend", io_backend_name()}, {"ring_buffers", t.ring_buffers}}},
                 {"draining", draining_.load()},
                 {"connections", {{"active", active}, {"accepted", accepted}, {"rejected", t.rejected}, {"per_thread", threads}}},
                 {"requests", requests},

@@ -55,6 +55,8 @@ public:
   /// The statistics in the Prometheus text exposition format (GET /metrics on the admin listener).
   std::string metrics() const;
   bool draining() const noexcept { return draining_.load(); }
+  /// The HTTP data path in force: "io_uring" or "epoll" (io.backend, after the fallback).
+  const char* io_backend_name() const noexcept { return uring_ ? "io_uring" : "epoll"; }
   bufpool::pool& pool() noexcept { return *pool_; }
   const server_settings& settings() const noexcept { return settings_; }
 
@@ -73,6 +75,7 @@ private:
   std::chrono::system_clock::time_point started_wall_ = std::chrono::system_clock::now();
   std::atomic<bool> draining_{false};
   bool stopped_ = false;
+  bool uring_ = false;  // the workers run the io_uring backend
   std::unique_ptr<bufpool::chunk_resource> chunks_;  // the pool's memory (pool.backing=chunks); outlives pool_
   std::unique_ptr<bufpool::pool> pool_;
   std::unique_ptr<bufpool::chunk_resource> connection_memory_;  // connection objects; outlives the workers

@@ -29,6 +29,12 @@ config::schema build() {
   s.add({"accept.mode", value_kind::choice, "reuseport",
          "reuseport: an SO_REUSEPORT acceptor per thread; single: one acceptor hands sockets to the least-loaded thread",
          0, 0, {"reuseport", "single"}, {"--accept"}, false});
+  s.add({"io.backend", value_kind::choice, "io_uring",
+         "the HTTP data path: io_uring (one ring per thread, read buffers the kernel takes from the pool only when "
+         "bytes arrive) or epoll (Asio's reactor); io_uring falls back to epoll, logged, where the kernel does not allow it",
+         0, 0, {"io_uring", "epoll"}, {"--io-backend"}, false});
+  s.add(integer("io.uring_buffers", 256, "io_uring: pooled read buffers per thread in the kernel's buffer ring (rounded up to a power of two)",
+                8, 32768));
   s.add({"http.listen", value_kind::endpoint, "127.0.0.1:8080", "HTTP/1.1 listener (port 0: any free port)", 0, 0, {},
          {"--http-listen"}, false});
   s.add({"echo.listen", value_kind::endpoint, "127.0.0.1:8081", "TCP echo listener (\"\": off)", 0, 0, {},
@@ -100,6 +106,9 @@ server_settings settings_from(const nlohmann::json& v) {
   s.threads = size_at(v, "threads");
   if (s.threads == 0) s.threads = std::max(1u, std::thread::hardware_concurrency());
   s.accept = config::at(v, "accept.mode").get<std::string>() == "single" ? accept_mode::single : accept_mode::reuseport;
+  s.backend = config::at(v, "io.backend").get<std::string>() == "epoll" ? io_backend::epoll : io_backend::io_uring;
+  s.uring_buffers = 8;
+  while (s.uring_buffers < size_at(v, "io.uring_buffers")) s.uring_buffers *= 2;
   s.http_listen = config::at(v, "http.listen").get<std::string>();
   s.echo_listen = config::at(v, "echo.listen").get<std::string>();
   s.admin_listen = config::at(v, "admin.listen").get<std::string>();

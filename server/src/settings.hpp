@@ -15,6 +15,7 @@
 namespace bufpool::server {
 
 enum class accept_mode { reuseport, single };
+enum class io_backend { io_uring, epoll };
 /// Where the pool's buffer memory comes from.
 enum class pool_backing { chunks, heap };
 
@@ -37,6 +38,8 @@ struct http_settings {
 struct server_settings {
   std::size_t threads = 0;  // 0: one per core
   accept_mode accept = accept_mode::reuseport;
+  io_backend backend = io_backend::io_uring;  // what was asked; /stats server.io_backend says what runs
+  std::size_t uring_buffers = 256;               // a power of two
   std::string http_listen = "127.0.0.1:8080";
   std::string echo_listen = "127.0.0.1:8081";   // "" disables
   std::string admin_listen = "127.0.0.1:9901";  // "" disables

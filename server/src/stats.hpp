@@ -88,6 +88,7 @@ struct worker_stats {
   counter bytes_in, bytes_out, echo_bytes;
   counter budget_waits;    // times a connection waited for the buffer budget
   counter budget_waiting;  // connections waiting for it now
+  counter ring_buffers;    // io_uring: pooled buffers in the kernel's read-buffer ring now
 
   void count_status(unsigned status) noexcept {
     if (status >= 100 && status < 600) status_class[status / 100 - 1].add();
@@ -102,7 +103,7 @@ struct stats_totals {
   std::array<std::uint64_t, 5> status_class{};
   std::array<std::uint64_t, static_cast<std::size_t>(error_kind::count)> errors{};
   std::uint64_t http_active = 0, echo_active = 0, http_accepted = 0, echo_accepted = 0, rejected = 0;
-  std::uint64_t bytes_in = 0, bytes_out = 0, echo_bytes = 0, budget_waits = 0, budget_waiting = 0;
+  std::uint64_t bytes_in = 0, bytes_out = 0, echo_bytes = 0, budget_waits = 0, budget_waiting = 0, ring_buffers = 0;
   std::array<std::array<std::uint64_t, latency_bucket_ns.size() + 1>, static_cast<std::size_t>(route::count)> latency{};
   std::array<std::uint64_t, static_cast<std::size_t>(route::count)> latency_sum_ns{};
 
@@ -120,6 +121,7 @@ struct stats_totals {
     echo_bytes += s.echo_bytes.get();
     budget_waits += s.budget_waits.get();
     budget_waiting += s.budget_waiting.get();
+    ring_buffers += s.ring_buffers.get();
     for (std::size_t r = 0; r < latency.size(); ++r) {
       for (std::size_t b = 0; b < latency[r].size(); ++b) latency[r][b] += s.latency[r].buckets[b].get();
       latency_sum_ns[r] += s.latency[r].sum_ns.get();

@@ -3,15 +3,41 @@
 #include <asio/post.hpp>
 #include <spdlog/spdlog.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include <ctime>
+#include <future>
+
+#include "uring.hpp"
 
 namespace bufpool::server {
 
-void log_event(error_kind kind, unsigned status, const asio::ip::tcp::socket& socket) {
+std::string peer_of(int fd) {
+  sockaddr_storage a{};
+  socklen_t len = sizeof a;
+  if (fd < 0 || ::getpeername(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) return "-";
+  char host[INET6_ADDRSTRLEN] = {};
+  unsigned port = 0;
+  if (a.ss_family == AF_INET) {
+    const auto* v4 = reinterpret_cast<const sockaddr_in*>(&a);
+    ::inet_ntop(AF_INET, &v4->sin_addr, host, sizeof host);
+    port = ntohs(v4->sin_port);
+    return std::string(host) + ":" + std::to_string(port);
+  }
+  if (a.ss_family == AF_INET6) {
+    const auto* v6 = reinterpret_cast<const sockaddr_in6*>(&a);
+    ::inet_ntop(AF_INET6, &v6->sin6_addr, host, sizeof host);
+    port = ntohs(v6->sin6_port);
+    return std::string(host) + ":" + std::to_string(port);
+  }
+  return "-";
+}
+
+void log_event(error_kind kind, unsigned status, int fd) {
   if (!spdlog::should_log(spdlog::level::debug)) return;
-  std::error_code ec;
-  const auto peer = socket.remote_endpoint(ec);
-  const std::string who = ec ? std::string("?") : peer.address().to_string() + ":" + std::to_string(peer.port());
+  const std::string who = peer_of(fd);
   if (status != 0)
     spdlog::debug("rejected: {} {} from {}", status, error_names[static_cast<std::size_t>(kind)], who);
   else
@@ -54,15 +80,45 @@ void worker::resume_waiters() {
   }
 }
 
+worker::~worker() { stop(); }
+
+void wake_uring(uring_loop& u) noexcept { u.wake(); }
+
+// With io_uring, the ring is made on the worker thread (SINGLE_ISSUER ties it to the thread that
+// makes it); start() waits for that, so that listeners see uring() once they start. A ring that
+// cannot be made (the server checked first that one can) leaves this worker on epoll, logged.
 void worker::start() {
   sweep();
-  thread_ = std::thread([this] { io_.run(); });
+  std::promise<void> ready;
+  auto made = ready.get_future();
+  thread_ = std::thread([this, &ready] {
+    if (uring_buffers_ == 0) {
+      ready.set_value();
+      io_.run();
+      return;
+    }
+    try {
+      uring_ = std::make_unique<uring_loop>(*this, uring_buffer_bytes_, uring_buffers_);
+    } catch (const std::exception& e) {
+      spdlog::error("worker {}: io_uring: {}; this worker uses epoll", index_, e.what());
+    }
+    ready.set_value();
+    if (!uring_) {
+      io_.run();
+      return;
+    }
+    // Timers and posts that do not wake the ring (the pool's rotation timer posts to every worker)
+    // run within this bound.
+    uring_->run(io_, std::chrono::milliseconds(50));
+    // The loop is destroyed with the worker, after the join: other threads may still call post().
+  });
+  made.wait();
 }
 
 void worker::stop() {
   if (stopped_) return;
   stopped_ = true;
-  asio::post(io_, [this] {
+  post([this] {
     // The sweep may already be queued to run (its timer expired): the flag keeps it from re-arming.
     sweeping_ = false;
     sweep_timer_.cancel();

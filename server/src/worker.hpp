@@ -9,9 +9,12 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <string>
 #include <thread>
+#include <utility>
 
 #include <asio/io_context.hpp>
+#include <asio/post.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/steady_timer.hpp>
 
@@ -26,7 +29,11 @@ using clock = std::chrono::steady_clock;
 /// Logs one rejected request or closed connection at debug level: what, the status sent (0: none),
 /// the peer. Nothing is done (no system call, no formatting) unless debug is enabled; at info a
 /// summary per rotation interval says how many of each kind there were (server::log_error_summary).
-void log_event(error_kind kind, unsigned status, const asio::ip::tcp::socket& socket);
+void log_event(error_kind kind, unsigned status, int fd);
+/// "address:port" of a connected socket's peer ("-" if it cannot be had).
+std::string peer_of(int fd);
+
+class uring_loop;
 
 /// What every connection offers the worker: a deadline check and a drain request.
 class connection_base {
@@ -54,11 +61,22 @@ private:
 class worker {
 public:
   worker(std::size_t index, bufpool::pool& pool, clock::duration tick);
-  ~worker() { stop(); }
+  ~worker();
   worker(const worker&) = delete;
   worker& operator=(const worker&) = delete;
 
   asio::io_context& context() noexcept { return io_; }
+  /// The io_uring backend's loop, once start() made it (null: the epoll backend).
+  uring_loop* uring() noexcept { return uring_.get(); }
+  /// Before start(): run the data path on io_uring, with this many provided read buffers.
+  void use_uring(std::size_t buffer_bytes, unsigned buffers) noexcept {
+    uring_buffer_bytes_ = buffer_bytes;
+    uring_buffers_ = buffers;
+  }
+  /// Any thread: runs f on the worker thread. With io_uring, also ends the ring's wait (Asio's own
+  /// wake-up does not reach a thread that waits in the ring).
+  template <typename F>
+  void post(F&& f);
   bufpool::pool& pool() noexcept { return pool_; }
   worker_stats& stats() noexcept { return stats_; }
   const worker_stats& stats() const noexcept { return stats_; }
@@ -93,7 +111,7 @@ public:
     if (!budget_waiters_.empty()) resume_waiters();
   }
 
-  void start();  // starts the thread
+  void start();  // starts the thread (with io_uring: and waits until its ring is made)
   void stop();   // closes every connection, lets their handlers finish, joins; idempotent
   std::atomic<bool> draining{false};
   /// Sockets handed to this worker by a single acceptor and not yet admitted (acceptor: +1, worker: -1).
@@ -113,6 +131,9 @@ private:
   asio::steady_timer sweep_timer_;
   clock::duration tick_;
   std::thread thread_;
+  std::unique_ptr<uring_loop> uring_;
+  std::size_t uring_buffer_bytes_ = 0;
+  unsigned uring_buffers_ = 0;
   worker_stats stats_;
   std::array<char, date_length + 1> date_{};
   std::int64_t date_second_ = -1;
@@ -122,5 +143,13 @@ private:
   bool stopped_ = false;
   bool sweeping_ = true;  // worker thread only: cleared when the worker stops
 };
+
+void wake_uring(uring_loop& u) noexcept;
+
+template <typename F>
+void worker::post(F&& f) {
+  asio::post(io_, std::forward<F>(f));
+  if (uring_) wake_uring(*uring_);
+}
 
 }  // namespace bufpool::server

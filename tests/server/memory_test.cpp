@@ -66,6 +66,8 @@ public:
                                      "127.0.0.1:0",   "--threads",   "2",           "--log-level",    "warn",
                                      "--ready-file",  ready_};
     args.insert(args.end(), extra.begin(), extra.end());
+    if (const char* backend = std::getenv("BUFPOOL_TEST_IO_BACKEND"); backend != nullptr && *backend != '\0')
+      args.push_back(std::string("--io.backend=") + backend);  // ctest runs these once per backend
     // bench/run-memory-bench reuses these scenarios with other backings: extra flags and an
     // allocator to preload into the server only (not BUFPOOL_*: the server refuses unknown ones).
     if (const char* more = std::getenv("MEMTEST_SERVER_FLAGS")) {

@@ -67,7 +67,7 @@ TEST_CASE("out of memory: HTTP requests get 503 and a close, echo connections cl
     client c(s.ports().http);
     c.send(get("/plaintext"));
     CHECK(c.read_response().status == 200);
-    CHECK(bufpool::test::eventually([&] { return s.stats()["pool"]["totals"]["outstanding"] == 0; }));
+    CHECK(bufpool::test::eventually([&] { return bufpool::test::connection_buffers(s.stats()) == 0; }));
   }
   CHECK(r.live() == 0);
 }
@@ -111,10 +111,12 @@ TEST_CASE("out of memory: failures at random points of requests never crash, han
     MESSAGE("answered " << ok << ", refused " << refused << ", cut short or closed " << cut_short
                         << ", allocations failed " << r.failures.load());
     CHECK(r.failures.load() > 0);
-    CHECK(refused + cut_short > 0);  // the failures were seen by clients (which of the two varies by timing)
+    // On epoll the failures are seen by clients (which of the two varies by timing). On io_uring most
+    // fall on refills of the kernel's buffer ring, which are retried the next turn unseen.
+    if (s.stats()["server"]["io"]["backend"] == "epoll") CHECK(refused + cut_short > 0);
     CHECK(ok > 0);
     r.fail_every = 0;
-    CHECK(bufpool::test::eventually([&] { return s.stats()["pool"]["totals"]["outstanding"] == 0; }));
+    CHECK(bufpool::test::eventually([&] { return bufpool::test::connection_buffers(s.stats()) == 0; }));
     CHECK(bufpool::test::eventually([&] { return s.stats()["server"]["connections"]["active"] == 0; }));
   }
   CHECK(r.live() == 0);

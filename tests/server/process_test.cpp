@@ -1,10 +1,19 @@
 // bufpool-server as a process: the ready file, SIGTERM and SIGINT drain and exit 0 with the final
 // statistics logged, and configuration errors exit 2 with the message on stderr. Every wait is bounded;
 // a server that does not exit is killed.
+#include <fcntl.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <signal.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cstddef>
+#include <vector>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -205,3 +214,68 @@ TEST_CASE("process: --access-log writes one line per request with peer, request 
   std::remove(ready.c_str());
   std::remove(log.c_str());
 }
+
+// Where the kernel refuses io_uring (a container's seccomp profile, io_uring_disabled), the server
+// says so once and serves on epoll. The child here gets a seccomp filter that fails io_uring_setup
+// with EPERM, as Docker's and podman's default profiles do, before it executes the server.
+#if defined(__x86_64__)
+TEST_CASE("process: where io_uring is refused the server logs the fallback and serves on epoll") {
+  const std::string ready = "/tmp/bufpool-ready-" + std::to_string(::getpid()) + "-uring.json";
+  const std::string log = "/tmp/bufpool-log-" + std::to_string(::getpid()) + "-uring.txt";
+  std::remove(ready.c_str());
+  std::vector<std::string> args = {BUFPOOL_SERVER_BIN, "--http-listen", "127.0.0.1:0", "--echo-listen", "",
+                                   "--admin-listen", "127.0.0.1:0", "--threads", "2", "--io.backend", "io_uring",
+                                   "--ready-file", ready};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  sock_filter filter[] = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, arch)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA)),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+  };
+  sock_fprog prog{static_cast<unsigned short>(sizeof filter / sizeof filter[0]), filter};
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {  // system calls only until exec (the parent has threads)
+    const int out = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ::dup2(out, 1);
+    ::dup2(out, 2);
+    if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 || ::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0)
+      ::_exit(97);
+    ::execv(argv[0], argv.data());
+    ::_exit(98);
+  }
+  struct stop_child {
+    pid_t pid;
+    ~stop_child() {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+    }
+  } guard{pid};
+  const auto ports = wait_ready(ready);
+  REQUIRE(ports.is_object());
+  {
+    bufpool::test::client c(ports["http"].get<std::uint16_t>());
+    c.send(bufpool::test::get("/plaintext"));
+    CHECK(c.read_response().status == 200);
+  }
+  bufpool::test::client admin(ports["admin"].get<std::uint16_t>());
+  admin.send(bufpool::test::get("/stats"));
+  const auto stats = nlohmann::json::parse(admin.read_response().body);
+  CHECK(stats["server"]["io"]["backend"] == "epoll");
+  CHECK(stats["server"]["io"]["ring_buffers"] == 0);
+  std::ifstream in(log);
+  std::stringstream text;
+  text << in.rdbuf();
+  INFO(text.str());
+  CHECK(text.str().find("io.backend=io_uring is not available here") != std::string::npos);
+  CHECK(text.str().find("2 threads, epoll") != std::string::npos);
+  std::remove(ready.c_str());
+  std::remove(log.c_str());
+}
+#endif

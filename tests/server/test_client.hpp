@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -22,6 +23,7 @@
 
 #include <doctest/doctest.h>
 #include <llhttp.h>
+#include <nlohmann/json.hpp>
 
 #include "server.hpp"
 #include "settings.hpp"
@@ -33,11 +35,21 @@ namespace bufpool::test {
 inline server::server_settings test_settings(const std::map<std::string, std::string>& overrides = {}) {
   std::vector<std::string> args = {"test", "--http-listen", "127.0.0.1:0", "--echo-listen", "127.0.0.1:0",
                                    "--admin-listen", "127.0.0.1:0", "--threads", "2", "--log-level", "warn"};
+  // The whole suite runs once per I/O backend: ctest sets BUFPOOL_TEST_IO_BACKEND (epoll, io_uring).
+  if (const char* backend = std::getenv("BUFPOOL_TEST_IO_BACKEND"); backend != nullptr && *backend != '\0')
+    args.push_back(std::string("--io.backend=") + backend);
   for (const auto& [k, v] : overrides) args.push_back("--" + k + "=" + v);
   std::vector<const char*> argv;
   for (auto& a : args) argv.push_back(a.c_str());
   auto loaded = config::load(server::server_schema(), static_cast<int>(argv.size()), argv.data(), {});
   return server::settings_from(loaded.values);
+}
+
+/// Pooled buffers the server's connections hold: the pool's outstanding ones, less those lent to the
+/// kernel's read-buffer rings (io_uring), which no connection holds.
+inline std::int64_t connection_buffers(const nlohmann::json& stats) {
+  return stats["pool"]["totals"]["outstanding"].get<std::int64_t>() -
+         stats["server"]["io"]["ring_buffers"].get<std::int64_t>();
 }
 
 /// Polls `pred` until it holds or `timeout` passes (a bound, not a timing assertion): for server state

@@ -1,0 +1,327 @@
+// The io_uring backend's per-worker loop: the ring, its provided-buffer ring filled from the pool,
+// and the turn that runs the io_context and the ring's completions. See uring.hpp.
+#include "uring.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <liburing.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <new>
+#include <sstream>
+#include <stdexcept>
+#include <system_error>
+#include <thread>
+
+#include <asio/posix/stream_descriptor.hpp>
+
+#include "worker.hpp"
+
+namespace bufpool::server {
+
+namespace {
+
+constexpr unsigned ring_entries = 1024;
+constexpr unsigned cq_entries = 16384;
+constexpr unsigned buffer_group = 0;
+
+bool make_ring(io_uring* ring) {
+  io_uring_params p{};
+  p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_CQSIZE;
+  p.cq_entries = cq_entries;
+  return io_uring_queue_init_params(ring_entries, ring, &p) == 0;
+}
+
+// Asio's epoll descriptor for this io_context: not offered by Asio, so found the way the kernel
+// shows it. A probe eventfd is registered with the io_context's reactor; the epoll descriptor whose
+// /proc/self/fdinfo lists the probe as a target is the reactor's.
+int reactor_descriptor(asio::io_context& io) {
+  const int probe = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (probe < 0) return -1;
+  asio::posix::stream_descriptor d(io, probe);  // registers the probe with the reactor
+  int found = -1;
+  if (DIR* dir = ::opendir("/proc/self/fd")) {
+    while (dirent* e = ::readdir(dir)) {
+      if (e->d_name[0] == '.') continue;
+      char link[64] = {};
+      const std::string path = std::string("/proc/self/fd/") + e->d_name;
+      if (::readlink(path.c_str(), link, sizeof link - 1) <= 0 || std::strcmp(link, "anon_inode:[eventpoll]") != 0)
+        continue;
+      std::ifstream info(std::string("/proc/self/fdinfo/") + e->d_name);
+      std::string line;
+      while (std::getline(info, line)) {
+        std::istringstream in(line);
+        std::string key;
+        int target = -1;
+        if (in >> key >> target && key == "tfd:" && target == probe) {
+          found = std::atoi(e->d_name);
+          break;
+        }
+      }
+      if (found >= 0) break;
+    }
+    ::closedir(dir);
+  }
+  std::error_code ec;
+  d.close(ec);
+  return found;
+}
+
+}  // namespace
+
+// The loop's own operations: the multishot polls on Asio's descriptor and on the wake-up eventfd.
+struct uring_loop::internal_op final : uring_op {
+  uring_loop& loop;
+  int fd;
+  bool armed = false;
+  internal_op(uring_loop& l, int f) : loop(l), fd(f) {}
+  void complete(int res, unsigned flags) override {
+    if ((flags & IORING_CQE_F_MORE) == 0) armed = false;
+    if (fd == loop.wake_fd_ && res > 0) {
+      std::uint64_t v;
+      (void)!::read(fd, &v, sizeof v);  // reset the counter: the next post wakes again
+    }
+    (void)res;
+  }
+};
+
+// On a thread of its own: making and closing a ring can leave task work for the thread that made it,
+// which the kernel delivers by interrupting that thread's blocking system call (EINTR); the caller
+// (the thread that constructs the server: an embedder's main thread) must not see that.
+std::string uring_loop::unavailable() {
+  std::string why;
+  std::thread([&why] { why = probe(); }).join();
+  return why;
+}
+
+std::string uring_loop::probe() {
+  io_uring ring{};
+  if (!make_ring(&ring)) {
+    const int err = errno;
+    std::ifstream disabled("/proc/sys/kernel/io_uring_disabled");
+    int d = 0;
+    if (disabled >> d && d != 0) return "io_uring is disabled (/proc/sys/kernel/io_uring_disabled = " + std::to_string(d) + ")";
+    return std::string("cannot make a ring with SINGLE_ISSUER | DEFER_TASKRUN (kernel 6.1 or later): ") +
+           std::strerror(err != 0 ? err : ENOSYS);
+  }
+  // Provided-buffer rings (5.19) and multishot recv (6.0) come with DEFER_TASKRUN (6.1); check the
+  // buffer ring registration all the same, and the opcodes.
+  std::string why;
+  void* mem = ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+  io_uring_buf_reg reg{};
+  reg.ring_addr = reinterpret_cast<std::uint64_t>(mem);
+  reg.ring_entries = 8;
+  reg.bgid = buffer_group;
+  if (mem == MAP_FAILED || io_uring_register_buf_ring(&ring, &reg, 0) != 0) why = "no provided-buffer rings (kernel 5.19 or later)";
+  if (io_uring_probe* probe = io_uring_get_probe_ring(&ring)) {
+    for (int op : {IORING_OP_RECV, IORING_OP_SENDMSG, IORING_OP_ACCEPT, IORING_OP_POLL_ADD, IORING_OP_ASYNC_CANCEL})
+      if (why.empty() && !io_uring_opcode_supported(probe, op)) why = "opcode " + std::to_string(op) + " not supported";
+    io_uring_free_probe(probe);
+  }
+  io_uring_queue_exit(&ring);
+  if (mem != MAP_FAILED) ::munmap(mem, 4096);
+  return why;
+}
+
+uring_loop::uring_loop(worker& w, std::size_t buffer_bytes, unsigned buffers)
+    : w_(w), buffer_bytes_(buffer_bytes), buffers_(buffers) {
+  if (buffers_ == 0 || (buffers_ & (buffers_ - 1)) != 0 || buffers_ > 32768)
+    throw std::invalid_argument("io.uring_buffers must be a power of two up to 32768");
+  ring_ = new io_uring{};
+  if (!make_ring(ring_)) {
+    const int err = errno;
+    delete ring_;
+    throw std::system_error(err, std::generic_category(), "io_uring_queue_init");
+  }
+  br_bytes_ = buffers_ * sizeof(io_uring_buf);
+  void* mem = ::mmap(nullptr, br_bytes_, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+  io_uring_buf_reg reg{};
+  reg.ring_addr = reinterpret_cast<std::uint64_t>(mem);
+  reg.ring_entries = buffers_;
+  reg.bgid = buffer_group;
+  if (mem == MAP_FAILED || io_uring_register_buf_ring(ring_, &reg, 0) != 0) {
+    if (mem != MAP_FAILED) ::munmap(mem, br_bytes_);
+    io_uring_queue_exit(ring_);
+    delete ring_;
+    throw std::runtime_error("io_uring_register_buf_ring failed");
+  }
+  br_ = static_cast<io_uring_buf_ring*>(mem);
+  io_uring_buf_ring_init(br_);
+  slots_.resize(buffers_);
+  for (unsigned i = buffers_; i-- > 0;) empty_slots_.push_back(static_cast<std::uint16_t>(i));
+  wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+}
+
+uring_loop::~uring_loop() {
+  close_ring();
+  delete reactor_poll_;
+  delete wake_poll_;
+  if (wake_fd_ >= 0) ::close(wake_fd_);
+  slots_.clear();  // the pooled buffers go back to the pool
+}
+
+// On the worker thread (see unavailable() for why): unregisters the buffer ring and closes the ring.
+void uring_loop::close_ring() noexcept {
+  if (ring_ != nullptr) {
+    io_uring_queue_exit(ring_);
+    delete ring_;
+    ring_ = nullptr;
+  }
+  if (br_ != nullptr) {
+    ::munmap(br_, br_bytes_);
+    br_ = nullptr;
+  }
+}
+
+io_uring_sqe* uring_loop::sqe() {
+  io_uring_sqe* s = io_uring_get_sqe(ring_);
+  if (s == nullptr) {  // the submission queue is full: hand it to the kernel, then take one
+    io_uring_submit(ring_);
+    s = io_uring_get_sqe(ring_);
+    if (s == nullptr) throw std::bad_alloc();
+  }
+  return s;
+}
+
+void uring_loop::wake() noexcept {
+  const std::uint64_t one = 1;
+  (void)!::write(wake_fd_, &one, sizeof one);
+}
+
+void uring_loop::recv(int fd, uring_op& op) {
+  io_uring_sqe* s = sqe();
+  io_uring_prep_recv(s, fd, nullptr, static_cast<std::size_t>(buffer_bytes_), 0);
+  s->flags |= IOSQE_BUFFER_SELECT;
+  s->buf_group = buffer_group;
+  io_uring_sqe_set_data(s, &op);
+  ++in_flight_;
+}
+
+void uring_loop::sendmsg(int fd, const msghdr* m, uring_op& op) {
+  io_uring_sqe* s = sqe();
+  io_uring_prep_sendmsg(s, fd, m, MSG_NOSIGNAL);
+  io_uring_sqe_set_data(s, &op);
+  ++in_flight_;
+}
+
+void uring_loop::accept(int fd, uring_op& op) {
+  io_uring_sqe* s = sqe();
+  io_uring_prep_multishot_accept(s, fd, nullptr, nullptr, SOCK_CLOEXEC);
+  io_uring_sqe_set_data(s, &op);
+  ++in_flight_;
+}
+
+void uring_loop::cancel(uring_op& op) {
+  io_uring_sqe* s = sqe();
+  io_uring_prep_cancel(s, &op, IORING_ASYNC_CANCEL_ALL);
+  io_uring_sqe_set_data(s, nullptr);  // its own completion is not looked at
+}
+
+bufpool::buffer uring_loop::take(unsigned flags) {
+  const auto bid = static_cast<std::uint16_t>(flags >> IORING_CQE_BUFFER_SHIFT);
+  empty_slots_.push_back(bid);
+  w_.stats().ring_buffers.sub();
+  return std::move(slots_[bid]);
+}
+
+// Puts pooled buffers into the empty slots of the kernel's ring, while the worker's budget allows;
+// one publish (a release store of the ring's tail) for all of them. Recvs that ran dry re-arm.
+void uring_loop::refill() {
+  int added = 0;
+  const int mask = io_uring_buf_ring_mask(buffers_);
+  out_of_memory_ = false;
+  while (!empty_slots_.empty() && !w_.over_budget()) {
+    const std::uint16_t bid = empty_slots_.back();
+    try {
+      slots_[bid] = w_.pool().get(buffer_bytes_);
+    } catch (const std::bad_alloc&) {
+      out_of_memory_ = true;  // tried again next turn; a recv that finds the ring empty meanwhile gets a 503
+      break;
+    }
+    io_uring_buf_ring_add(br_, slots_[bid].data(), static_cast<unsigned>(buffer_bytes_), bid, mask, added++);
+    empty_slots_.pop_back();
+  }
+  if (added == 0) return;
+  io_uring_buf_ring_advance(br_, added);
+  w_.stats().ring_buffers.add(static_cast<std::uint64_t>(added));
+  if (starved_.empty()) return;
+  std::vector<uring_op*> again;
+  again.swap(starved_);
+  for (uring_op* op : again) op->buffers_available();
+}
+
+void uring_loop::run(asio::io_context& io, std::chrono::milliseconds max_wait) {
+  reactor_fd_ = reactor_descriptor(io);
+  reactor_poll_ = new internal_op(*this, reactor_fd_);
+  wake_poll_ = new internal_op(*this, wake_fd_);
+  auto arm = [&](internal_op* op) {
+    if (op->armed || op->fd < 0) return;
+    io_uring_sqe* s = sqe();
+    io_uring_prep_poll_multishot(s, op->fd, POLLIN);
+    io_uring_sqe_set_data(s, static_cast<uring_op*>(op));
+    op->armed = true;
+    ++in_flight_;
+  };
+  bool stopping = false;
+  int stop_rounds = 0;
+  for (;;) {
+    if (!stopping) {
+      io.poll();
+      if (io.stopped()) {
+        // Every connection is closed: their last completions, and the loop's own polls, are to come.
+        stopping = true;
+        io_uring_sqe* s = sqe();
+        io_uring_prep_cancel(s, nullptr, IORING_ASYNC_CANCEL_ANY | IORING_ASYNC_CANCEL_ALL);
+        io_uring_sqe_set_data(s, nullptr);
+      } else {
+        refill();
+        arm(reactor_poll_);
+        arm(wake_poll_);
+      }
+    }
+    if (stopping && in_flight_ == 0) break;
+    __kernel_timespec ts{};
+    const auto wait = stopping ? std::chrono::milliseconds(100) : max_wait;
+    ts.tv_sec = wait.count() / 1000;
+    ts.tv_nsec = (wait.count() % 1000) * 1000000;
+    io_uring_cqe* cqe = nullptr;
+    const int r = io_uring_submit_and_wait_timeout(ring_, &cqe, 1, &ts, nullptr);
+    if (stopping && r == -ETIME) {
+      // Nothing more came within the wait: cancel whatever is left once more (a recv armed by a
+      // completion after the first cancel), and give up after that.
+      io_uring_sqe* s = sqe();
+      io_uring_prep_cancel(s, nullptr, IORING_ASYNC_CANCEL_ANY | IORING_ASYNC_CANCEL_ALL);
+      io_uring_sqe_set_data(s, nullptr);
+      if (++stop_rounds > 20) break;
+    }
+    unsigned head = 0;
+    unsigned seen = 0;
+    io_uring_for_each_cqe(ring_, head, cqe) {
+      ++seen;
+      auto* op = static_cast<uring_op*>(io_uring_cqe_get_data(cqe));
+      if (op == nullptr) continue;  // a cancel's own completion
+      const unsigned flags = cqe->flags;
+      if ((flags & IORING_CQE_F_MORE) == 0) --in_flight_;
+      op->complete(cqe->res, flags);
+    }
+    io_uring_cq_advance(ring_, seen);
+  }
+  // No operation is left: the kernel writes into no buffer any more. They go back to the pool now,
+  // on this thread, and recvs still waiting for buffers let go of their connections.
+  for (const auto& b : slots_)
+    if (b) w_.stats().ring_buffers.sub();
+  slots_.clear();
+  empty_slots_.clear();
+  std::vector<uring_op*> starved;
+  starved.swap(starved_);
+  for (uring_op* op : starved) op->buffers_available();
+  close_ring();
+}
+
+}  // namespace bufpool::server

@@ -1,0 +1,110 @@
+// uring_loop: the io_uring backend of one worker (io.backend = io_uring; docs/design.md 2.6).
+//
+// One ring per worker thread, made with SINGLE_ISSUER | DEFER_TASKRUN: completions are posted only
+// when this thread enters the kernel, which it does once per loop turn for every connection. The ring
+// drives the thread: each turn runs the io_context's ready handlers (io_context::poll: timers, posted
+// handlers, the sockets Asio's reactor still serves: echo and admin), then submits and waits in one
+// io_uring_enter. The ring watches Asio's epoll descriptor and a wake-up eventfd with multishot
+// polls, so a timer, an admin or echo socket, or a post from another thread (worker::post) ends the
+// wait; the wait is also bounded (max_wait) for posts made by code that does not wake the worker.
+//
+// Read buffers come from the pool: a provided-buffer ring of `buffers` pooled buffers that the kernel
+// takes from only when bytes arrive, so an idle connection holds none. A buffer the kernel filled is
+// handed to its connection (take()), and its slot is refilled from the pool at the end of the turn,
+// unless the worker is over its buffer budget; the pool's statistics see every buffer.
+#pragma once
+
+#include <cstddef>
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <sys/socket.h>
+
+#include <asio/io_context.hpp>
+
+#include <bufpool/buffer.hpp>
+#include <bufpool/pool.hpp>
+
+struct io_uring;
+struct io_uring_buf_ring;
+struct io_uring_sqe;
+
+namespace bufpool::server {
+
+class worker;
+
+/// What submits ring operations: its completions come back through complete(). The object's address
+/// is the operation's user_data, so it must live until the operation's last completion (one without
+/// IORING_CQE_F_MORE); the connections keep themselves alive for that (http_connection::uring_op).
+class uring_op {
+public:
+  virtual void complete(int res, unsigned flags) = 0;
+  /// The kernel's buffer ring ran dry and has buffers again: a recv that ended with ENOBUFS re-arms.
+  virtual void buffers_available() {}
+
+protected:
+  ~uring_op() = default;
+};
+
+class uring_loop {
+public:
+  /// Empty when this kernel and process allow the backend; else why not (for the fallback's log line).
+  static std::string unavailable();
+
+  uring_loop(worker& w, std::size_t buffer_bytes, unsigned buffers);
+  ~uring_loop();
+  uring_loop(const uring_loop&) = delete;
+  uring_loop& operator=(const uring_loop&) = delete;
+
+  /// The worker thread's loop; returns once the io_context has stopped and every operation is done.
+  void run(asio::io_context& io, std::chrono::milliseconds max_wait);
+  /// Any thread: ends the current wait (after a post to the worker's io_context).
+  void wake() noexcept;
+
+  // Worker thread only.
+  /// A recv into one of the provided buffers, which the kernel picks when bytes arrive. One-shot: a
+  /// multishot recv (tried) lets the kernel fill up to 32 buffers for one connection in a burst
+  /// before its owner can stop it, so a client that sends faster than its answers drain made the
+  /// server hold far more than one read buffer per connection (docs/design.md 2.6).
+  void recv(int fd, uring_op& op);
+  /// A sendmsg of m (which must stay valid until completion), MSG_NOSIGNAL.
+  void sendmsg(int fd, const msghdr* m, uring_op& op);
+  /// A multishot accept on a listening socket; completions carry the new descriptor.
+  void accept(int fd, uring_op& op);
+  /// Cancels every operation of op (its last completion still comes, with -ECANCELED or a result).
+  void cancel(uring_op& op);
+  /// The pooled buffer the kernel filled for a recv completion with these flags.
+  bufpool::buffer take(unsigned flags);
+  /// Remembers op to be told when the buffer ring has buffers again.
+  void when_buffers(uring_op& op) { starved_.push_back(&op); }
+  std::size_t buffer_bytes() const noexcept { return buffer_bytes_; }
+  /// The last refill stopped because the pool could not allocate (not because of the budget).
+  bool out_of_memory() const noexcept { return out_of_memory_; }
+
+private:
+  struct internal_op;
+  static std::string probe();
+  void close_ring() noexcept;
+  void refill();
+  ::io_uring_sqe* sqe();
+
+  worker& w_;
+  io_uring* ring_ = nullptr;
+  io_uring_buf_ring* br_ = nullptr;
+  std::size_t br_bytes_ = 0;
+  std::size_t buffer_bytes_;
+  unsigned buffers_;
+  std::vector<bufpool::buffer> slots_;      // the buffer in each slot of the kernel's ring
+  std::vector<std::uint16_t> empty_slots_;  // slots whose buffer was taken, to refill
+  std::vector<uring_op*> starved_;
+  int wake_fd_ = -1;
+  bool out_of_memory_ = false;
+  int reactor_fd_ = -1;  // Asio's epoll descriptor
+  std::size_t in_flight_ = 0;  // operations whose last completion has not come
+  internal_op* reactor_poll_ = nullptr;
+  internal_op* wake_poll_ = nullptr;
+};
+
+}  // namespace bufpool::server

@@ -168,6 +168,11 @@ std::string server::metrics() const {
         access_pool_ ? static_cast<double>(access_pool_->overrun_counter()) : 0.0);
   w.one("bufpool_buffer_budget_max_bytes", "gauge", "The buffer budget (limits.max_buffer_bytes).",
         static_cast<double>(settings_.max_buffer_bytes));
+  w.one("bufpool_io_ring_buffers", "gauge",
+        "Pooled read buffers lent to the kernel's io_uring buffer rings now (0 on the epoll backend).",
+        static_cast<double>(t.ring_buffers));
+  w.one("bufpool_io_uring", "gauge", "1 when the HTTP data path runs on io_uring, 0 on epoll (io.backend).",
+        uring_ ? 1.0 : 0.0);
 
   w.family("bufpool_http_request_duration_seconds", "histogram",
            "Time from a request's first byte to its response being queued, by route.");

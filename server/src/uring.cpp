@@ -20,6 +20,7 @@
 #include <thread>
 
 #include <asio/posix/stream_descriptor.hpp>
+#include <spdlog/spdlog.h>
 
 #include "worker.hpp"
 
@@ -46,6 +47,8 @@ int reactor_descriptor(asio::io_context& io) {
   if (probe < 0) return -1;
   asio::posix::stream_descriptor d(io, probe);  // registers the probe with the reactor
   int found = -1;
+  int matches = 0;  // an epoll instance that kept a registration of a closed descriptor could list the
+                    // same number: then it is not known which one is Asio's
   if (DIR* dir = ::opendir("/proc/self/fd")) {
     while (dirent* e = ::readdir(dir)) {
       if (e->d_name[0] == '.') continue;
@@ -61,16 +64,16 @@ int reactor_descriptor(asio::io_context& io) {
         int target = -1;
         if (in >> key >> target && key == "tfd:" && target == probe) {
           found = std::atoi(e->d_name);
+          ++matches;
           break;
         }
       }
-      if (found >= 0) break;
     }
     ::closedir(dir);
   }
   std::error_code ec;
   d.close(ec);
-  return found;
+  return matches == 1 ? found : -1;
 }
 
 }  // namespace
@@ -258,6 +261,9 @@ void uring_loop::refill() {
 
 void uring_loop::run(asio::io_context& io, std::chrono::milliseconds max_wait) {
   reactor_fd_ = reactor_descriptor(io);
+  if (reactor_fd_ < 0)
+    spdlog::warn("io_uring: Asio's epoll descriptor not found: echo and admin sockets are served within {} ms",
+                 max_wait.count());
   reactor_poll_ = new internal_op(*this, reactor_fd_);
   wake_poll_ = new internal_op(*this, wake_fd_);
   auto arm = [&](internal_op* op) {

@@ -320,6 +320,7 @@ void http_connection::yield() {
     self->yielded_ = false;
     self->continue_input();
   }));
+  w_.note_posted();
 }
 
 // After a pause (a yield, a wait for the budget): reads on, or lingers on, unless something else

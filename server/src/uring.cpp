@@ -86,6 +86,7 @@ struct uring_loop::internal_op final : uring_op {
   internal_op(uring_loop& l, int f) : loop(l), fd(f) {}
   void complete(int res, unsigned flags) override {
     if ((flags & IORING_CQE_F_MORE) == 0) armed = false;
+    loop.needs_poll_ = true;  // Asio has something to do (a socket, a timer, a post from elsewhere)
     if (fd == loop.wake_fd_ && res > 0) {
       std::uint64_t v;
       (void)!::read(fd, &v, sizeof v);  // reset the counter: the next post wakes again
@@ -278,7 +279,13 @@ void uring_loop::run(asio::io_context& io, std::chrono::milliseconds max_wait) {
   int stop_rounds = 0;
   for (;;) {
     if (!stopping) {
-      io.poll();
+      // io_context::poll() costs an epoll_wait even when Asio has nothing to do, so it runs only when
+      // something says it might: the poll on Asio's descriptor or the wake-up fired, code on this
+      // thread posted to it (need_poll), or the wait timed out.
+      if (needs_poll_) {
+        needs_poll_ = false;
+        io.poll();
+      }
       if (io.stopped()) {
         // Every connection is closed: their last completions, and the loop's own polls, are to come.
         stopping = true;
@@ -298,6 +305,7 @@ void uring_loop::run(asio::io_context& io, std::chrono::milliseconds max_wait) {
     ts.tv_nsec = (wait.count() % 1000) * 1000000;
     io_uring_cqe* cqe = nullptr;
     const int r = io_uring_submit_and_wait_timeout(ring_, &cqe, 1, &ts, nullptr);
+    if (r == -ETIME || r == -EINTR) needs_poll_ = true;
     if (stopping && r == -ETIME) {
       // Nothing more came within the wait: cancel whatever is left once more (a recv armed by a
       // completion after the first cancel), and give up after that.

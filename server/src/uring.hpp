@@ -77,6 +77,8 @@ public:
   void cancel(uring_op& op);
   /// The pooled buffer the kernel filled for a recv completion with these flags.
   bufpool::buffer take(unsigned flags);
+  /// Code on the worker thread gave the io_context work (a post): run it this turn.
+  void need_poll() noexcept { needs_poll_ = true; }
   /// Remembers op to be told when the buffer ring has buffers again.
   void when_buffers(uring_op& op) { starved_.push_back(&op); }
   std::size_t buffer_bytes() const noexcept { return buffer_bytes_; }
@@ -101,6 +103,7 @@ private:
   std::vector<uring_op*> starved_;
   int wake_fd_ = -1;
   bool out_of_memory_ = false;
+  bool needs_poll_ = true;
   int reactor_fd_ = -1;  // Asio's epoll descriptor
   std::size_t in_flight_ = 0;  // operations whose last completion has not come
   internal_op* reactor_poll_ = nullptr;

@@ -84,6 +84,10 @@ worker::~worker() { stop(); }
 
 void wake_uring(uring_loop& u) noexcept { u.wake(); }
 
+void worker::note_posted() noexcept {
+  if (uring_) uring_->need_poll();
+}
+
 // With io_uring, the ring is made on the worker thread (SINGLE_ISSUER ties it to the thread that
 // makes it); start() waits for that, so that listeners see uring() once they start. A ring that
 // cannot be made (the server checked first that one can) leaves this worker on epoll, logged.

@@ -73,6 +73,8 @@ public:
     uring_buffer_bytes_ = buffer_bytes;
     uring_buffers_ = buffers;
   }
+  /// Worker thread: code outside the io_context's handlers (a ring completion) gave it work.
+  void note_posted() noexcept;
   /// Any thread: runs f on the worker thread. With io_uring, also ends the ring's wait (Asio's own
   /// wake-up does not reach a thread that waits in the ring).
   template <typename F>
@@ -108,7 +110,10 @@ public:
   /// Worker thread only: buffers went back (a write finished, a connection closed): resume waiters
   /// while there is room, oldest first.
   void on_buffers_returned() {
-    if (!budget_waiters_.empty()) resume_waiters();
+    if (!budget_waiters_.empty()) {
+      resume_waiters();
+      note_posted();  // a resumed connection may have started Asio operations
+    }
   }
 
   void start();  // starts the thread (with io_uring: and waits until its ring is made)

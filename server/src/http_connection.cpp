@@ -668,6 +668,7 @@ int http_connection::on_header_field_complete() {
     if (iequals(name, "host")) {
       if (host_seen_ || phase_ != phase::headers) return reject(400, error_kind::bad_request);  // RFC 9112 3.2
       host_seen_ = true;
+      host_state_ = host_state::none;
       header_ = header::host;
     } else if (iequals(name, "transfer-encoding")) {
       header_ = header::transfer_encoding;
@@ -691,10 +692,20 @@ int http_connection::on_header_value(const char* at, std::size_t n) {
     value_len_ += n;
     return 0;
   }
-  if (header_ == header::host) {
+  if (header_ == header::host) {  // checked as it streams by: nothing is copied
+    value_len_ += n;
     bool ok = true;
-    for (std::size_t i = 0; i < n; ++i) ok &= host_value_chars[static_cast<unsigned char>(at[i])];
+    for (std::size_t i = 0; i < n; ++i) {
+      const char c = at[i];
+      if (c == ' ' || c == '\t') {
+        if (host_state_ == host_state::value) host_state_ = host_state::after;
+        continue;
+      }
+      ok &= host_value_chars[static_cast<unsigned char>(c)] && host_state_ != host_state::after;
+      host_state_ = host_state::value;
+    }
     host_bad_ = host_bad_ || !ok;
+    return 0;
   }
   const std::size_t room = value_.size() - std::min(value_.size(), value_len_);
   std::memcpy(value_.data() + std::min(value_.size(), value_len_), at, std::min(room, n));
@@ -704,14 +715,15 @@ int http_connection::on_header_value(const char* at, std::size_t n) {
 
 int http_connection::on_header_value_complete() {
   if (header_ == header::other) return 0;
+  if (header_ == header::host) {
+    // One authority: no inner whitespace (checked as it came), no longer than a DNS name with a port.
+    header_ = header::other;
+    if (host_bad_ || value_len_ > value_.size()) return reject(400, error_kind::bad_request);
+    return 0;
+  }
   const std::string_view value = trim(std::string_view(value_.data(), std::min(value_len_, value_.size())));
   switch (header_) {
-    case header::host:
-      // One authority: no inner whitespace, and no longer than a DNS name with a port.
-      if (host_bad_ || value_len_ > value_.size() ||
-          std::any_of(value.begin(), value.end(), [](char ch) { return ch == ' ' || ch == '\t'; }))
-        return reject(400, error_kind::bad_request);
-      break;
+    case header::host: break;
     case header::expect:
       expect_continue_ = value_len_ <= value_.size() && iequals(value, "100-continue");
       break;

@@ -195,6 +195,8 @@ private:
   route route_ = route::not_found;
   bool host_seen_ = false;
   bool host_bad_ = false;
+  enum class host_state : std::uint8_t { none, value, after };  // where the Host value's scan is
+  host_state host_state_ = host_state::none;
   bool expect_continue_ = false;
   bool te_seen_ = false;
   bool te_overflow_ = false;

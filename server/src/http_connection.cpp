@@ -81,8 +81,9 @@ constexpr char_table make_table(std::string_view extra) {
 // tchar of RFC 9110 5.6.2: the characters of a header field name.
 constexpr char_table tchars = make_table("!#$%&'*+-.^_`|~");
 // What a Host value may hold (RFC 9110 7.2 / RFC 3986 authority without userinfo): reg-name or
-// IP-literal characters and a port; no '/', '?', '#' or '@'. Blanks too: around the value they are
-// trimmed, inside it they are refused when the value is complete.
+// IP-literal characters and a port; no '/', '?', '#' or '@'.
+constexpr char_table host_chars = make_table("-._~%!$&'()*+,;=:[]");
+// ... and the blanks around it (trimmed; blanks inside it are refused).
 constexpr char_table host_value_chars = make_table("-._~%!$&'()*+,;=:[] \t");
 
 bool is_tchar(char c) { return tchars[static_cast<unsigned char>(c)]; }
@@ -357,23 +358,36 @@ void http_connection::arm_recv() {
   if (recv_armed_ || recv_starved_ || input_end_ != input_end::none || phase_ == phase::closed) return;
   if (ring_inputs_.size() >= max_ring_inputs) return;  // parse what came first
   recv_armed_ = true;
-  recv_op_.keep = shared_from_this();
+  hold_ring();
   ring_->recv(fd_, recv_op_);
 }
 
+// The connection lives while the kernel may still use it: one reference for all its operations in
+// flight (and a recv waiting for buffers), taken when the first starts and dropped when the last ends,
+// so a steady connection touches no reference count per request.
+void http_connection::hold_ring() {
+  if (ring_ops_++ == 0) self_ = shared_from_this();
+}
+
+void http_connection::release_ring() {
+  if (--ring_ops_ != 0) return;
+  const std::shared_ptr<http_connection> last = std::move(self_);  // may destroy *this on return
+}
+
 void http_connection::ring_op::complete(int res, unsigned flags) {
-  // Holds the connection through this call; the last completion lets go of the operation's hold.
-  std::shared_ptr<http_connection> hold = keep;
-  if ((flags & IORING_CQE_F_MORE) == 0) keep.reset();
-  if (recv) hold->on_ring_recv(res, flags);
-  else hold->on_ring_send(res);
+  http_connection* conn = c;
+  const bool last = (flags & IORING_CQE_F_MORE) == 0;
+  if (recv) conn->on_ring_recv(res, flags);
+  else conn->on_ring_send(res);
+  if (last) conn->release_ring();  // the last thing done here: it may destroy the connection (and this)
 }
 
 void http_connection::ring_op::buffers_available() {
-  const std::shared_ptr<http_connection> hold = std::move(keep);  // held while starved
-  c->recv_starved_ = false;
-  c->w_.stats().budget_waiting.sub();
-  c->arm_recv();  // holds it again if it arms
+  http_connection* conn = c;
+  conn->recv_starved_ = false;
+  conn->w_.stats().budget_waiting.sub();
+  conn->arm_recv();
+  conn->release_ring();  // the wait's hold (after arm_recv took its own)
 }
 
 void http_connection::on_ring_recv(int res, unsigned flags) {
@@ -396,7 +410,7 @@ void http_connection::on_ring_recv(int res, unsigned flags) {
       w_.stats().budget_waits.add();
       w_.stats().budget_waiting.add();
       ring_->when_buffers(recv_op_);
-      recv_op_.keep = shared_from_this();
+      hold_ring();
     }
   } else if (res != -ECANCELED) {
     input_end_ = input_end::error;
@@ -421,7 +435,7 @@ http_connection::write_result http_connection::ring_send(std::size_t total) {
   send_done_ = 0;
   writing_ = true;
   set_deadline(ctx_.cfg.write_timeout);
-  send_op_.keep = shared_from_this();
+  hold_ring();
   ring_->sendmsg(fd_, &msg_, send_op_);
   return write_result::pending;
 }
@@ -441,7 +455,7 @@ void http_connection::on_ring_send(int res) {
     riov_.front().iov_len -= n;
     msg_.msg_iov = riov_.data();
     msg_.msg_iovlen = riov_.size();
-    send_op_.keep = shared_from_this();
+    hold_ring();
     ring_->sendmsg(fd_, &msg_, send_op_);
     return;
   }
@@ -694,16 +708,27 @@ int http_connection::on_header_value(const char* at, std::size_t n) {
   }
   if (header_ == header::host) {  // checked as it streams by: nothing is copied
     value_len_ += n;
+    // The usual span: no blank at all. One pass without branches decides it.
+    bool plain = host_state_ != host_state::after;
+    for (std::size_t i = 0; i < n; ++i) plain &= host_chars[static_cast<unsigned char>(at[i])];
+    if (plain) {
+      if (n != 0) host_state_ = host_state::value;
+      return 0;
+    }
+    // Blanks (or a bad byte): where they are decides. Locals: a store to a member through `this`
+    // may alias the bytes read through `at`.
+    host_state st = host_state_;
     bool ok = true;
     for (std::size_t i = 0; i < n; ++i) {
       const char c = at[i];
       if (c == ' ' || c == '\t') {
-        if (host_state_ == host_state::value) host_state_ = host_state::after;
+        st = st == host_state::none ? host_state::none : host_state::after;
         continue;
       }
-      ok &= host_value_chars[static_cast<unsigned char>(c)] && host_state_ != host_state::after;
-      host_state_ = host_state::value;
+      ok &= host_value_chars[static_cast<unsigned char>(c)] & (st != host_state::after);
+      st = host_state::value;
     }
+    host_state_ = st;
     host_bad_ = host_bad_ || !ok;
     return 0;
   }

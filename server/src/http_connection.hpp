@@ -73,11 +73,10 @@ private:
 
   friend struct llhttp_callbacks;
 
-  // The io_uring backend's operations: each keeps the connection alive until its last completion.
+  // The io_uring backend's operations (the connection stays alive while any is in flight: hold_ring).
   struct ring_op final : uring_op {
     http_connection* c = nullptr;
     bool recv = false;
-    std::shared_ptr<http_connection> keep;
     void complete(int res, unsigned flags) override;
     void buffers_available() override;
   };
@@ -95,6 +94,8 @@ private:
   void read();
   bool ring_input_next(std::size_t& n);
   void arm_recv();
+  void hold_ring();
+  void release_ring();
   void on_ring_recv(int res, unsigned flags);
   void on_ring_send(int res);
   write_result ring_send(std::size_t total);
@@ -150,6 +151,8 @@ private:
   int fd_ = -1;
   ring_op recv_op_;
   ring_op send_op_;
+  std::shared_ptr<http_connection> self_;  // while ring_ops_ > 0
+  unsigned ring_ops_ = 0;
   std::vector<ring_input> ring_inputs_;
   bool recv_armed_ = false;
   bool recv_starved_ = false;  // the recv ended with ENOBUFS: armed again when the ring has buffers

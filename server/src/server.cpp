@@ -374,7 +374,14 @@ void server::trim_heap() {
   });
 }
 
-server::~server() { stop(); }
+server::~server() {
+  stop();
+  // The access log's thread first: dropping the last reference to its pool writes what is queued and
+  // joins the thread, so the logger and its file sink are destroyed after their last use there (in
+  // the other order the sink could be freed here while that thread, in libspdlog, had just used it).
+  access_pool_.reset();
+  access_log_.reset();
+}
 
 std::size_t server::active_connections() const {
   std::size_t n = 0;

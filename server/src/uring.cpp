@@ -32,11 +32,12 @@ constexpr unsigned ring_entries = 1024;
 constexpr unsigned cq_entries = 16384;
 constexpr unsigned buffer_group = 0;
 
-bool make_ring(io_uring* ring) {
+// 0, or the error (a positive errno) io_uring_setup gave.
+int make_ring(io_uring* ring) {
   io_uring_params p{};
   p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_CQSIZE;
   p.cq_entries = cq_entries;
-  return io_uring_queue_init_params(ring_entries, ring, &p) == 0;
+  return -io_uring_queue_init_params(ring_entries, ring, &p);
 }
 
 // Asio's epoll descriptor for this io_context: not offered by Asio, so found the way the kernel
@@ -106,13 +107,16 @@ std::string uring_loop::unavailable() {
 
 std::string uring_loop::probe() {
   io_uring ring{};
-  if (!make_ring(&ring)) {
-    const int err = errno;
+  if (const int err = make_ring(&ring); err != 0) {
     std::ifstream disabled("/proc/sys/kernel/io_uring_disabled");
     int d = 0;
     if (disabled >> d && d != 0) return "io_uring is disabled (/proc/sys/kernel/io_uring_disabled = " + std::to_string(d) + ")";
-    return std::string("cannot make a ring with SINGLE_ISSUER | DEFER_TASKRUN (kernel 6.1 or later): ") +
-           std::strerror(err != 0 ? err : ENOSYS);
+    const std::string what = std::string("io_uring_setup: ") + std::strerror(err);
+    if (err == ENOSYS || err == EPERM || err == EACCES)
+      return what + "; a seccomp profile refuses it (containers' default profiles do: run with one that allows "
+                    "io_uring_setup, io_uring_enter and io_uring_register), or the kernel has no io_uring";
+    if (err == EINVAL) return what + "; SINGLE_ISSUER | DEFER_TASKRUN need kernel 6.1 or later";
+    return what;
   }
   // Provided-buffer rings (5.19) and multishot recv (6.0) come with DEFER_TASKRUN (6.1); check the
   // buffer ring registration all the same, and the opcodes.
@@ -138,8 +142,7 @@ uring_loop::uring_loop(worker& w, std::size_t buffer_bytes, unsigned buffers)
   if (buffers_ == 0 || (buffers_ & (buffers_ - 1)) != 0 || buffers_ > 32768)
     throw std::invalid_argument("io.uring_buffers must be a power of two up to 32768");
   ring_ = new io_uring{};
-  if (!make_ring(ring_)) {
-    const int err = errno;
+  if (const int err = make_ring(ring_); err != 0) {
     delete ring_;
     throw std::system_error(err, std::generic_category(), "io_uring_queue_init");
   }

@@ -5,7 +5,6 @@
 //   bare-epoll-responder [--threads N] [--listen 127.0.0.1:PORT] [--echo]
 // --echo: a TCP echo server instead (every byte read is written back, one write per read).
 // Listens on 127.0.0.1 only; stops on SIGINT/SIGTERM.
-#include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -13,6 +12,8 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include "common.hpp"
 
 #include <atomic>
 #include <cstdio>
@@ -26,7 +27,7 @@
 
 namespace {
 
-std::atomic<bool> stop{false};
+using ceiling::stop;
 bool echo_mode = false;
 constexpr std::string_view response =
     "HTTP/1.1 200 OK\r\nServer: bare\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n\r\nHello, World!";
@@ -37,21 +38,6 @@ struct conn {
   char in[65536];
 };
 
-int listen_on(std::uint16_t port) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-  int one = 1;
-  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(fd, 4096) != 0) {
-    std::perror("bind/listen");
-    std::exit(1);
-  }
-  return fd;
-}
 
 // Reads until EAGAIN; answers every complete request of each read in one write. False: close it.
 bool serve(conn& c, std::string& out) {
@@ -85,7 +71,7 @@ bool serve(conn& c, std::string& out) {
 }
 
 void worker(std::uint16_t port) {
-  const int lfd = listen_on(port);
+  const int lfd = ceiling::listen_on(port, SOCK_NONBLOCK);
   const int ep = ::epoll_create1(0);
   epoll_event ev{};
   ev.events = EPOLLIN;
@@ -125,20 +111,7 @@ void worker(std::uint16_t port) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  unsigned threads = 2;
-  std::uint16_t port = 18110;
-  for (int i = 1; i < argc; ++i) {
-    const std::string k = argv[i];
-    if (k == "--echo") echo_mode = true;
-    else if (k == "--threads" && i + 1 < argc) threads = static_cast<unsigned>(std::atoi(argv[++i]));
-    else if (k == "--listen" && i + 1 < argc) port = static_cast<std::uint16_t>(std::atoi(std::strrchr(argv[++i], ':') + 1));
-  }
-  struct sigaction sa{};
-  sa.sa_handler = [](int) { stop.store(true); };
-  ::sigaction(SIGINT, &sa, nullptr);
-  ::sigaction(SIGTERM, &sa, nullptr);
-  std::vector<std::thread> ts;
-  for (unsigned t = 0; t < threads; ++t) ts.emplace_back(worker, port);
-  for (auto& t : ts) t.join();
-  return 0;
+  const ceiling::options o = ceiling::parse(argc, argv, 18110);
+  echo_mode = o.echo;
+  return ceiling::run(o, [&] { worker(o.port); });
 }

@@ -8,7 +8,6 @@
 //   bare-uring-responder [--threads N] [--listen 127.0.0.1:PORT] [--echo]
 // --echo: a TCP echo server instead (every byte received is sent back).
 // Listens on 127.0.0.1 only; stops on SIGINT/SIGTERM.
-#include <arpa/inet.h>
 #include <liburing.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -16,6 +15,8 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include "common.hpp"
 
 #include <atomic>
 #include <cerrno>
@@ -30,7 +31,7 @@
 
 namespace {
 
-std::atomic<bool> stop{false};
+using ceiling::stop;
 bool echo_mode = false;
 constexpr std::string_view response =
     "HTTP/1.1 200 OK\r\nServer: bare\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n\r\nHello, World!";
@@ -53,21 +54,6 @@ struct conn {
 
 std::uint64_t tag(conn* c, op o) { return reinterpret_cast<std::uint64_t>(c) | o; }
 
-int listen_on(std::uint16_t port) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  int one = 1;
-  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(fd, 4096) != 0) {
-    std::perror("bind/listen");
-    std::exit(1);
-  }
-  return fd;
-}
 
 class loop {
 public:
@@ -100,7 +86,7 @@ public:
     buffers_.resize(std::size_t{buffer_count} * buffer_size);
     for (unsigned i = 0; i < buffer_count; ++i) give_back(static_cast<unsigned short>(i), i);
     io_uring_buf_ring_advance(br_, static_cast<int>(buffer_count));
-    lfd_ = listen_on(port);
+    lfd_ = ceiling::listen_on(port, 0);
     arm_accept();
   }
 
@@ -238,20 +224,7 @@ private:
 }  // namespace
 
 int main(int argc, char** argv) {
-  unsigned threads = 2;
-  std::uint16_t port = 18120;
-  for (int i = 1; i < argc; ++i) {
-    const std::string k = argv[i];
-    if (k == "--echo") echo_mode = true;
-    else if (k == "--threads" && i + 1 < argc) threads = static_cast<unsigned>(std::atoi(argv[++i]));
-    else if (k == "--listen" && i + 1 < argc) port = static_cast<std::uint16_t>(std::atoi(std::strrchr(argv[++i], ':') + 1));
-  }
-  struct sigaction sa{};
-  sa.sa_handler = [](int) { stop.store(true); };
-  ::sigaction(SIGINT, &sa, nullptr);
-  ::sigaction(SIGTERM, &sa, nullptr);
-  std::vector<std::thread> ts;
-  for (unsigned t = 0; t < threads; ++t) ts.emplace_back([port] { loop(port).run(); });
-  for (auto& t : ts) t.join();
-  return 0;
+  const ceiling::options o = ceiling::parse(argc, argv, 18120);
+  echo_mode = o.echo;
+  return ceiling::run(o, [&] { loop(o.port).run(); });
 }

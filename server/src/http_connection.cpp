@@ -230,7 +230,6 @@ http_connection::http_connection(worker& w, int fd, const http_context& ctx)
   recv_op_.recv = true;
   out_.reserve(8);
   riov_.reserve(8);
-  ring_inputs_.reserve(max_ring_inputs + 4);
   w_.link(this);
   active_counter().add();
   if (!ctx_.admin) w_.stats().http_accepted.add();
@@ -338,7 +337,7 @@ void http_connection::continue_input() {
 // resumes the connection (waiting_); at the end of the input, the connection closes.
 bool http_connection::ring_input_next(std::size_t& n) {
   in_.reset();
-  if (ring_inputs_.empty()) {
+  if (!ring_in_) {
     if (input_end_ != input_end::none) {  // EOF or reset: nothing more can be answered
       if (input_end_ == input_end::error) w_.stats().count_error(error_kind::io_error);
       close_now();
@@ -348,15 +347,13 @@ bool http_connection::ring_input_next(std::size_t& n) {
     waiting_ = true;
     return false;
   }
-  in_ = std::move(ring_inputs_.front().buf);
-  n = ring_inputs_.front().n;
-  ring_inputs_.erase(ring_inputs_.begin());
+  in_ = std::move(ring_in_);
+  n = ring_in_bytes_;
   return true;
 }
 
 void http_connection::arm_recv() {
-  if (recv_armed_ || recv_starved_ || input_end_ != input_end::none || phase_ == phase::closed) return;
-  if (ring_inputs_.size() >= max_ring_inputs) return;  // parse what came first
+  if (recv_armed_ || recv_starved_ || ring_in_ || input_end_ != input_end::none || phase_ == phase::closed) return;
   recv_armed_ = true;
   hold_ring();
   ring_->recv(fd_, recv_op_);
@@ -393,10 +390,13 @@ void http_connection::ring_op::buffers_available() {
 void http_connection::on_ring_recv(int res, unsigned flags) {
   bufpool::buffer b;
   if ((flags & IORING_CQE_F_BUFFER) != 0) b = ring_->take(flags);
-  if ((flags & IORING_CQE_F_MORE) == 0) recv_armed_ = false;
+  recv_armed_ = false;  // one-shot
   if (phase_ == phase::closed) return;  // b goes back to the pool
   if (res > 0) {
-    if (phase_ != phase::lingering) ring_inputs_.push_back({std::move(b), static_cast<std::size_t>(res)});
+    if (phase_ != phase::lingering) {  // else dropped: b goes back to the pool
+      ring_in_ = std::move(b);
+      ring_in_bytes_ = static_cast<std::size_t>(res);
+    }
   } else if (res == 0) {
     input_end_ = input_end::eof;
   } else if (res == -ENOBUFS && ring_->out_of_memory()) {
@@ -415,8 +415,6 @@ void http_connection::on_ring_recv(int res, unsigned flags) {
   } else if (res != -ECANCELED) {
     input_end_ = input_end::error;
   }
-  // Backpressure: a connection that is busy (writing) and keeps receiving stops the kernel reading.
-  if (recv_armed_ && ring_inputs_.size() >= max_ring_inputs) ring_->cancel(recv_op_);
   if (!waiting_) return;
   waiting_ = false;
   if (writing_ || yielded_ || budget_wait_) return;
@@ -1152,7 +1150,7 @@ void http_connection::linger() {
   in_.reset();
   in_begin_ = in_end_ = 0;
   if (ring_ != nullptr) {  // what arrives is dropped as it comes (on_ring_recv), until the peer closes
-    ring_inputs_.clear();
+    ring_in_.reset();
     if (input_end_ != input_end::none) {
       close_now();
       return;
@@ -1189,7 +1187,7 @@ void http_connection::close_now() {
     if (recv_armed_) ring_->cancel(recv_op_);
     ::close(fd_);
     fd_ = -1;
-    ring_inputs_.clear();
+    ring_in_.reset();
   } else {
     socket_.close(ec);
   }

@@ -80,14 +80,7 @@ private:
     void complete(int res, unsigned flags) override;
     void buffers_available() override;
   };
-  struct ring_input {
-    bufpool::buffer buf;
-    std::size_t n = 0;
-  };
   enum class input_end : std::uint8_t { none, eof, error };
-  /// Received buffers not parsed yet: a recv is armed only when there are fewer, so a connection holds
-  /// at most this many read buffers (backpressure, as on epoll: no reading while an answer waits).
-  static constexpr std::size_t max_ring_inputs = 1;
   /// write_head's content_length for an answer sent with Transfer-Encoding: chunked.
   static constexpr std::size_t chunked_length = ~std::size_t{0};
 
@@ -153,7 +146,10 @@ private:
   ring_op send_op_;
   std::shared_ptr<http_connection> self_;  // while ring_ops_ > 0
   unsigned ring_ops_ = 0;
-  std::vector<ring_input> ring_inputs_;
+  // A received buffer not parsed yet (at most one: a recv is armed only while there is none, so a
+  // connection holds one read buffer, and reads nothing while an answer waits, as on epoll).
+  bufpool::buffer ring_in_;
+  std::size_t ring_in_bytes_ = 0;
   bool recv_armed_ = false;
   bool recv_starved_ = false;  // the recv ended with ENOBUFS: armed again when the ring has buffers
   input_end input_end_ = input_end::none;

@@ -74,11 +74,7 @@ public:
   void close() {
     std::promise<void> done;
     home_.post([this, &done] {
-      if (ring_accept_ != nullptr) {  // the ring holds the listening socket until its accept ends
-        ring_accept_->owner = nullptr;
-        home_.uring()->cancel(*ring_accept_);
-        ring_accept_ = nullptr;
-      }
+      stop_ring_accept();  // the ring holds the listening socket until its accept ends
       std::error_code ec;
       acceptor_.close(ec);
       backoff_timer_.cancel();
@@ -104,6 +100,13 @@ private:
       if (last) delete this;
     }
   };
+  // Cancels the ring's accept and detaches it from this listener (its last completion deletes it).
+  void stop_ring_accept() {
+    if (ring_accept_ == nullptr) return;
+    ring_accept_->owner = nullptr;
+    home_.uring()->cancel(*ring_accept_);
+    ring_accept_ = nullptr;
+  }
   void on_ring_accept(int res, bool last) {
     if (last) ring_accept_ = nullptr;
     if (res >= 0) {
@@ -113,11 +116,7 @@ private:
       return;
     }
     if (!acceptor_.is_open() || res == -ECANCELED) return;
-    if (!last && ring_accept_ != nullptr) {  // the accept goes on failing (EMFILE): stop it, pause
-      ring_accept_->owner = nullptr;
-      home_.uring()->cancel(*ring_accept_);
-      ring_accept_ = nullptr;
-    }
+    if (!last) stop_ring_accept();  // the accept goes on failing (EMFILE): stop it, pause
     on_accept_error(std::error_code(-res, asio::error::get_system_category()));  // accepts again, maybe after a pause
   }
 

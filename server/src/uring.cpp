@@ -3,11 +3,9 @@
 #include "uring.hpp"
 
 #include <dirent.h>
-#include <fcntl.h>
 #include <liburing.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
-#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -38,6 +36,23 @@ int make_ring(io_uring* ring) {
   p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_CQSIZE;
   p.cq_entries = cq_entries;
   return -io_uring_queue_init_params(ring_entries, ring, &p);
+}
+
+// Maps and registers a provided-buffer ring of `entries` (liburing 2.3 has no io_uring_setup_buf_ring);
+// null if the kernel refuses. `bytes` is what to munmap.
+io_uring_buf_ring* register_buffer_ring(io_uring* ring, unsigned entries, std::size_t& bytes) {
+  bytes = entries * sizeof(io_uring_buf);
+  void* mem = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+  if (mem == MAP_FAILED) return nullptr;
+  io_uring_buf_reg reg{};
+  reg.ring_addr = reinterpret_cast<std::uint64_t>(mem);
+  reg.ring_entries = entries;
+  reg.bgid = buffer_group;
+  if (io_uring_register_buf_ring(ring, &reg, 0) != 0) {
+    ::munmap(mem, bytes);
+    return nullptr;
+  }
+  return static_cast<io_uring_buf_ring*>(mem);
 }
 
 // Asio's epoll descriptor for this io_context: not offered by Asio, so found the way the kernel
@@ -92,7 +107,6 @@ struct uring_loop::internal_op final : uring_op {
       std::uint64_t v;
       (void)!::read(fd, &v, sizeof v);  // reset the counter: the next post wakes again
     }
-    (void)res;
   }
 };
 
@@ -121,19 +135,16 @@ std::string uring_loop::probe() {
   // Provided-buffer rings (5.19) and multishot recv (6.0) come with DEFER_TASKRUN (6.1); check the
   // buffer ring registration all the same, and the opcodes.
   std::string why;
-  void* mem = ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
-  io_uring_buf_reg reg{};
-  reg.ring_addr = reinterpret_cast<std::uint64_t>(mem);
-  reg.ring_entries = 8;
-  reg.bgid = buffer_group;
-  if (mem == MAP_FAILED || io_uring_register_buf_ring(&ring, &reg, 0) != 0) why = "no provided-buffer rings (kernel 5.19 or later)";
+  std::size_t br_bytes = 0;
+  io_uring_buf_ring* br = register_buffer_ring(&ring, 8, br_bytes);
+  if (br == nullptr) why = "no provided-buffer rings (kernel 5.19 or later)";
   if (io_uring_probe* probe = io_uring_get_probe_ring(&ring)) {
     for (int op : {IORING_OP_RECV, IORING_OP_SENDMSG, IORING_OP_ACCEPT, IORING_OP_POLL_ADD, IORING_OP_ASYNC_CANCEL})
       if (why.empty() && !io_uring_opcode_supported(probe, op)) why = "opcode " + std::to_string(op) + " not supported";
     io_uring_free_probe(probe);
   }
   io_uring_queue_exit(&ring);
-  if (mem != MAP_FAILED) ::munmap(mem, 4096);
+  if (br != nullptr) ::munmap(br, br_bytes);
   return why;
 }
 
@@ -146,19 +157,12 @@ uring_loop::uring_loop(worker& w, std::size_t buffer_bytes, unsigned buffers)
     delete ring_;
     throw std::system_error(err, std::generic_category(), "io_uring_queue_init");
   }
-  br_bytes_ = buffers_ * sizeof(io_uring_buf);
-  void* mem = ::mmap(nullptr, br_bytes_, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
-  io_uring_buf_reg reg{};
-  reg.ring_addr = reinterpret_cast<std::uint64_t>(mem);
-  reg.ring_entries = buffers_;
-  reg.bgid = buffer_group;
-  if (mem == MAP_FAILED || io_uring_register_buf_ring(ring_, &reg, 0) != 0) {
-    if (mem != MAP_FAILED) ::munmap(mem, br_bytes_);
+  br_ = register_buffer_ring(ring_, buffers_, br_bytes_);
+  if (br_ == nullptr) {
     io_uring_queue_exit(ring_);
     delete ring_;
     throw std::runtime_error("io_uring_register_buf_ring failed");
   }
-  br_ = static_cast<io_uring_buf_ring*>(mem);
   io_uring_buf_ring_init(br_);
   slots_.resize(buffers_);
   for (unsigned i = buffers_; i-- > 0;) empty_slots_.push_back(static_cast<std::uint16_t>(i));
@@ -278,6 +282,11 @@ void uring_loop::run(asio::io_context& io, std::chrono::milliseconds max_wait) {
     op->armed = true;
     ++in_flight_;
   };
+  auto cancel_everything = [&] {
+    io_uring_sqe* s = sqe();
+    io_uring_prep_cancel(s, nullptr, IORING_ASYNC_CANCEL_ANY | IORING_ASYNC_CANCEL_ALL);
+    io_uring_sqe_set_data(s, nullptr);
+  };
   bool stopping = false;
   int stop_rounds = 0;
   for (;;) {
@@ -292,9 +301,7 @@ void uring_loop::run(asio::io_context& io, std::chrono::milliseconds max_wait) {
       if (io.stopped()) {
         // Every connection is closed: their last completions, and the loop's own polls, are to come.
         stopping = true;
-        io_uring_sqe* s = sqe();
-        io_uring_prep_cancel(s, nullptr, IORING_ASYNC_CANCEL_ANY | IORING_ASYNC_CANCEL_ALL);
-        io_uring_sqe_set_data(s, nullptr);
+        cancel_everything();
       } else {
         refill();
         arm(reactor_poll_);
@@ -312,9 +319,7 @@ void uring_loop::run(asio::io_context& io, std::chrono::milliseconds max_wait) {
     if (stopping && r == -ETIME) {
       // Nothing more came within the wait: cancel whatever is left once more (a recv armed by a
       // completion after the first cancel), and give up after that.
-      io_uring_sqe* s = sqe();
-      io_uring_prep_cancel(s, nullptr, IORING_ASYNC_CANCEL_ANY | IORING_ASYNC_CANCEL_ALL);
-      io_uring_sqe_set_data(s, nullptr);
+      cancel_everything();
       if (++stop_rounds > 20) break;
     }
     unsigned head = 0;

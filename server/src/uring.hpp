@@ -37,7 +37,8 @@ class worker;
 
 /// What submits ring operations: its completions come back through complete(). The object's address
 /// is the operation's user_data, so it must live until the operation's last completion (one without
-/// IORING_CQE_F_MORE); the connections keep themselves alive for that (http_connection::uring_op).
+/// IORING_CQE_F_MORE); a connection keeps itself alive while it has one in flight
+/// (http_connection::hold_ring), the listener's accept is a heap object that deletes itself.
 class uring_op {
 public:
   virtual void complete(int res, unsigned flags) = 0;
@@ -81,7 +82,6 @@ public:
   void need_poll() noexcept { needs_poll_ = true; }
   /// Remembers op to be told when the buffer ring has buffers again.
   void when_buffers(uring_op& op) { starved_.push_back(&op); }
-  std::size_t buffer_bytes() const noexcept { return buffer_bytes_; }
   /// The last refill stopped because the pool could not allocate (not because of the budget).
   bool out_of_memory() const noexcept { return out_of_memory_; }
 

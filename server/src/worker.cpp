@@ -24,15 +24,14 @@ std::string peer_of(int fd) {
     const auto* v4 = reinterpret_cast<const sockaddr_in*>(&a);
     ::inet_ntop(AF_INET, &v4->sin_addr, host, sizeof host);
     port = ntohs(v4->sin_port);
-    return std::string(host) + ":" + std::to_string(port);
-  }
-  if (a.ss_family == AF_INET6) {
+  } else if (a.ss_family == AF_INET6) {
     const auto* v6 = reinterpret_cast<const sockaddr_in6*>(&a);
     ::inet_ntop(AF_INET6, &v6->sin6_addr, host, sizeof host);
     port = ntohs(v6->sin6_port);
-    return std::string(host) + ":" + std::to_string(port);
+  } else {
+    return "-";
   }
-  return "-";
+  return std::string(host) + ":" + std::to_string(port);
 }
 
 void log_event(error_kind kind, unsigned status, int fd) {

@@ -3,6 +3,7 @@
 #include "http_connection.hpp"
 
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
 #include <cstring>
 #include <new>
@@ -238,7 +239,13 @@ http_connection::http_connection(worker& w, int fd, const http_context& ctx)
 http_connection::~http_connection() {
   if (phase_ != phase::closed) w_.unlink(this);
   if (active_counted_) active_counter().sub();
-  if (fd_ >= 0) ::close(fd_);
+  if (fd_ >= 0) {
+    if (reset_on_close_) {  // as a close with unread bytes does: a reset, so a sender stops at once
+      const ::linger abort{1, 0};
+      ::setsockopt(fd_, SOL_SOCKET, SO_LINGER, &abort, sizeof abort);
+    }
+    ::close(fd_);
+  }
 }
 
 // Admin connections are counted apart: they do not hold up a graceful stop or count against limits.
@@ -279,8 +286,13 @@ void http_connection::read() {
           try {
             in_ = w_.pool().get(ctx_.cfg.read_buffer_bytes);
           } catch (const std::bad_alloc&) {
-            fail_out_of_memory();
-            return;
+            // No buffer: a 503 only if request bytes wait; an idle connection waits for bytes (and is
+            // asked again when they come), one whose peer has gone closes.
+            switch (peek_input()) {
+              case pending_input::bytes: fail_out_of_memory(); return;
+              case pending_input::nothing: wait_readable(); return;
+              case pending_input::end: close_now(); return;
+            }
           }
         }
         std::error_code ec;
@@ -354,9 +366,9 @@ bool http_connection::ring_input_next(std::size_t& n) {
 
 void http_connection::arm_recv() {
   if (recv_armed_ || recv_starved_ || ring_in_ || input_end_ != input_end::none || phase_ == phase::closed) return;
+  ring_->recv(fd_, recv_op_);  // first: if it throws (no submission entry), nothing is held
   recv_armed_ = true;
   hold_ring();
-  ring_->recv(fd_, recv_op_);
 }
 
 // The connection lives while the kernel may still use it: one reference for all its operations in
@@ -379,19 +391,29 @@ void http_connection::ring_op::complete(int res, unsigned flags) {
   if (last) conn->release_ring();  // the last thing done here: it may destroy the connection (and this)
 }
 
-void http_connection::ring_op::buffers_available() {
+bool http_connection::ring_op::buffers_available() {
   http_connection* conn = c;
   conn->recv_starved_ = false;
   conn->w_.stats().budget_waiting.sub();
   conn->arm_recv();
+  const bool armed = conn->recv_armed_;
   conn->release_ring();  // the wait's hold (after arm_recv took its own)
+  return armed;
 }
 
 void http_connection::on_ring_recv(int res, unsigned flags) {
   bufpool::buffer b;
   if ((flags & IORING_CQE_F_BUFFER) != 0) b = ring_->take(flags);
   recv_armed_ = false;  // one-shot
-  if (phase_ == phase::closed) return;  // b goes back to the pool
+  if (phase_ == phase::closed) {
+    // The connection closed while this recv was pending, and it took bytes the peer is still sending
+    // (they go back to the pool unread). Before the descriptor was kept open until now, close() found
+    // them unread and reset the connection; closing an empty queue instead sends a FIN, and a peer
+    // blocked on a full window would wait for its zero-window probe (up to two minutes) to learn
+    // that nobody reads: so the close resets, as it did.
+    if (res > 0) reset_on_close_ = true;
+    return;
+  }
   if (res > 0) {
     if (phase_ != phase::lingering) {  // else dropped: b goes back to the pool
       ring_in_ = std::move(b);
@@ -399,13 +421,19 @@ void http_connection::on_ring_recv(int res, unsigned flags) {
     }
   } else if (res == 0) {
     input_end_ = input_end::eof;
-  } else if (res == -ENOBUFS && ring_->out_of_memory()) {
-    fail_out_of_memory();  // as on epoll when no read buffer can be had: 503 and close
-    return;
   } else if (res == -ENOBUFS) {
-    // The kernel's ring is empty (the budget is spent, or a burst took every buffer): wait, holding
-    // nothing, until the loop refills it.
-    if (!recv_starved_) {
+    // The kernel's ring is empty (the budget is spent, a burst took every buffer, or the pool cannot
+    // refill it). The recv polls first, so the socket was readable. If the pool is out of memory and
+    // request bytes wait: 503 and close, as on epoll; if it was the peer's end: close. Else wait,
+    // holding nothing, until the loop refills the ring.
+    const pending_input waiting = ring_->out_of_memory() ? peek_input() : pending_input::nothing;
+    if (waiting == pending_input::bytes) {
+      fail_out_of_memory();
+      return;
+    }
+    if (waiting == pending_input::end) {
+      input_end_ = input_end::eof;
+    } else if (!recv_starved_) {
       recv_starved_ = true;
       w_.stats().budget_waits.add();
       w_.stats().budget_waiting.add();
@@ -422,6 +450,17 @@ void http_connection::on_ring_recv(int res, unsigned flags) {
   else read();
 }
 
+// What the socket holds, without taking it: asked only when no read buffer can be had (the pool is
+// out of memory), so that only a connection with request bytes waiting gets the 503; an idle one
+// waits for bytes, one whose peer has gone closes.
+http_connection::pending_input http_connection::peek_input() {
+  char byte;
+  const ssize_t n = ::recv(fd(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n > 0) return pending_input::bytes;
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return pending_input::nothing;
+  return pending_input::end;  // EOF, or an error
+}
+
 // ---- io_uring output -----------------------------------------------------------------------------
 
 // Sends riov_ (total bytes) with one sendmsg; what a short send leaves is sent on completion.
@@ -431,10 +470,10 @@ http_connection::write_result http_connection::ring_send(std::size_t total) {
   msg_.msg_iovlen = riov_.size();
   send_total_ = total;
   send_done_ = 0;
+  ring_->sendmsg(fd_, &msg_, send_op_);  // first: if it throws (no submission entry), nothing is held
   writing_ = true;
   set_deadline(ctx_.cfg.write_timeout);
   hold_ring();
-  ring_->sendmsg(fd_, &msg_, send_op_);
   return write_result::pending;
 }
 
@@ -453,8 +492,8 @@ void http_connection::on_ring_send(int res) {
     riov_.front().iov_len -= n;
     msg_.msg_iov = riov_.data();
     msg_.msg_iovlen = riov_.size();
-    hold_ring();
     ring_->sendmsg(fd_, &msg_, send_op_);
+    hold_ring();
     return;
   }
   on_written({}, send_done_);
@@ -599,15 +638,17 @@ void http_connection::fail(unsigned status, error_kind kind) {
 // knows the requests after it were not served.
 void http_connection::fail_out_of_memory() {
   w_.stats().count_error(error_kind::out_of_memory);
-  out_.clear();
-  out_open_ = false;
   body_bytes_ = 0;
   in_.reset();
   in_begin_ = in_end_ = 0;
   if (writing_ || phase_ == phase::closed || phase_ == phase::lingering) {
+    // A send in flight still reads the output buffers: close_now keeps them until its completion
+    // (on_written returns them), so none goes back to the pool while the kernel may read it.
     close_now();
     return;
   }
+  out_.clear();
+  out_open_ = false;
   closing_ = true;
   if (streaming_) {
     close_now();
@@ -1180,13 +1221,23 @@ void http_connection::close_now() {
   if (phase_ == phase::closed) return;
   phase_ = phase::closed;
   std::error_code ec;
+  std::shared_ptr<http_connection> keep;  // leaving the buffer wait below may drop the last reference
   if (ring_ != nullptr) {
-    // Ends the recv (it completes with 0) and any send (with an error): their completions let go
-    // of the connection. Received buffers go back to the pool now.
+    // Ends the recv (it completes with 0) and any send (with an error), also one still queued in
+    // this turn's submissions: their completions let go of the connection, and the descriptor is
+    // closed only then, by the destructor. Closing it here freed its number while a queued recv or
+    // send still named it; the next socket opened in the process (any listener, any thread) could get
+    // that number, and the dead connection's recv took that client's bytes, or its send wrote into
+    // that client's socket. Received buffers go back to the pool now.
     ::shutdown(fd_, SHUT_RDWR);
     if (recv_armed_) ring_->cancel(recv_op_);
-    ::close(fd_);
-    fd_ = -1;
+    if (recv_starved_) {  // no recv in flight: leave the queue for buffers, and its hold
+      keep = shared_from_this();
+      ring_->forget(recv_op_);
+      recv_starved_ = false;
+      w_.stats().budget_waiting.sub();
+      release_ring();
+    }
     ring_in_.reset();
   } else {
     socket_.close(ec);

@@ -78,7 +78,7 @@ private:
     http_connection* c = nullptr;
     bool recv = false;
     void complete(int res, unsigned flags) override;
-    void buffers_available() override;
+    bool buffers_available() override;
   };
   enum class input_end : std::uint8_t { none, eof, error };
   /// write_head's content_length for an answer sent with Transfer-Encoding: chunked.
@@ -103,6 +103,8 @@ private:
   void fail_out_of_memory();
   bool last_response() const;
   int check_transfer_encoding();
+  enum class pending_input : std::uint8_t { bytes, end, nothing };
+  pending_input peek_input();
   void start_echo_stream();
 
   void respond(route r);
@@ -139,7 +141,9 @@ private:
   worker& w_;
   asio::ip::tcp::socket socket_;  // epoll backend (not open with io_uring)
   // io_uring backend: the ring (null: epoll), the descriptor, the recv and send operations, received
-  // buffers not parsed yet, and the send's gather list.
+  // buffers not parsed yet, and the send's gather list. The descriptor stays open until the destructor,
+  // which runs after the last operation that names it has completed (docs/design.md 2.6, Lifetime):
+  // closing it earlier would free its number while a queued operation still names it.
   uring_loop* ring_ = nullptr;
   int fd_ = -1;
   ring_op recv_op_;
@@ -152,6 +156,7 @@ private:
   std::size_t ring_in_bytes_ = 0;
   bool recv_armed_ = false;
   bool recv_starved_ = false;  // the recv ended with ENOBUFS: armed again when the ring has buffers
+  bool reset_on_close_ = false;  // bytes came after close_now: the destructor's close resets
   input_end input_end_ = input_end::none;
   std::vector<iovec> riov_;
   msghdr msg_{};

@@ -74,8 +74,14 @@ public:
   void close() {
     std::promise<void> done;
     home_.post([this, &done] {
-      stop_ring_accept();  // the ring holds the listening socket until its accept ends
       std::error_code ec;
+      if (ring_accept_ != nullptr) {
+        // The ring's accept names the listening descriptor, and may still sit unsubmitted in this
+        // turn's queue: the descriptor goes to it, to be closed after its last completion, so its
+        // number is not freed (and given to another socket) while the accept can still look it up.
+        ring_accept_->fd = acceptor_.release(ec);
+        stop_ring_accept();
+      }
       acceptor_.close(ec);
       backoff_timer_.cancel();
       done.set_value();
@@ -93,11 +99,14 @@ private:
   // completion, which may come after the listener is gone (owner is then null).
   struct ring_accept final : uring_op {
     listener* owner = nullptr;
+    int fd = -1;  // the listening descriptor, once the listener closed and handed it over
     void complete(int res, unsigned flags) override {
       const bool last = (flags & IORING_CQE_F_MORE) == 0;
       if (owner != nullptr) owner->on_ring_accept(res, last);
       else if (res >= 0) ::close(res);
-      if (last) delete this;
+      if (!last) return;
+      if (fd >= 0) ::close(fd);
+      delete this;
     }
   };
   // Cancels the ring's accept and detaches it from this listener (its last completion deletes it).
@@ -197,10 +206,20 @@ private:
         return;
       }
       const std::pmr::polymorphic_allocator<> alloc(connections_);
+      std::shared_ptr<http_connection> c;
       try {
-        std::allocate_shared<http_connection>(alloc, w, fd, *http_)->start();
+        c = std::allocate_shared<http_connection>(alloc, w, fd, *http_);
       } catch (const std::bad_alloc&) {
-        w.stats().count_error(error_kind::out_of_memory);  // the descriptor closes with the object
+        // No object owns the descriptor (its destructor, which closes it, never ran): close it here.
+        w.stats().count_error(error_kind::out_of_memory);
+        ::close(fd);
+        return;
+      }
+      try {
+        c->start();
+      } catch (const std::bad_alloc&) {  // no submission entry for its first recv: nothing is in flight
+        w.stats().count_error(error_kind::out_of_memory);
+        c->force_close();  // the descriptor closes when c goes
       }
       return;
     }
@@ -292,18 +311,20 @@ server::server(server_settings settings) : settings_(std::move(settings)), start
   admin_ctx_ = std::make_unique<http_context>(http_context{settings_.http, true, draining_, [this] { return stats().dump(); },
                                                             [this] { return metrics(); }, nullptr});
 
+  std::pmr::memory_resource* connections =
+      settings_.connection_memory != nullptr ? settings_.connection_memory : connection_memory_.get();
   auto add = [&](protocol proto, const std::string& where) -> std::uint16_t {
     if (where.empty()) return 0;
     auto ep = resolve(where);
     if (proto == protocol::admin) {
       listeners_.push_back(std::make_unique<listener>(proto, *all.front(), std::vector<worker*>{all.front()}, ep,
-                                                      false, settings_, admin_ctx_.get(), connection_memory_.get()));
+                                                      false, settings_, admin_ctx_.get(), connections));
       return listeners_.back()->port();
     }
     const http_context* ctx = proto == protocol::http ? public_ctx_.get() : nullptr;
     if (settings_.accept == accept_mode::single) {
       listeners_.push_back(
-          std::make_unique<listener>(proto, *all.front(), all, ep, false, settings_, ctx, connection_memory_.get()));
+          std::make_unique<listener>(proto, *all.front(), all, ep, false, settings_, ctx, connections));
       return listeners_.back()->port();
     }
     // reuseport: the first bind picks the port (port 0), the others join it.
@@ -311,7 +332,7 @@ server::server(server_settings settings) : settings_(std::move(settings)), start
     for (worker* w : all) {
       if (port != 0) ep.port(port);
       listeners_.push_back(std::make_unique<listener>(proto, *w, std::vector<worker*>{w}, ep, true, settings_, ctx,
-                                                      connection_memory_.get()));
+                                                      connections));
       port = listeners_.back()->port();
     }
     return port;

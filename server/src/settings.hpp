@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <memory_resource>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -57,6 +58,9 @@ struct server_settings {
   pool_backing backing = pool_backing::chunks;  // ignored when pool.memory is set (tests, embedders)
   std::chrono::microseconds shutdown_grace{10'000'000};
   pool_options pool;
+  /// Where connection objects are allocated (tests inject failures here); null: a chunk_resource of
+  /// the server's own.
+  std::pmr::memory_resource* connection_memory = nullptr;
   std::chrono::microseconds rotation_interval{10'000'000};
   nlohmann::json effective;  // the configuration in force, echoed in /stats
 };

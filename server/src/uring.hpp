@@ -42,11 +42,21 @@ class worker;
 class uring_op {
 public:
   virtual void complete(int res, unsigned flags) = 0;
-  /// The kernel's buffer ring ran dry and has buffers again: a recv that ended with ENOBUFS re-arms.
-  virtual void buffers_available() {}
+  /// The kernel's buffer ring has a buffer for this recv, which ended with ENOBUFS: it re-arms (true),
+  /// or does not want one any more (false).
+  virtual bool buffers_available() { return false; }
 
 protected:
   ~uring_op() = default;
+
+private:
+  friend class uring_loop;
+  // The loop's queue of recvs waiting for buffers (oldest first; intrusive, so leaving it is O(1)).
+  uring_op* starved_prev_ = nullptr;
+  uring_op* starved_next_ = nullptr;
+  bool starved_ = false;  // in that queue
+  bool woken_ = false;    // re-armed by the queue, its completion not seen yet (counted in woken_)
+  bool retry_ = false;    // its last recv was such a re-arm: an ENOBUFS now keeps its place in the queue
 };
 
 class uring_loop {
@@ -65,7 +75,9 @@ public:
   void wake() noexcept;
 
   // Worker thread only.
-  /// A recv into one of the provided buffers, which the kernel picks when bytes arrive. One-shot: a
+  /// A recv into one of the provided buffers, which the kernel picks when bytes arrive
+  /// (IORING_RECVSEND_POLL_FIRST: the kernel waits for readiness before it looks for a buffer, so an
+  /// idle socket never ends its recv with ENOBUFS when the ring is empty). One-shot: a
   /// multishot recv (tried) lets the kernel fill up to 32 buffers for one connection in a burst
   /// before its owner can stop it, so a client that sends faster than its answers drain made the
   /// server hold far more than one read buffer per connection (docs/design.md 2.6).
@@ -80,16 +92,23 @@ public:
   bufpool::buffer take(unsigned flags);
   /// Code on the worker thread gave the io_context work (a post): run it this turn.
   void need_poll() noexcept { needs_poll_ = true; }
-  /// Remembers op to be told when the buffer ring has buffers again.
-  void when_buffers(uring_op& op) { starved_.push_back(&op); }
-  /// The last refill stopped because the pool could not allocate (not because of the budget).
-  bool out_of_memory() const noexcept { return out_of_memory_; }
+  /// Queues op (whose recv ended with ENOBUFS) to be re-armed when the buffer ring has a buffer for
+  /// it: one op per buffer, oldest first; an op that was re-armed and lost its buffer to another recv
+  /// keeps its place at the front.
+  void when_buffers(uring_op& op) noexcept;
+  /// Takes op out of that queue (its connection closed): it will not be told.
+  void forget(uring_op& op) noexcept;
+  /// The pool cannot fill the buffer ring (not because of the budget): the last refill stopped for
+  /// want of memory, and so does one more try now.
+  bool out_of_memory();
 
 private:
   struct internal_op;
   static std::string probe();
   void close_ring() noexcept;
-  void refill();
+  void refill();  // fill(), then wake_starved()
+  void fill();
+  void wake_starved();
   ::io_uring_sqe* sqe();
 
   worker& w_;
@@ -100,7 +119,9 @@ private:
   unsigned buffers_;
   std::vector<bufpool::buffer> slots_;      // the buffer in each slot of the kernel's ring
   std::vector<std::uint16_t> empty_slots_;  // slots whose buffer was taken, to refill
-  std::vector<uring_op*> starved_;
+  uring_op* starved_head_ = nullptr;  // oldest
+  uring_op* starved_tail_ = nullptr;
+  std::size_t woken_ = 0;  // re-armed recvs whose completion has not come: each may take a buffer
   int wake_fd_ = -1;
   bool out_of_memory_ = false;
   bool needs_poll_ = true;

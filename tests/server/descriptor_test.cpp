@@ -294,7 +294,7 @@ TEST_CASE("descriptor: a connection closed while it waits for a read buffer is c
   server s(test_settings({{"threads", "1"},
                           {"limits.max_buffer_bytes", "1"},
                           {"http.max_body_bytes", "67108864"},
-                          {"http.header_timeout", "300ms"}}));
+                          {"http.header_timeout", "1s"}}));
   client slow(s.ports().http);  // its answer, which it does not read, keeps the budget spent
   constexpr std::size_t body = 16u << 20;
   std::thread sender([&] {
@@ -310,7 +310,8 @@ TEST_CASE("descriptor: a connection closed while it waits for a read buffer is c
     }
   } guard{sender, slow.fd()};
   REQUIRE(eventually([&] { return bufpool::test::connection_buffers(s.stats()) >= 1; }));
-  std::this_thread::sleep_for(300ms);
+  bufpool::test::wait_until_reading_stops(s);
+  REQUIRE(bufpool::test::connection_buffers(s.stats()) >= 1);
   std::vector<std::unique_ptr<client>> waiting;
   for (int i = 0; i < 4; ++i) {
     waiting.push_back(std::make_unique<client>(s.ports().http));

@@ -358,7 +358,7 @@ TEST_CASE("budget: while a slow reader holds buffers the other connections wait 
   } guard{sender, slow.fd()};
   auto outstanding = [&] { return bufpool::test::connection_buffers(s.stats()); };
   REQUIRE(eventually([&] { return outstanding() >= 1; }));
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  bufpool::test::wait_until_reading_stops(s);
   REQUIRE(outstanding() >= 1);  // the slow reader's answer is stuck in pooled buffers
   std::vector<std::unique_ptr<client>> clients;
   std::string batch;

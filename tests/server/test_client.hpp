@@ -64,6 +64,26 @@ bool eventually(Pred pred, std::chrono::milliseconds timeout = std::chrono::seco
   return true;
 }
 
+/// Waits (at most 20 s) until the server has read nothing for 300 ms: a client that sends without
+/// reading has filled the socket buffers both ways and its answer is stuck. A fixed sleep was too
+/// short under ThreadSanitizer on a loaded machine.
+inline void wait_until_reading_stops(server::server& s) {
+  auto bytes_in = [&] { return s.stats()["server"]["bytes_in"].get<std::uint64_t>(); };
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  std::uint64_t last = bytes_in();
+  auto still_since = std::chrono::steady_clock::now();
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    const std::uint64_t now = bytes_in();
+    if (now != last) {
+      last = now;
+      still_since = std::chrono::steady_clock::now();
+    } else if (std::chrono::steady_clock::now() - still_since >= std::chrono::milliseconds(300)) {
+      return;
+    }
+  }
+}
+
 /// One parsed HTTP response.
 struct response {
   unsigned status = 0;

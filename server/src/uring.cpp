@@ -243,8 +243,7 @@ bufpool::buffer uring_loop::take(unsigned flags) {
   return std::move(slots_[bid]);
 }
 
-// Puts pooled buffers into the empty slots of the kernel's ring, while the worker's budget allows;
-// one publish (a release store of the ring's tail) for all of them. Recvs that ran dry re-arm.
+// Once a turn: buffers into the ring, then the recvs that ran dry re-armed for them.
 void uring_loop::refill() {
   fill();
   wake_starved();
@@ -256,6 +255,8 @@ bool uring_loop::out_of_memory() {
   return out_of_memory_;
 }
 
+// Puts pooled buffers into the empty slots of the kernel's ring, while the worker's budget allows;
+// one publish (a release store of the ring's tail) for all of them.
 void uring_loop::fill() {
   int added = 0;
   const int mask = io_uring_buf_ring_mask(buffers_);

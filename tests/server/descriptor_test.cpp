@@ -295,20 +295,8 @@ TEST_CASE("descriptor: a connection closed while it waits for a read buffer is c
                           {"limits.max_buffer_bytes", "1"},
                           {"http.max_body_bytes", "67108864"},
                           {"http.header_timeout", "1s"}}));
-  client slow(s.ports().http);  // its answer, which it does not read, keeps the budget spent
-  constexpr std::size_t body = 16u << 20;
-  std::thread sender([&] {
-    slow.send("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: " + std::to_string(body) + "\r\n\r\n" +
-              std::string(body, 's'));
-  });
-  struct join_sender {
-    std::thread& t;
-    int fd;
-    ~join_sender() {
-      ::shutdown(fd, SHUT_RDWR);
-      if (t.joinable()) t.join();
-    }
-  } guard{sender, slow.fd()};
+  // Its answer, which it does not read, keeps the budget spent.
+  bufpool::test::stalled_upload slow(s.ports().http, 16u << 20);
   REQUIRE(eventually([&] { return bufpool::test::connection_buffers(s.stats()) >= 1; }));
   bufpool::test::wait_until_reading_stops(s);
   REQUIRE(bufpool::test::connection_buffers(s.stats()) >= 1);

@@ -341,21 +341,8 @@ TEST_CASE("echo route: a body timeout in the middle of a streamed answer cuts it
 // client reads, every request is answered.
 TEST_CASE("budget: while a slow reader holds buffers the other connections wait to read and then all are answered") {
   server s(test_settings({{"threads", "1"}, {"limits.max_buffer_bytes", "1"}, {"http.max_body_bytes", "67108864"}}));
-  client slow(s.ports().http);
   constexpr std::size_t body = 16u << 20;  // far more than the socket buffers between them hold
-  std::thread sender([&] {
-    slow.send("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: " + std::to_string(body) + "\r\n\r\n" +
-              std::string(body, 's'));
-  });
-  struct join_sender {  // on a failed REQUIRE too: unblock the send, then join
-    std::thread& t;
-    int fd;
-    ~join_sender() {
-      if (!t.joinable()) return;
-      ::shutdown(fd, SHUT_RDWR);
-      t.join();
-    }
-  } guard{sender, slow.fd()};
+  bufpool::test::stalled_upload slow(s.ports().http, body);
   auto outstanding = [&] { return bufpool::test::connection_buffers(s.stats()); };
   REQUIRE(eventually([&] { return outstanding() >= 1; }));
   bufpool::test::wait_until_reading_stops(s);
@@ -366,8 +353,8 @@ TEST_CASE("budget: while a slow reader holds buffers the other connections wait 
   for (int i = 0; i < 5; ++i) clients.push_back(std::make_unique<client>(s.ports().http));
   for (auto& c : clients) c->send(batch);
   REQUIRE(eventually([&] { return s.stats()["server"]["buffer_budget"]["waiting"].get<std::uint64_t>() > 0; }));
-  const auto big = slow.read_response(60s);
-  sender.join();
+  const auto big = slow.conn().read_response(60s);
+  slow.join();
   CHECK(big.status == 200);
   CHECK(big.body.size() == body);
   int ok = 0;

@@ -244,6 +244,33 @@ private:
   int head_pending_ = 0;
 };
 
+/// A client that sends one large POST /echo from a thread of its own and reads nothing: once the socket
+/// buffers both ways are full, its answer stays in the server's pooled buffers until it reads
+/// (conn().read_response()). The destructor, also after a failed REQUIRE, unblocks the send and joins.
+class stalled_upload {
+public:
+  stalled_upload(std::uint16_t port, std::size_t body_bytes)
+      : client_(port),
+        sender_([this, body_bytes] {
+          client_.send("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: " + std::to_string(body_bytes) +
+                       "\r\n\r\n" + std::string(body_bytes, 's'));
+        }) {}
+  ~stalled_upload() {
+    if (!sender_.joinable()) return;
+    ::shutdown(client_.fd(), SHUT_RDWR);
+    sender_.join();
+  }
+  stalled_upload(const stalled_upload&) = delete;
+  stalled_upload& operator=(const stalled_upload&) = delete;
+  client& conn() { return client_; }
+  /// Waits until the whole body has been sent (after the answer was read).
+  void join() { sender_.join(); }
+
+private:
+  client client_;
+  std::thread sender_;  // last: it starts once client_ exists
+};
+
 /// Sends `request` on a fresh connection; expects exactly one response with `status` and
 /// Connection: close, then the connection closed by the server with no other response before the close
 /// (nothing smuggled after the bad request is answered).

@@ -22,7 +22,7 @@
 
 #include "echo_connection.hpp"
 #include "http_connection.hpp"
-#include "uring.hpp"
+#include "io/uring.hpp"
 #include "worker.hpp"
 
 namespace bufpool::server {
@@ -208,7 +208,7 @@ private:
       const std::pmr::polymorphic_allocator<> alloc(connections_);
       std::shared_ptr<http_connection> c;
       try {
-        c = std::allocate_shared<http_connection>(alloc, w, fd, *http_);
+        c = make_http_connection(alloc, w, fd, *http_);
       } catch (const std::bad_alloc&) {
         // No object owns the descriptor (its destructor, which closes it, never ran): close it here.
         w.stats().count_error(error_kind::out_of_memory);
@@ -250,7 +250,7 @@ private:
                                               settings_.echo_idle_timeout, settings_.http.write_timeout)
             ->start();
       } else {
-        std::allocate_shared<http_connection>(alloc, w, std::move(s), *http_)->start();
+        make_http_connection(alloc, w, std::move(s), *http_)->start();
       }
     } catch (const std::bad_alloc&) {
       w.stats().count_error(error_kind::out_of_memory);  // the socket closes; the listener goes on
@@ -307,9 +307,11 @@ server::server(server_settings settings) : settings_(std::move(settings)), start
     access_log_->set_pattern("%Y-%m-%dT%H:%M:%S.%e %v");
     access_log_->set_level(spdlog::level::info);
   }
-  public_ctx_ = std::make_unique<http_context>(http_context{settings_.http, false, draining_, {}, {}, access_log_.get()});
-  admin_ctx_ = std::make_unique<http_context>(http_context{settings_.http, true, draining_, [this] { return stats().dump(); },
-                                                            [this] { return metrics(); }, nullptr});
+  public_ctx_ = std::make_unique<http_context>(settings_.http, false, routes::make_public_table(draining_),
+                                               access_log_.get());
+  admin_ctx_ = std::make_unique<http_context>(
+      settings_.http, true,
+      routes::make_admin_table(draining_, [this] { return stats().dump(); }, [this] { return metrics(); }), nullptr);
 
   std::pmr::memory_resource* connections =
       settings_.connection_memory != nullptr ? settings_.connection_memory : connection_memory_.get();

@@ -10,7 +10,7 @@
 #include <ctime>
 #include <future>
 
-#include "uring.hpp"
+#include "io/uring.hpp"
 
 namespace bufpool::server {
 

@@ -20,6 +20,7 @@
 
 #include <bufpool/pool.hpp>
 
+#include "http/env.hpp"
 #include "stats.hpp"
 
 namespace bufpool::server {
@@ -82,6 +83,8 @@ public:
   bufpool::pool& pool() noexcept { return pool_; }
   worker_stats& stats() noexcept { return stats_; }
   const worker_stats& stats() const noexcept { return stats_; }
+  /// What this thread's HTTP engines share: the pool, the statistics, the Date, draining.
+  http::engine_env& http_env() noexcept { return http_env_; }
   std::size_t index() const noexcept { return index_; }
 
   /// "Fri, 27 Nov 2026 10:00:00 GMT": refreshed by the sweep once a second.
@@ -141,6 +144,7 @@ private:
   unsigned uring_buffers_ = 0;
   worker_stats stats_;
   std::array<char, date_length + 1> date_{};
+  http::engine_env http_env_{pool_, stats_, date_.data(), draining};
   std::int64_t date_second_ = -1;
   connection_base* head_ = nullptr;
   std::int64_t budget_ = 0;

@@ -21,7 +21,7 @@
 #include "../support/failing_resource.hpp"
 #include "http_connection.hpp"
 #include "test_client.hpp"
-#include "uring.hpp"
+#include "io/uring.hpp"
 #include "worker.hpp"
 
 using namespace std::chrono_literals;
@@ -59,7 +59,7 @@ struct one_worker {
   bufpool::pool pool;
   srv::http_settings cfg;
   std::atomic<bool> draining{false};
-  srv::http_context ctx{cfg, false, draining, {}, {}, nullptr};
+  srv::http_context ctx{cfg, false, srv::routes::make_public_table(draining), nullptr};
   srv::worker w{0, pool, std::chrono::milliseconds(10)};
   bool uring = false;
 
@@ -77,8 +77,9 @@ struct one_worker {
 
   // A connection on the server side `fd` of a pair, as the listener would make it.
   std::shared_ptr<srv::http_connection> connection(int fd) {
-    if (uring) return std::make_shared<srv::http_connection>(w, fd, ctx);
-    return std::make_shared<srv::http_connection>(w, asio::ip::tcp::socket(w.context(), asio::ip::tcp::v4(), fd), ctx);
+    const std::pmr::polymorphic_allocator<> alloc(std::pmr::new_delete_resource());
+    if (uring) return srv::make_http_connection(alloc, w, fd, ctx);
+    return srv::make_http_connection(alloc, w, asio::ip::tcp::socket(w.context(), asio::ip::tcp::v4(), fd), ctx);
   }
   // Runs f on the worker thread, in one handler, and waits for it.
   template <typename F>

@@ -1,6 +1,6 @@
 // The io_uring backend's per-worker loop: the ring, its provided-buffer ring filled from the pool,
 // and the turn that runs the io_context and the ring's completions. See uring.hpp.
-#include "uring.hpp"
+#include "io/uring.hpp"
 
 #include <dirent.h>
 #include <liburing.h>

@@ -4,9 +4,9 @@
 // server's own uptime_s, so they are right whatever the browser's clock does.
 #include <string_view>
 
-#include "http_connection.hpp"
+#include "routes/table.hpp"
 
-namespace bufpool::server {
+namespace bufpool::server::routes {
 
 namespace {
 constexpr std::string_view page = R"HTML(<!DOCTYPE html>
@@ -112,4 +112,4 @@ setInterval(poll, 1000);
 
 std::string_view dashboard_html() noexcept { return page; }
 
-}  // namespace bufpool::server
+}  // namespace bufpool::server::routes

@@ -38,7 +38,7 @@ class worker;
 /// What submits ring operations: its completions come back through complete(). The object's address
 /// is the operation's user_data, so it must live until the operation's last completion (one without
 /// IORING_CQE_F_MORE); a connection keeps itself alive while it has one in flight
-/// (http_connection::hold_ring), the listener's accept is a heap object that deletes itself.
+/// (io::uring_stream::hold), the listener's accept is a heap object that deletes itself.
 class uring_op {
 public:
   virtual void complete(int res, unsigned flags) = 0;

@@ -1,0 +1,276 @@
+// http::engine: one HTTP/1.1 connection's protocol, with no socket in it (docs/design.md 2.2).
+//
+// It is fed pooled buffers of received bytes (feed), parses them with llhttp in strict mode plus the
+// checks llhttp cannot make (obs-fold, Host, Transfer-Encoding lists, versions, header-name characters,
+// chunk extensions, limits), calls the route's handler for each request, and writes every answer into a
+// pooled output batch, handed out as a gather list (output). Errors, 100-continue, HEAD, keep-alive and
+// close are decided here. Once a read buffer is parsed it is kept as a spare for the next read
+// (take_spare), so a steady connection reads into the same buffer; its bytes are never needed again
+// (llhttp keeps its state across reads).
+//
+// parse() answers every complete request held, in order, until the input is spent, the batch holds
+// max_pipeline answers, or an answer is the connection's last; then the owner sends the batch and calls
+// output_sent(), and parse() again if input is left (has_input).
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string_view>
+
+#include <llhttp.h>
+#include <sys/uio.h>
+
+#include <bufpool/buffer.hpp>
+#include <bufpool/pool.hpp>
+
+#include "http/checks.hpp"
+#include "http/env.hpp"
+#include "http/handler.hpp"
+#include "http/output.hpp"
+#include "settings.hpp"
+#include "stats.hpp"
+
+namespace bufpool::server::routes {
+class table;
+}
+
+namespace bufpool::server::http {
+
+using clock = std::chrono::steady_clock;
+
+/// A request that failed, and each answered request when the owner asked for them (access log).
+class engine_events {
+public:
+  struct answered_request {
+    std::string_view method;
+    std::string_view target;  // as kept (the first 128 bytes)
+    unsigned major, minor, status;
+    std::size_t length;         // of the answer's body, as its head says
+    clock::duration took;       // from the request's first byte to its answer
+  };
+  virtual void failed(error_kind kind, unsigned status) = 0;  // status 0: none could be sent
+  virtual void answered(const answered_request&) {}
+
+protected:
+  ~engine_events() = default;
+};
+
+/// What the engines of one listener share.
+struct engine_context {
+  const http_settings& limits;
+  const routes::table& routes;
+  bool close_when_draining = true;  // while the worker drains, answers carry Connection: close
+  bool log_answers = false;         // engine_events::answered for each request (access log)
+};
+
+class engine {
+public:
+  enum class phase : std::uint8_t { idle, headers, body };
+  enum class result : std::uint8_t {
+    need_input,     // everything fed is parsed; nothing to send
+    send,           // a batch is ready (output()); input may be left (has_input)
+    close,          // the last answer is out (or none could be sent): close, lingering
+    out_of_memory,  // no buffer could be had: the owner sends the static 503 or closes
+  };
+  /// Sent when no buffer can be had: from static memory, so it needs no allocation.
+  static constexpr std::string_view out_of_memory_response =
+      "HTTP/1.1 503 Service Unavailable\r\nServer: bufpool\r\nContent-Type: text/plain\r\n"
+      "Content-Length: 14\r\nConnection: close\r\nRetry-After: 1\r\n\r\nout of memory\n";
+
+  engine(const engine_context& ctx, engine_env& env, engine_events& events);
+  engine(const engine&) = delete;
+  engine& operator=(const engine&) = delete;
+
+  // ---- input ----
+  /// n received bytes in b (only when !has_input()).
+  void feed(bufpool::buffer b, std::size_t n) noexcept {
+    in_ = std::move(b);
+    in_begin_ = 0;
+    in_end_ = n;
+  }
+  bool has_input() const noexcept { return in_begin_ < in_end_; }
+  /// The parsed-out read buffer, to read into again (empty if there is none).
+  bufpool::buffer take_spare() noexcept { return std::move(in_); }
+  /// Drops what is held of the input (lingering, a timeout).
+  void drop_input() noexcept {
+    in_.reset();
+    in_begin_ = in_end_ = 0;
+  }
+  result parse();
+
+  // ---- output ----
+  bool has_output() const noexcept { return !out_.empty(); }
+  /// The batch as a gather list; total: its bytes.
+  std::span<const iovec> output(std::size_t& total) { return out_.gather(total); }
+  /// The batch is out (or abandoned): its buffers go back to the pool.
+  void output_sent() noexcept {
+    out_.clear();
+    batch_ = 0;
+  }
+
+  // ---- state ----
+  phase current_phase() const noexcept { return phase_; }
+  /// The batch holds the connection's last answer (or an error's): close once it is out.
+  bool closing() const noexcept { return closing_; }
+  /// An echo answer has begun: a failure can only cut it short.
+  bool streaming() const noexcept { return streaming_; }
+  /// The deadline the protocol asks for (a request's header or body timeout from its first byte, the
+  /// idle timeout after an answer), when it changed since the last call.
+  bool take_deadline(clock::time_point& d) noexcept {
+    if (!deadline_changed_) return false;
+    deadline_changed_ = false;
+    d = deadline_;
+    return true;
+  }
+
+  // ---- events from the owner ----
+  /// The header or body deadline passed: a 408 (or the echo answer cut short); closing() after it.
+  result timeout();
+  /// No buffer could be had for input (the owner found request bytes waiting): counted, input dropped;
+  /// the owner then either sends out_of_memory_response (abandon_output first) or closes.
+  void note_out_of_memory() noexcept;
+  /// Drops the batch (its buffers back to the pool) to send out_of_memory_response instead.
+  void abandon_output() noexcept {
+    out_.clear();
+    batch_ = 0;
+    closing_ = true;
+  }
+
+private:
+  friend class exchange;
+  friend struct llhttp_callbacks;
+  /// The header whose value is being parsed, when it is one the engine checks itself.
+  enum class header : std::uint8_t { other, host, transfer_encoding, expect };
+  /// write_head's content_length for an answer sent with Transfer-Encoding: chunked.
+  static constexpr std::size_t chunked_length = ~std::size_t{0};
+
+  void execute(const char* data, std::size_t n);
+  void out_of_memory() noexcept {  // during parse(): it returns result::out_of_memory
+    note_out_of_memory();
+    oom_ = true;
+  }
+  bool last_response() const noexcept;
+  void complete_request();
+  void fail(unsigned status, error_kind kind);
+  void start_echo_stream();
+  /// An answer's head; last: it carries Connection: close.
+  void write_head(unsigned status, std::string_view content_type, std::size_t content_length,
+                  std::string_view extra_headers, bool last);
+  void append_body(std::string_view body) {
+    if (!head_) out_.append(body);
+  }
+  void set_deadline(clock::time_point d) noexcept {
+    deadline_ = d;
+    deadline_changed_ = true;
+  }
+  int reject(unsigned status, error_kind kind) noexcept;
+
+  // llhttp callbacks (they never throw: llhttp is C; an allocation failure becomes a 503).
+  int on_message_begin();
+  int on_url(const char* at, std::size_t n);
+  int on_header_field(const char* at, std::size_t n);
+  int on_header_field_complete();
+  int on_header_value(const char* at, std::size_t n);
+  int on_header_value_complete();
+  int on_headers_complete();
+  int on_chunk_header();
+  int on_chunk_extension(std::size_t n);
+  int on_chunk_complete();
+  int on_body(const char* at, std::size_t n);
+  int on_message_complete();
+
+  const engine_context& ctx_;
+  engine_env& env_;
+  engine_events& events_;
+  llhttp_t parser_{};
+
+  // Input: a pooled buffer while bytes wait to be parsed (or as the spare); the span llhttp_execute is
+  // working on, and the last byte other than SP/HT before it (for obs-fold).
+  bufpool::buffer in_;
+  std::size_t in_begin_ = 0;
+  std::size_t in_end_ = 0;
+  const char* exec_begin_ = nullptr;
+  char last_byte_ = '\n';
+
+  output_batch out_;
+  std::size_t batch_ = 0;  // answers in out_
+
+  // The request being parsed.
+  std::array<char, 128> path_{};  // the target, enough to route on (longer targets are 404s)
+  std::size_t path_len_ = 0;
+  std::size_t url_len_ = 0;
+  std::array<char, 20> field_{};
+  std::size_t field_len_ = 0;
+  header header_ = header::other;
+  std::array<char, 256> value_{};
+  std::size_t value_len_ = 0;
+  std::array<char, 64> te_{};  // every Transfer-Encoding value, lower case, joined by ",": longer is a 400
+  std::size_t te_len_ = 0;
+  std::size_t header_bytes_ = 0;
+  std::size_t header_count_ = 0;
+  std::uint64_t echo_length_ = 0;  // the request's Content-Length
+  std::size_t body_bytes_ = 0;     // body and chunk-extension bytes: counted against max_body_bytes
+  std::size_t ext_bytes_ = 0;      // chunk-extension bytes on the current chunk-size line
+  const handler* handler_ = nullptr;
+  route route_ = route::not_found;
+  std::string_view allow_;         // the Allow header of a 405
+  host_scan host_;                 // the Host value, checked as it streams by
+  bool host_seen_ = false;
+  bool expect_continue_ = false;
+  bool te_seen_ = false;
+  bool te_overflow_ = false;
+  bool head_ = false;              // a HEAD request whose headers are complete: answers carry no body
+  bool keep_alive_ = true;
+  bool echo_ = false;              // the handler asked for the body back
+  bool streaming_ = false;         // an echo answer has begun: a later failure can only cut it short
+  bool chunk_open_ = false;        // a chunk of a chunked echo answer awaits its CRLF
+  bool continue_sent_ = false;
+  bool closing_ = false;
+  bool oom_ = false;               // a buffer could not be had during this parse
+  bool deadline_changed_ = false;
+  phase phase_ = phase::idle;
+  unsigned reject_status_ = 0;
+  error_kind reject_kind_ = error_kind::bad_request;
+  std::size_t requests_ = 0;
+  clock::time_point request_start_{};  // the current request's first byte (on_message_begin)
+  clock::time_point deadline_{};
+  unsigned last_status_ = 0;           // of the last answer head written (access log)
+  std::size_t last_length_ = 0;
+};
+
+/// A request as its handler sees it, and the way it answers.
+class exchange {
+public:
+  explicit exchange(engine& e) noexcept : e_(e) {}
+  llhttp_method_t method() const noexcept { return static_cast<llhttp_method_t>(e_.parser_.method); }
+  /// The request target as received, up to its first 128 bytes (target_complete: all of it).
+  std::string_view target() const noexcept { return {e_.path_.data(), e_.path_len_}; }
+  bool target_complete() const noexcept { return e_.url_len_ == e_.path_len_; }
+  std::string_view path() const noexcept;
+  std::string_view query() const noexcept;
+  unsigned version_minor() const noexcept { return e_.parser_.http_minor; }
+  /// A HEAD request: body() writes nothing.
+  bool head() const noexcept { return e_.head_; }
+  /// A 405's Allow header line ("Allow: GET, HEAD\r\n"), from the route table.
+  std::string_view allow() const noexcept { return e_.allow_; }
+
+  void write_head(unsigned status, std::string_view content_type, std::size_t content_length,
+                  std::string_view extra_headers = {}) {
+    e_.write_head(status, content_type, content_length, extra_headers, e_.closing_);
+  }
+  void body(std::string_view bytes) { e_.append_body(bytes); }
+  /// From on_headers: the request body streams back as the answer's body (Content-Length, or chunked
+  /// for a chunked request), each piece as it is parsed.
+  void echo_body() noexcept { e_.echo_ = true; }
+  /// From respond, after echo_body: ends the echoed answer.
+  void end_echo();
+
+private:
+  engine& e_;
+};
+
+}  // namespace bufpool::server::http

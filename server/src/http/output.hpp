@@ -1,0 +1,50 @@
+// output_batch: the answers of one batch, in pooled buffers, handed out as a gather list. Bytes are
+// appended to the last buffer while it has room, else to a new one of at least 4 KiB; both vectors keep
+// their capacity, so a steady connection allocates nothing per request. No I/O: whoever sends the
+// gather list calls clear() once the kernel no longer reads it.
+#pragma once
+
+#include <cstddef>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include <sys/uio.h>
+
+#include <bufpool/buffer.hpp>
+#include <bufpool/pool.hpp>
+
+namespace bufpool::server::http {
+
+class output_batch {
+public:
+  static constexpr std::size_t buffer_bytes = 4096;
+
+  explicit output_batch(bufpool::pool& pool) : pool_(pool) { out_.reserve(8); iov_.reserve(8); }
+
+  /// Room for n more bytes at the end, contiguous (the last buffer's tail, or a new buffer); write
+  /// into it, then commit() what was written. Throws std::bad_alloc when no buffer can be had.
+  char* space(std::size_t n);
+  void commit(std::size_t n) noexcept {
+    bufpool::buffer& b = out_.back();
+    b.resize(b.size() + n);
+  }
+  void append(std::string_view bytes);
+
+  bool empty() const noexcept { return out_.empty(); }
+  /// The gather list of everything appended, and its total in bytes.
+  std::span<const iovec> gather(std::size_t& total);
+  /// Every buffer back to the pool.
+  void clear() noexcept {
+    out_.clear();
+    open_ = false;
+  }
+
+private:
+  bufpool::pool& pool_;
+  std::vector<bufpool::buffer> out_;
+  std::vector<iovec> iov_;
+  bool open_ = false;  // the last buffer of out_ may take more bytes
+};
+
+}  // namespace bufpool::server::http

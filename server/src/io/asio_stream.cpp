@@ -1,0 +1,115 @@
+#include "io/asio_stream.hpp"
+
+#include <array>
+#include <new>
+
+#include <asio/bind_allocator.hpp>
+#include <asio/write.hpp>
+
+#include "worker.hpp"
+
+namespace bufpool::server::io {
+
+asio_stream::asio_stream(worker& w, asio::ip::tcp::socket socket, std::size_t read_bytes, handler_memory& memory,
+                         stream_owner& owner)
+    : w_(w), socket_(std::move(socket)), read_bytes_(read_bytes), memory_(memory), owner_(owner) {
+  std::error_code ec;
+  socket_.non_blocking(true, ec);
+  socket_.set_option(asio::ip::tcp::no_delay(true), ec);
+  iov_.reserve(8);
+}
+
+recv_status asio_stream::receive(bufpool::buffer& b, std::size_t& n) {
+  if (!b) {
+    if (w_.over_budget()) return recv_status::over_budget;  // wait, holding nothing
+    try {
+      b = w_.pool().get(read_bytes_);
+    } catch (const std::bad_alloc&) {
+      // No buffer: a 503 only if request bytes wait; an idle connection waits for bytes (and is asked
+      // again when they come), one whose peer has gone closes.
+      switch (peek(fd())) {
+        case pending_input::bytes: return recv_status::out_of_memory;
+        case pending_input::nothing: wait_readable(); return recv_status::pending;
+        case pending_input::end: return recv_status::end;
+      }
+    }
+  }
+  std::error_code ec;
+  n = socket_.read_some(asio::buffer(b.data(), b.capacity()), ec);
+  if (ec == asio::error::would_block || ec == asio::error::try_again) {
+    b.reset();  // an idle connection holds no pooled buffer
+    wait_readable();
+    return recv_status::pending;
+  }
+  if (ec) {  // EOF or reset: nothing more can be answered, also mid-request
+    b.reset();
+    return ec == asio::error::eof ? recv_status::end : recv_status::error;
+  }
+  return recv_status::data;
+}
+
+void asio_stream::wait_readable() {
+  waiting_ = true;
+  socket_.async_wait(asio::socket_base::wait_read,
+                     asio::bind_allocator(alloc(), [this, keep = owner_.lifeline()](std::error_code ec) {
+                       waiting_ = false;
+                       if (ec || closed_) return;
+                       owner_.on_readable();
+                     }));
+}
+
+// First one non-blocking gather write, which on a healthy connection takes it all (no operation to
+// queue, no completion to dispatch); what the socket does not take is written asynchronously.
+send_status asio_stream::send(std::span<const iovec> iov, std::size_t total) {
+  iov_.clear();
+  for (const iovec& v : iov) iov_.emplace_back(v.iov_base, v.iov_len);
+  std::error_code ec;
+  std::size_t n = socket_.write_some(std::span<const asio::const_buffer>(iov_), ec);
+  if (ec == asio::error::would_block || ec == asio::error::try_again) {
+    ec.clear();
+    n = 0;
+  }
+  if (ec) return send_status::failed;
+  if (n == total) return send_status::done;
+  // The rest: drop what went out from the gather list.
+  const std::size_t first = n;
+  std::size_t skip = 0;
+  while (n >= iov_[skip].size()) n -= iov_[skip++].size();
+  iov_[skip] += n;
+  iov_.erase(iov_.begin(), iov_.begin() + static_cast<std::ptrdiff_t>(skip));
+  // A span, not the vector: async_write copies its buffer sequence, and a vector copy would allocate.
+  asio::async_write(socket_, std::span<const asio::const_buffer>(iov_),
+                    asio::bind_allocator(alloc(), [this, first, keep = owner_.lifeline()](std::error_code e, std::size_t written) {
+                      owner_.on_sent(e, first + written);
+                    }));
+  return send_status::pending;
+}
+
+discard_status asio_stream::discard(std::size_t max) {
+  std::array<char, 2048> sink;  // on the stack: lingering needs no pooled buffer
+  for (std::size_t total = 0; total < max;) {
+    std::error_code ec;
+    const std::size_t n = socket_.read_some(asio::buffer(sink), ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) {
+      if (!waiting_) wait_readable();
+      return discard_status::pending;
+    }
+    if (ec) return discard_status::end;
+    total += n;
+  }
+  return discard_status::more;
+}
+
+bool asio_stream::shutdown_send() noexcept {
+  std::error_code ec;
+  socket_.shutdown(asio::socket_base::shutdown_send, ec);
+  return !ec;
+}
+
+void asio_stream::close() {
+  closed_ = true;
+  std::error_code ec;
+  socket_.close(ec);
+}
+
+}  // namespace bufpool::server::io

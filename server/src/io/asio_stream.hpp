@@ -1,0 +1,46 @@
+// io::asio_stream: a TCP socket served by Asio's reactor (io.backend = epoll). Reads are non-blocking
+// read_some calls into a buffer taken from the pool (after the worker's budget check); when the socket
+// has nothing, the buffer goes back and an async_wait for readability holds none. A send is one
+// non-blocking gather write, tried at once; what the socket does not take goes out with async_write.
+// Its Asio operations' memory comes from the connection's handler_memory slots.
+#pragma once
+
+#include <vector>
+
+#include <asio/buffer.hpp>
+#include <asio/ip/tcp.hpp>
+
+#include "handler_memory.hpp"
+#include "io/stream.hpp"
+
+namespace bufpool::server {
+class worker;
+}
+
+namespace bufpool::server::io {
+
+class asio_stream final : public stream {
+public:
+  asio_stream(worker& w, asio::ip::tcp::socket socket, std::size_t read_bytes, handler_memory& memory,
+              stream_owner& owner);
+  recv_status receive(bufpool::buffer& b, std::size_t& n) override;
+  send_status send(std::span<const iovec> iov, std::size_t total) override;
+  discard_status discard(std::size_t max) override;
+  bool shutdown_send() noexcept override;
+  void close() override;
+  int fd() const noexcept override { return const_cast<asio::ip::tcp::socket&>(socket_).native_handle(); }
+
+private:
+  void wait_readable();
+  handler_allocator<int> alloc() noexcept { return handler_allocator<int>(memory_); }
+
+  worker& w_;
+  asio::ip::tcp::socket socket_;
+  std::size_t read_bytes_;
+  handler_memory& memory_;
+  stream_owner& owner_;
+  std::vector<asio::const_buffer> iov_;  // keeps its capacity: no allocation per send
+  bool closed_ = false;
+};
+
+}  // namespace bufpool::server::io

@@ -1,0 +1,73 @@
+// io::stream: how bytes come and go on one connection, whatever the transport (docs/design.md 2.2).
+// Its owner (the connection) asks for "a pooled buffer of received bytes, when there is one"
+// (receive), sends gather lists (send), drops input while lingering (discard), shuts down and closes.
+// When there is nothing to hand out yet, the stream arms a wait holding no buffer and later calls
+// on_readable() on its owner; a send the kernel does not take at once ends in on_sent(). Streams:
+// asio_stream (Asio's reactor: epoll), uring_stream (the worker's io_uring ring).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <system_error>
+
+#include <sys/uio.h>
+
+#include <bufpool/buffer.hpp>
+
+namespace bufpool::server::io {
+
+class stream_owner {
+public:
+  /// A wait armed by receive() or discard() ended: call it again.
+  virtual void on_readable() = 0;
+  /// A send that returned pending is over: n bytes written in all (ec: it failed).
+  virtual void on_sent(std::error_code ec, std::size_t n) = 0;
+  /// Keeps the owner (and so its stream) alive while the stream has an operation in flight.
+  virtual std::shared_ptr<void> lifeline() = 0;
+
+protected:
+  ~stream_owner() = default;
+};
+
+enum class recv_status : std::uint8_t {
+  data,           // b holds n received bytes
+  pending,        // nothing yet: on_readable() follows
+  end,            // the peer closed (or, with no memory, has gone): nothing more will come
+  error,          // reset or another error
+  over_budget,    // the worker's buffer budget is spent: wait for buffers to come back (epoll)
+  out_of_memory,  // no buffer can be had and request bytes wait: answer 503
+};
+enum class send_status : std::uint8_t { done, pending, failed };
+enum class discard_status : std::uint8_t { pending, end, more };
+
+class stream {
+public:
+  virtual ~stream() = default;
+  /// b may hold a spare buffer to read into (a stream that picks its own buffers drops it); it holds
+  /// no buffer on return unless the status is data.
+  virtual recv_status receive(bufpool::buffer& b, std::size_t& n) = 0;
+  /// Sends iov (total bytes): done (all written), pending (on_sent follows; iov's memory must stay
+  /// until then), or failed.
+  virtual send_status send(std::span<const iovec> iov, std::size_t total) = 0;
+  /// Reads and drops up to about max bytes (lingering close): pending (on_readable follows), end (the
+  /// peer is gone), or more (max reached: yield, then call again).
+  virtual discard_status discard(std::size_t max) = 0;
+  /// Half-close: no more bytes go out. False if it failed.
+  virtual bool shutdown_send() noexcept = 0;
+  /// Ends every operation; their completions still come (and let go of the owner).
+  virtual void close() = 0;
+  virtual int fd() const noexcept = 0;
+  /// A wait for input is armed.
+  bool waiting() const noexcept { return waiting_; }
+
+protected:
+  bool waiting_ = false;
+};
+
+/// What the socket holds, without taking it: asked only when no read buffer can be had.
+enum class pending_input : std::uint8_t { bytes, end, nothing };
+pending_input peek(int fd) noexcept;
+
+}  // namespace bufpool::server::io

@@ -211,6 +211,14 @@ TEST_CASE("http: 400 for HTTP/1.1 without Host, while HTTP/1.0 without Host is f
   CHECK(c.closed_by_peer());  // HTTP/1.0 without keep-alive closes
 }
 
+TEST_CASE("http: an empty header value is allowed (RFC 9110 5.5), with or without a blank after the colon") {
+  server s(test_settings());
+  client c(s.ports().http);
+  c.send("GET /plaintext HTTP/1.1\r\nHost: t\r\nX-Empty:\r\n\r\nGET /plaintext HTTP/1.1\r\nHost: t\r\nX-Empty: \r\n\r\n");
+  CHECK(c.read_response().status == 200);
+  CHECK(c.read_response().status == 200);
+}
+
 TEST_CASE("http: 400 for Transfer-Encoding in HTTP/1.0") {
   server s(test_settings());
   expect_error_and_close(s, "POST /echo HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 400);

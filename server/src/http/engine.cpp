@@ -323,6 +323,8 @@ int engine::on_headers_complete() {
     if (status != 0) return reject(400, error_kind::bad_request);
   }
   head_ = parser_.method == HTTP_HEAD;
+  // Known now (Connection, version): a streamed echo head says Connection: close when it is the last.
+  keep_alive_ = llhttp_should_keep_alive(&parser_) != 0;
   echo_length_ = parser_.content_length;  // llhttp counts it down as the body is read
   const routes::match m = ctx_.routes.find(static_cast<llhttp_method_t>(parser_.method), {path_.data(), path_len_});
   handler_ = m.handler;

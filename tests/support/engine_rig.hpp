@@ -9,6 +9,7 @@
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <new>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -84,7 +85,16 @@ struct engine_rig : srv::http::engine_events {
     for (std::size_t i = 0; !bytes.empty() && !closed; ++i) {
       const std::size_t n = std::min(bytes.size(), std::max<std::size_t>(1, piece(i)));
       bufpool::buffer b = e->take_spare();
-      if (!b || b.capacity() < n) b = pool.get(std::max(n, limits.read_buffer_bytes));
+      if (!b || b.capacity() < n) {
+        b.reset();
+        try {
+          b = pool.get(std::max(n, limits.read_buffer_bytes));
+        } catch (const std::bad_alloc&) {  // as the connection does: bytes wait, so a 503 and close
+          e->note_out_of_memory();
+          step(srv::http::engine::result::out_of_memory);
+          return;
+        }
+      }
       std::memcpy(b.data(), bytes.data(), n);
       bytes.remove_prefix(n);
       e->feed(std::move(b), n);

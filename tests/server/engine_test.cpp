@@ -191,7 +191,7 @@ TEST_CASE("engine: a timeout answers 408 mid-headers, and cuts a streamed echo a
   CHECK(s.stats.errors[static_cast<std::size_t>(srv::error_kind::response_aborted)].get() == aborted + 1);
 }
 
-TEST_CASE("engine: at most max_pipeline answers per batch; the rest of the input waits for the next") {
+TEST_CASE("engine: at most max_pipeline answers per batch, and the rest of the input waits for the next") {
   srv::http_settings l;
   l.max_pipeline = 2;
   engine_rig r(test_pool(), l);

@@ -4,20 +4,7 @@
 
 namespace bufpool::server::http {
 
-bool iequals(std::string_view a, std::string_view b) noexcept {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i)
-    if (lower(a[i]) != lower(b[i])) return false;
-  return true;
-}
 
-char last_non_blank(const char* begin, const char* end, char otherwise) noexcept {
-  while (end != begin) {
-    --end;
-    if (*end != ' ' && *end != '\t') return *end;
-  }
-  return otherwise;
-}
 
 std::string_view trim(std::string_view s) noexcept {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
@@ -25,30 +12,6 @@ std::string_view trim(std::string_view s) noexcept {
   return s;
 }
 
-void host_scan::feed(const char* at, std::size_t n) noexcept {
-  // The usual span: no blank at all. One pass without branches decides it.
-  bool plain = state_ != state::after;
-  for (std::size_t i = 0; i < n; ++i) plain &= host_chars[static_cast<unsigned char>(at[i])];
-  if (plain) {
-    if (n != 0) state_ = state::value;
-    return;
-  }
-  // Blanks (or a bad byte): where they are decides. Locals: a store to a member through `this` may
-  // alias the bytes read through `at`.
-  state st = state_;
-  bool ok = true;
-  for (std::size_t i = 0; i < n; ++i) {
-    const char c = at[i];
-    if (c == ' ' || c == '\t') {
-      st = st == state::none ? state::none : state::after;
-      continue;
-    }
-    ok &= host_value_chars[static_cast<unsigned char>(c)] & (st != state::after);
-    st = state::value;
-  }
-  state_ = st;
-  bad_ = bad_ || !ok;
-}
 
 unsigned check_transfer_encoding(std::string_view list) noexcept {
   std::size_t chunked = 0;

@@ -13,7 +13,12 @@ namespace bufpool::server::http {
 // ASCII only: header names and tokens are ASCII, and the C locale's tolower is a library call per byte.
 constexpr char lower(char c) noexcept { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
 
-bool iequals(std::string_view a, std::string_view b) noexcept;
+inline bool iequals(std::string_view a, std::string_view b) noexcept {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i)
+    if (lower(a[i]) != lower(b[i])) return false;
+  return true;
+}
 
 // A 256-entry membership table: one load per byte instead of a search per byte.
 using char_table = std::array<bool, 256>;
@@ -36,7 +41,13 @@ inline constexpr char_table host_value_chars = make_table("-._~%!$&'()*+,;=:[] \
 inline bool is_tchar(char c) noexcept { return tchars[static_cast<unsigned char>(c)]; }
 
 // The last byte of [begin, end) that is not SP or HT; `otherwise` if there is none.
-char last_non_blank(const char* begin, const char* end, char otherwise) noexcept;
+inline char last_non_blank(const char* begin, const char* end, char otherwise) noexcept {
+  while (end != begin) {
+    --end;
+    if (*end != ' ' && *end != '\t') return *end;
+  }
+  return otherwise;
+}
 
 std::string_view trim(std::string_view s) noexcept;
 
@@ -65,5 +76,30 @@ unsigned check_transfer_encoding(std::string_view list) noexcept;
 std::string_view path_of(std::string_view target) noexcept;
 /// The query of a target (after '?', without it); empty if there is none.
 std::string_view query_of(std::string_view target) noexcept;
+
+inline void host_scan::feed(const char* at, std::size_t n) noexcept {
+  // The usual span: no blank at all. One pass without branches decides it.
+  bool plain = state_ != state::after;
+  for (std::size_t i = 0; i < n; ++i) plain &= host_chars[static_cast<unsigned char>(at[i])];
+  if (plain) {
+    if (n != 0) state_ = state::value;
+    return;
+  }
+  // Blanks (or a bad byte): where they are decides. Locals: a store to a member through `this` may
+  // alias the bytes read through `at`.
+  state st = state_;
+  bool ok = true;
+  for (std::size_t i = 0; i < n; ++i) {
+    const char c = at[i];
+    if (c == ' ' || c == '\t') {
+      st = st == state::none ? state::none : state::after;
+      continue;
+    }
+    ok &= host_value_chars[static_cast<unsigned char>(c)] & (st != state::after);
+    st = state::value;
+  }
+  state_ = st;
+  bad_ = bad_ || !ok;
+}
 
 }  // namespace bufpool::server::http

@@ -20,23 +20,26 @@ constexpr std::size_t max_head_bytes = 512;
 constexpr std::size_t max_chunk_extension_bytes = 1024;
 constexpr std::size_t date_length = 29;
 
-std::string_view reason(unsigned status) {
+// The status line and the fixed headers before the Date's value, one constant per status.
+std::string_view status_line(unsigned status) {
+#define BUFPOOL_LINE(code, text) "HTTP/1.1 " #code " " text "\r\nServer: bufpool\r\nDate: "
   switch (status) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 400: return "Bad Request";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 413: return "Content Too Large";
-    case 414: return "URI Too Long";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 503: return "Service Unavailable";
-    case 505: return "HTTP Version Not Supported";
+    case 100: return BUFPOOL_LINE(100, "Continue");
+    case 200: return BUFPOOL_LINE(200, "OK");
+    case 400: return BUFPOOL_LINE(400, "Bad Request");
+    case 404: return BUFPOOL_LINE(404, "Not Found");
+    case 405: return BUFPOOL_LINE(405, "Method Not Allowed");
+    case 408: return BUFPOOL_LINE(408, "Request Timeout");
+    case 413: return BUFPOOL_LINE(413, "Content Too Large");
+    case 414: return BUFPOOL_LINE(414, "URI Too Long");
+    case 431: return BUFPOOL_LINE(431, "Request Header Fields Too Large");
+    case 500: return BUFPOOL_LINE(500, "Internal Server Error");
+    case 501: return BUFPOOL_LINE(501, "Not Implemented");
+    case 503: return BUFPOOL_LINE(503, "Service Unavailable");
+    case 505: return BUFPOOL_LINE(505, "HTTP Version Not Supported");
   }
-  return "Unknown";
+  return {};
+#undef BUFPOOL_LINE
 }
 
 }  // namespace
@@ -323,8 +326,6 @@ int engine::on_headers_complete() {
     if (status != 0) return reject(400, error_kind::bad_request);
   }
   head_ = parser_.method == HTTP_HEAD;
-  // Known now (Connection, version): a streamed echo head says Connection: close when it is the last.
-  keep_alive_ = llhttp_should_keep_alive(&parser_) != 0;
   echo_length_ = parser_.content_length;  // llhttp counts it down as the body is read
   const routes::match m = ctx_.routes.find(static_cast<llhttp_method_t>(parser_.method), {path_.data(), path_len_});
   handler_ = m.handler;
@@ -437,12 +438,14 @@ void engine::write_head(unsigned status, std::string_view content_type, std::siz
     p += s.size();
   };
   char num[24];
-  put("HTTP/1.1 ");
-  auto r = std::to_chars(num, num + sizeof num, status);
-  put(std::string_view(num, static_cast<std::size_t>(r.ptr - num)));
-  put(" ");
-  put(reason(status));
-  put("\r\nServer: bufpool\r\nDate: ");
+  if (const std::string_view line = status_line(status); !line.empty()) {
+    put(line);
+  } else {  // a status without a constant line (a route's own)
+    put("HTTP/1.1 ");
+    const auto r = std::to_chars(num, num + sizeof num, status);
+    put(std::string_view(num, static_cast<std::size_t>(r.ptr - num)));
+    put(" Unknown\r\nServer: bufpool\r\nDate: ");
+  }
   put(std::string_view(env_.date, date_length));
   put("\r\nContent-Type: ");
   put(content_type);
@@ -450,7 +453,7 @@ void engine::write_head(unsigned status, std::string_view content_type, std::siz
     put("\r\nTransfer-Encoding: chunked");
   } else {
     put("\r\nContent-Length: ");
-    r = std::to_chars(num, num + sizeof num, content_length);
+    const auto r = std::to_chars(num, num + sizeof num, content_length);
     put(std::string_view(num, static_cast<std::size_t>(r.ptr - num)));
   }
   put("\r\n");
@@ -469,9 +472,11 @@ void engine::write_head(unsigned status, std::string_view content_type, std::siz
 // set when the message completes (parsing goes on until then).
 void engine::start_echo_stream() {
   if (streaming_) return;
+  // keep_alive_ is settled when the message completes (a trailer may still say close); what the headers
+  // said is known now.
   write_head(200, "application/octet-stream",
              (parser_.flags & F_CHUNKED) != 0 ? chunked_length : static_cast<std::size_t>(echo_length_), {},
-             last_response());
+             llhttp_should_keep_alive(&parser_) == 0 || last_response());
   streaming_ = true;
 }
 

@@ -1,10 +1,13 @@
 #include "io/asio_stream.hpp"
 
 #include <array>
+#include <cerrno>
 #include <new>
 
 #include <asio/bind_allocator.hpp>
 #include <asio/write.hpp>
+
+#include <sys/socket.h>
 
 #include "worker.hpp"
 
@@ -58,25 +61,26 @@ void asio_stream::wait_readable() {
                      }));
 }
 
-// First one non-blocking gather write, which on a healthy connection takes it all (no operation to
-// queue, no completion to dispatch); what the socket does not take is written asynchronously.
+// First one non-blocking gather write (sendmsg straight from the owner's gather list), which on a
+// healthy connection takes it all (no operation to queue, no completion to dispatch); what the socket
+// does not take is written asynchronously.
 send_status asio_stream::send(std::span<const iovec> iov, std::size_t total) {
-  iov_.clear();
-  for (const iovec& v : iov) iov_.emplace_back(v.iov_base, v.iov_len);
-  std::error_code ec;
-  std::size_t n = socket_.write_some(std::span<const asio::const_buffer>(iov_), ec);
-  if (ec == asio::error::would_block || ec == asio::error::try_again) {
-    ec.clear();
-    n = 0;
-  }
-  if (ec) return send_status::failed;
+  msghdr m{};
+  m.msg_iov = const_cast<iovec*>(iov.data());  // sendmsg does not write through it
+  m.msg_iovlen = iov.size();
+  ssize_t r;
+  do r = ::sendmsg(fd(), &m, MSG_NOSIGNAL);
+  while (r < 0 && errno == EINTR);
+  if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK) return send_status::failed;
+  std::size_t n = r < 0 ? 0 : static_cast<std::size_t>(r);
   if (n == total) return send_status::done;
-  // The rest: drop what went out from the gather list.
+  // The rest, as Asio buffers: what went out is dropped from the gather list.
   const std::size_t first = n;
   std::size_t skip = 0;
-  while (n >= iov_[skip].size()) n -= iov_[skip++].size();
-  iov_[skip] += n;
-  iov_.erase(iov_.begin(), iov_.begin() + static_cast<std::ptrdiff_t>(skip));
+  while (n >= iov[skip].iov_len) n -= iov[skip++].iov_len;
+  iov_.clear();
+  for (std::size_t i = skip; i < iov.size(); ++i) iov_.emplace_back(iov[i].iov_base, iov[i].iov_len);
+  iov_.front() += n;
   // A span, not the vector: async_write copies its buffer sequence, and a vector copy would allocate.
   asio::async_write(socket_, std::span<const asio::const_buffer>(iov_),
                     asio::bind_allocator(alloc(), [this, first, keep = owner_.lifeline()](std::error_code e, std::size_t written) {

@@ -39,7 +39,7 @@ private:
   std::size_t read_bytes_;
   handler_memory& memory_;
   stream_owner& owner_;
-  std::vector<asio::const_buffer> iov_;  // keeps its capacity: no allocation per send
+  std::vector<asio::const_buffer> iov_;  // what a short write left; keeps its capacity
   bool closed_ = false;
 };
 

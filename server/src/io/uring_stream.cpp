@@ -128,11 +128,11 @@ void uring_stream::on_recv(int res, unsigned flags) {
 }
 
 // One sendmsg of the whole gather list; what a short send leaves is sent from its completion.
+// The gather list is the owner's (it stays until on_sent); it is copied only if a short send must go on.
 send_status uring_stream::send(std::span<const iovec> iov, std::size_t total) {
-  iov_.assign(iov.begin(), iov.end());
   msg_ = {};
-  msg_.msg_iov = iov_.data();
-  msg_.msg_iovlen = iov_.size();
+  msg_.msg_iov = const_cast<iovec*>(iov.data());  // sendmsg does not write through it
+  msg_.msg_iovlen = iov.size();
   send_total_ = total;
   send_done_ = 0;
   ring_.sendmsg(fd_, &msg_, send_op_);  // first: if it throws (no submission entry), nothing is held
@@ -147,6 +147,7 @@ void uring_stream::on_send(int res) {
   }
   send_done_ += static_cast<std::size_t>(res);
   if (send_done_ < send_total_ && !closed_) {
+    if (msg_.msg_iov != iov_.data()) iov_.assign(msg_.msg_iov, msg_.msg_iov + msg_.msg_iovlen);
     std::size_t n = static_cast<std::size_t>(res);
     std::size_t skip = 0;
     while (skip < iov_.size() && n >= iov_[skip].iov_len) n -= iov_[skip++].iov_len;

@@ -1,5 +1,7 @@
 #include "routes/table.hpp"
 
+#include <cstring>
+
 #include "http/checks.hpp"
 #include "http/engine.hpp"
 
@@ -45,9 +47,14 @@ void table::add(std::string path, std::initializer_list<llhttp_method_t> methods
 }
 
 match table::find(llhttp_method_t method, std::string_view target) const noexcept {
-  const std::string_view path = http::path_of(target);
+  // Origin-form (nearly always): an entry matches when the target starts with its path and the path
+  // ends there or at the query, so the target is not searched for '?' first. Else the path of an
+  // absolute-form target.
+  const std::string_view path = !target.empty() && target.front() == '/' ? target : http::path_of(target);
   for (const entry& e : entries_) {
-    if (e.path != path) continue;
+    const std::size_t n = e.path.size();
+    if (path.size() < n || (path.size() > n && path[n] != '?') || std::memcmp(path.data(), e.path.data(), n) != 0)
+      continue;
     if ((e.methods & bit(method)) == 0) return {not_allowed_.get(), route::method_not_allowed, e.allow};
     return {e.handler.get(), e.stats, {}};
   }

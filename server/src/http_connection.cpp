@@ -15,13 +15,17 @@ namespace {
 // Reads one connection may do in one turn of the io_context before it yields (fairness: a client that
 // keeps sending cannot hold its worker; with 4 KiB read buffers, 64 KiB per turn).
 constexpr unsigned max_reads_per_turn = 16;
+// An echoed body's pieces wait for the next read while they come to less than this (one send per
+// 64 KiB rather than one per read), if that read finds more; else they go out at once.
+constexpr std::size_t max_held_output = 64 * 1024;
 // Bytes read and discarded per turn while lingering.
 constexpr std::size_t max_linger_bytes_per_turn = 64 * 1024;
 
 class asio_connection final : public http_connection {
 public:
   asio_connection(worker& w, asio::ip::tcp::socket socket, const http_context& ctx)
-      : http_connection(w, ctx), stream_(w, std::move(socket), ctx.cfg.read_buffer_bytes, memory(), owner()) {
+      : http_connection(w, ctx), stream_(w, std::move(socket), {ctx.cfg.read_buffer_bytes, ctx.cfg.max_read_buffer_bytes}, memory(),
+                                          owner()) {
     attach(stream_);
   }
 
@@ -31,7 +35,7 @@ private:
 
 class uring_connection final : public http_connection {
 public:
-  uring_connection(worker& w, int fd, const http_context& ctx) : http_connection(w, ctx), stream_(w, fd, owner()) {
+  uring_connection(worker& w, int fd, const http_context& ctx) : http_connection(w, ctx), stream_(w, fd, {ctx.cfg.read_buffer_bytes, ctx.cfg.max_read_buffer_bytes}, owner()) {
     attach(stream_);
   }
 
@@ -82,13 +86,24 @@ void http_connection::read() {
   for (unsigned reads = 0;; ++reads) {
     if (!engine_.has_input()) {
       if (reads == max_reads_per_turn) {
+        if (!send_held_output()) return;
         engine_.drop_input();
         yield();
         return;
       }
       bufpool::buffer b = engine_.take_spare();  // read into the last buffer again, if there is one
       std::size_t n = 0;
-      switch (stream_->receive(b, n)) {
+      // Held output (an echoed body's pieces) goes out before the connection waits for anything.
+      const bool held = engine_.has_output();
+      const io::recv_status got = stream_->receive(b, n, engine_.input_expected(), !held);
+      if (held && got != io::recv_status::data && got != io::recv_status::end && got != io::recv_status::error) {
+        if (!send_held_output()) return;  // a send in flight: on_sent reads on
+        if (got == io::recv_status::pending) {
+          stream_->wait_input();
+          return;
+        }
+      }
+      switch (got) {
         case io::recv_status::data: break;
         case io::recv_status::pending: return;
         case io::recv_status::end: close_now(); return;  // nothing more can be answered, also mid-request
@@ -162,6 +177,7 @@ http_connection::outcome http_connection::process_input() {
     case http::engine::result::send: break;
   }
   take_engine_deadline();
+  if (engine_.output_may_wait(max_held_output)) return outcome::need_input;  // sent after the next read
   switch (flush()) {
     case write_result::pending:
       // All parsed: the read buffer is kept only to read on into at once; a connection that waits
@@ -175,6 +191,19 @@ http_connection::outcome http_connection::process_input() {
 }
 
 // ---- output ---------------------------------------------------------------------------------------
+
+// Sends what process_input() left waiting for a read that found nothing more (or a yield, a budget
+// wait): true if it is out (or there was none) and the caller goes on; false if a send is in flight
+// (on_sent goes on) or the connection closed.
+bool http_connection::send_held_output() {
+  if (!engine_.has_output() || writing_) return true;
+  switch (flush()) {
+    case write_result::written: return after_write();
+    case write_result::pending: engine_.drop_input(); return false;
+    case write_result::failed: return false;
+  }
+  return false;
+}
 
 http_connection::write_result http_connection::flush() {
   std::size_t total = 0;
@@ -258,9 +287,11 @@ void http_connection::fail_out_of_memory() {
     return;
   }
   w_.stats().count_status(503);
-  const std::string_view text = http::engine::out_of_memory_response;
-  const iovec v{const_cast<char*>(text.data()), text.size()};
-  if (send({&v, 1}, text.size()) == write_result::written) after_write();  // closing: lingers
+  // Static, as its gather list must be: the stream may hand the list itself to the kernel later
+  // (io_uring submits at the end of the turn).
+  static const iovec v{const_cast<char*>(http::engine::out_of_memory_response.data()),
+                       http::engine::out_of_memory_response.size()};
+  if (send({&v, 1}, v.iov_len) == write_result::written) after_write();  // closing: lingers
 }
 
 // ---- closing --------------------------------------------------------------------------------------

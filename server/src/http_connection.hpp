@@ -76,6 +76,7 @@ private:
   outcome process_input();
   enum class write_result : std::uint8_t { written, pending, failed };
   write_result flush();
+  bool send_held_output();
   write_result send(std::span<const iovec> iov, std::size_t total);
   void finish_write(std::size_t n);
   bool after_write();

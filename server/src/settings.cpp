@@ -50,6 +50,10 @@ config::schema build() {
   s.add({"log.format", value_kind::choice, "text", "log line format: text, or json (one object per line)", 0, 0,
          {"text", "json"}, {"--log-format"}, false});
   s.add(integer("http.read_buffer_bytes", 4096, "bytes of each pooled read buffer", 256, 1 << 20));
+  s.add(integer("http.max_read_buffer_bytes", 65536,
+                "a read that fills its buffer asks the pool for twice the size next time, up to this; once the "
+                "socket has nothing more, reads start again at read_buffer_bytes (not above it: reads never grow)",
+                256, 1 << 24));
   s.add(integer("http.max_header_bytes", 16384, "request line and headers, at most (else 431)", 256, 1 << 20));
   s.add(integer("http.max_headers", 100, "header fields, at most (else 431)", 1, 10000));
   s.add(integer("http.max_uri_bytes", 8192, "request target, at most (else 414)", 16, 1 << 20));
@@ -117,6 +121,7 @@ server_settings settings_from(const nlohmann::json& v) {
   s.log_format = config::at(v, "log.format").get<std::string>();
   s.access_log = config::at(v, "log.access").get<std::string>();
   s.http.read_buffer_bytes = size_at(v, "http.read_buffer_bytes");
+  s.http.max_read_buffer_bytes = size_at(v, "http.max_read_buffer_bytes");
   s.http.max_header_bytes = size_at(v, "http.max_header_bytes");
   s.http.max_headers = size_at(v, "http.max_headers");
   s.http.max_uri_bytes = size_at(v, "http.max_uri_bytes");

@@ -23,6 +23,7 @@ enum class pool_backing { chunks, heap };
 /// HTTP limits and timeouts, each configurable; defaults no looser than nginx's.
 struct http_settings {
   std::size_t read_buffer_bytes = 4096;
+  std::size_t max_read_buffer_bytes = 65536;  // a read that fills its buffer doubles the next, up to this
   std::size_t max_header_bytes = 16384;   // request line + headers -> 431
   std::size_t max_headers = 100;          // -> 431
   std::size_t max_uri_bytes = 8192;       // -> 414

@@ -93,6 +93,12 @@ public:
     in_end_ = n;
   }
   bool has_input() const noexcept { return in_begin_ < in_end_; }
+  /// Bytes of the current body (or chunk) not received yet: the next read may be that large. 0: unknown.
+  std::size_t input_expected() const noexcept {
+    return phase_ == phase::body && parser_.content_length < (std::uint64_t{1} << 32)
+               ? static_cast<std::size_t>(parser_.content_length)
+               : 0;
+  }
   /// The parsed-out read buffer, to read into again (empty if there is none).
   bufpool::buffer take_spare() noexcept { return std::move(in_); }
   /// Drops what is held of the input (lingering, a timeout).
@@ -104,6 +110,11 @@ public:
 
   // ---- output ----
   bool has_output() const noexcept { return !out_.empty(); }
+  /// The batch is pieces of an echoed body with more of it to come, and under `bytes`: it may wait for
+  /// the next read, so that a body that arrives in several reads goes out in fewer sends.
+  bool output_may_wait(std::size_t bytes) const noexcept {
+    return streaming_ && phase_ == phase::body && !closing_ && !has_input() && out_.bytes() < bytes;
+  }
   /// The batch as a gather list; total: its bytes.
   std::span<const iovec> output(std::size_t& total) { return out_.gather(total); }
   /// The batch is out (or abandoned): its buffers go back to the pool.

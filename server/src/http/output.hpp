@@ -32,6 +32,12 @@ public:
   void append(std::string_view bytes);
 
   bool empty() const noexcept { return out_.empty(); }
+  /// Bytes appended so far.
+  std::size_t bytes() const noexcept {
+    std::size_t total = 0;
+    for (const auto& b : out_) total += b.size();
+    return total;
+  }
   /// The gather list of everything appended, and its total in bytes.
   std::span<const iovec> gather(std::size_t& total);
   /// Every buffer back to the pool.

@@ -13,26 +13,30 @@
 
 namespace bufpool::server::io {
 
-asio_stream::asio_stream(worker& w, asio::ip::tcp::socket socket, std::size_t read_bytes, handler_memory& memory,
+asio_stream::asio_stream(worker& w, asio::ip::tcp::socket socket, read_size sizes, handler_memory& memory,
                          stream_owner& owner)
-    : w_(w), socket_(std::move(socket)), read_bytes_(read_bytes), memory_(memory), owner_(owner) {
+    : w_(w), socket_(std::move(socket)), size_(sizes), memory_(memory), owner_(owner) {
   std::error_code ec;
   socket_.non_blocking(true, ec);
   socket_.set_option(asio::ip::tcp::no_delay(true), ec);
   iov_.reserve(8);
 }
 
-recv_status asio_stream::receive(bufpool::buffer& b, std::size_t& n) {
+recv_status asio_stream::receive(bufpool::buffer& b, std::size_t& n, std::size_t expected, bool wait) {
+  const std::size_t size = size_.next(expected);
+  if (b && b.capacity() < size) b.reset();  // the spare is too small for a streaming body
   if (!b) {
     if (w_.over_budget()) return recv_status::over_budget;  // wait, holding nothing
     try {
-      b = w_.pool().get(read_bytes_);
+      b = w_.pool().get(size);
     } catch (const std::bad_alloc&) {
       // No buffer: a 503 only if request bytes wait; an idle connection waits for bytes (and is asked
       // again when they come), one whose peer has gone closes.
       switch (peek(fd())) {
         case pending_input::bytes: return recv_status::out_of_memory;
-        case pending_input::nothing: wait_readable(); return recv_status::pending;
+        case pending_input::nothing:
+          if (wait) wait_readable();
+          return recv_status::pending;
         case pending_input::end: return recv_status::end;
       }
     }
@@ -41,14 +45,20 @@ recv_status asio_stream::receive(bufpool::buffer& b, std::size_t& n) {
   n = socket_.read_some(asio::buffer(b.data(), b.capacity()), ec);
   if (ec == asio::error::would_block || ec == asio::error::try_again) {
     b.reset();  // an idle connection holds no pooled buffer
-    wait_readable();
+    size_.drained();
+    if (wait) wait_readable();
     return recv_status::pending;
   }
   if (ec) {  // EOF or reset: nothing more can be answered, also mid-request
     b.reset();
     return ec == asio::error::eof ? recv_status::end : recv_status::error;
   }
+  size_.got(n, b.capacity());
   return recv_status::data;
+}
+
+void asio_stream::wait_input() {
+  if (!waiting_) wait_readable();
 }
 
 void asio_stream::wait_readable() {

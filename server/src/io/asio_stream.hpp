@@ -1,6 +1,7 @@
 // io::asio_stream: a TCP socket served by Asio's reactor (io.backend = epoll). Reads are non-blocking
-// read_some calls into a buffer taken from the pool (after the worker's budget check); when the socket
-// has nothing, the buffer goes back and an async_wait for readability holds none. A send is one
+// read_some calls into a buffer taken from the pool (after the worker's budget check), as large as
+// read_size says (a read that fills its buffer doubles the next); when the socket has nothing, the
+// buffer goes back and an async_wait for readability holds none. A send is one
 // non-blocking gather write, tried at once; what the socket does not take goes out with async_write.
 // Its Asio operations' memory comes from the connection's handler_memory slots.
 #pragma once
@@ -21,9 +22,10 @@ namespace bufpool::server::io {
 
 class asio_stream final : public stream {
 public:
-  asio_stream(worker& w, asio::ip::tcp::socket socket, std::size_t read_bytes, handler_memory& memory,
+  asio_stream(worker& w, asio::ip::tcp::socket socket, read_size sizes, handler_memory& memory,
               stream_owner& owner);
-  recv_status receive(bufpool::buffer& b, std::size_t& n) override;
+  recv_status receive(bufpool::buffer& b, std::size_t& n, std::size_t expected, bool wait) override;
+  void wait_input() override;
   send_status send(std::span<const iovec> iov, std::size_t total) override;
   discard_status discard(std::size_t max) override;
   bool shutdown_send() noexcept override;
@@ -36,7 +38,7 @@ private:
 
   worker& w_;
   asio::ip::tcp::socket socket_;
-  std::size_t read_bytes_;
+  read_size size_;
   handler_memory& memory_;
   stream_owner& owner_;
   std::vector<asio::const_buffer> iov_;  // what a short write left; keeps its capacity

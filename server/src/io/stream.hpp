@@ -46,8 +46,12 @@ class stream {
 public:
   virtual ~stream() = default;
   /// b may hold a spare buffer to read into (a stream that picks its own buffers drops it); it holds
-  /// no buffer on return unless the status is data.
-  virtual recv_status receive(bufpool::buffer& b, std::size_t& n) = 0;
+  /// no buffer on return unless the status is data. expected: bytes the owner knows are coming (the rest
+  /// of a body; 0: unknown), so that a streaming body is read in pieces that large (up to the largest).
+  /// wait = false: pending arms no wait (the owner has something to send first, then calls wait_input).
+  virtual recv_status receive(bufpool::buffer& b, std::size_t& n, std::size_t expected, bool wait) = 0;
+  /// Arms the wait for input that receive(..., false) left out: on_readable() follows.
+  virtual void wait_input() = 0;
   /// Sends iov (total bytes): done (all written), pending (on_sent follows; iov's memory must stay
   /// until then), or failed.
   virtual send_status send(std::span<const iovec> iov, std::size_t total) = 0;
@@ -64,6 +68,30 @@ public:
 
 protected:
   bool waiting_ = false;
+};
+
+/// How many bytes the next read asks for: a read that fills its buffer doubles the next (up to the
+/// largest), so a body streams in pieces as large as the socket has; once the socket has nothing more,
+/// reads start again at the smallest, so a quiet connection asks for small buffers.
+class read_size {
+public:
+  read_size(std::size_t smallest, std::size_t largest) noexcept
+      : smallest_(static_cast<std::uint32_t>(smallest)),
+        largest_(static_cast<std::uint32_t>(largest > smallest ? largest : smallest)),
+        next_(smallest_) {}
+  std::size_t next() const noexcept { return next_; }
+  /// The next read's size when `expected` bytes are known to be coming.
+  std::size_t next(std::size_t expected) const noexcept {
+    return expected <= next_ ? next_ : expected < largest_ ? expected : largest_;
+  }
+  bool grown() const noexcept { return next_ > smallest_; }
+  void got(std::size_t n, std::size_t capacity) noexcept {
+    if (n == capacity && next_ < largest_) next_ = next_ * 2 < largest_ ? next_ * 2 : largest_;
+  }
+  void drained() noexcept { next_ = smallest_; }
+
+private:
+  std::uint32_t smallest_, largest_, next_;
 };
 
 /// What the socket holds, without taking it: asked only when no read buffer can be had.

@@ -65,6 +65,8 @@ public:
   static std::string unavailable();
 
   uring_loop(worker& w, std::size_t buffer_bytes, unsigned buffers);
+  /// Bytes the kernel may put in each ring buffer.
+  std::size_t buffer_bytes() const noexcept { return buffer_bytes_; }
   ~uring_loop();
   uring_loop(const uring_loop&) = delete;
   uring_loop& operator=(const uring_loop&) = delete;

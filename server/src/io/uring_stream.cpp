@@ -13,8 +13,8 @@
 
 namespace bufpool::server::io {
 
-uring_stream::uring_stream(worker& w, int fd, stream_owner& owner)
-    : w_(w), ring_(*w.uring()), fd_(fd), owner_(owner) {
+uring_stream::uring_stream(worker& w, int fd, read_size sizes, stream_owner& owner)
+    : w_(w), ring_(*w.uring()), fd_(fd), owner_(owner), size_(sizes) {
   int one = 1;
   ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   recv_op_.s = send_op_.s = this;
@@ -32,21 +32,72 @@ uring_stream::~uring_stream() {
 
 // The next received buffer, or nothing yet: then the recv is armed and its completion calls
 // on_readable(); at the end of the input, end or error.
-recv_status uring_stream::receive(bufpool::buffer& b, std::size_t& n) {
-  b.reset();  // the kernel picks the buffer: a spare is of no use here
+recv_status uring_stream::receive(bufpool::buffer& b, std::size_t& n, std::size_t expected, bool wait) {
   if (!in_) {
     if (no_memory_) {
       no_memory_ = false;
+      b.reset();
       return recv_status::out_of_memory;
     }
-    if (input_end_ != input_end::none) return input_end_ == input_end::error ? recv_status::error : recv_status::end;
-    arm_recv();
-    waiting_ = true;
+    if (input_end_ != input_end::none) {
+      b.reset();
+      return input_end_ == input_end::error ? recv_status::error : recv_status::end;
+    }
+    if (size_.grown() && !recv_armed_ && !recv_starved_ && !discarding_ && !closed_) {
+      const recv_status s = read_directly(b, n, size_.next(expected));
+      if (s != recv_status::pending) return s;
+    }
+    b.reset();  // the kernel picks the ring's buffer: a spare is of no use there
+    if (wait) wait_input();
     return recv_status::pending;
   }
   b = std::move(in_);
   n = in_bytes_;
+  size_.got(n, ring_.buffer_bytes());
   return recv_status::data;
+}
+
+// A body streams: one non-blocking recv into a pooled buffer as large as read_size says, or as the rest
+// of the body where that is known (the spare, if it is large enough). Pending: the socket is empty (or the budget spent, or no buffer): the caller
+// arms the ring's recv, which holds nothing while it waits.
+recv_status uring_stream::read_directly(bufpool::buffer& b, std::size_t& n, std::size_t size) {
+  if (b && b.capacity() < size) b.reset();
+  if (!b) {
+    if (w_.over_budget()) {
+      size_.drained();
+      return recv_status::pending;
+    }
+    try {
+      b = w_.pool().get(size);
+    } catch (const std::bad_alloc&) {
+      size_.drained();
+      return recv_status::pending;  // the ring's recv decides between a wait and a 503
+    }
+  }
+  ssize_t r;
+  do r = ::recv(fd_, b.data(), b.capacity(), MSG_DONTWAIT);
+  while (r < 0 && errno == EINTR);
+  if (r > 0) {
+    n = static_cast<std::size_t>(r);
+    size_.got(n, b.capacity());
+    return recv_status::data;
+  }
+  b.reset();
+  if (r == 0) {
+    input_end_ = input_end::eof;
+    return recv_status::end;
+  }
+  if (errno == EAGAIN || errno == EWOULDBLOCK) {
+    size_.drained();
+    return recv_status::pending;
+  }
+  input_end_ = input_end::error;
+  return recv_status::error;
+}
+
+void uring_stream::wait_input() {
+  arm_recv();
+  waiting_ = true;
 }
 
 void uring_stream::arm_recv() {

@@ -1,7 +1,10 @@
 // io::uring_stream: a TCP connection served by its worker's io_uring ring (io.backend = io_uring;
 // docs/design.md 2.6). Input is a one-shot recv into a buffer of the ring's provided-buffer ring, which
 // the kernel picks only when bytes arrive; at most one received buffer waits here (a recv is armed only
-// while there is none). Output is one SENDMSG per batch; a short send goes on from its completion.
+// while there is none). A body that streams in reads past the ring: after a recv that filled its ring
+// buffer, the next reads are plain non-blocking recv calls into pooled buffers twice as large each time
+// (read_size), until one finds the socket empty; then the ring's recv is armed again, so a waiting
+// connection holds no buffer. Output is one SENDMSG per batch; a short send goes on from its completion.
 //
 // Lifetime: the stream keeps its owner alive (stream_owner::lifeline) while any of its operations is in
 // flight or its recv waits for ring buffers: one reference for all of them, taken when the first starts
@@ -26,9 +29,10 @@ namespace bufpool::server::io {
 
 class uring_stream final : public stream {
 public:
-  uring_stream(worker& w, int fd, stream_owner& owner);
+  uring_stream(worker& w, int fd, read_size sizes, stream_owner& owner);
   ~uring_stream() override;
-  recv_status receive(bufpool::buffer& b, std::size_t& n) override;
+  recv_status receive(bufpool::buffer& b, std::size_t& n, std::size_t expected, bool wait) override;
+  void wait_input() override;
   send_status send(std::span<const iovec> iov, std::size_t total) override;
   discard_status discard(std::size_t max) override;
   bool shutdown_send() noexcept override;
@@ -45,6 +49,7 @@ private:
   enum class input_end : std::uint8_t { none, eof, error };
 
   void arm_recv();
+  recv_status read_directly(bufpool::buffer& b, std::size_t& n, std::size_t size);
   void hold();
   void release();
   void on_recv(int res, unsigned flags);
@@ -54,6 +59,7 @@ private:
   uring_loop& ring_;
   int fd_;
   stream_owner& owner_;
+  read_size size_;
   op recv_op_;
   op send_op_;
   std::shared_ptr<void> self_;  // the owner, while ops_ > 0

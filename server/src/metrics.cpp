@@ -171,6 +171,15 @@ std::string server::metrics() const {
   w.one("bufpool_io_ring_buffers", "gauge",
         "Pooled read buffers lent to the kernel's io_uring buffer rings now (0 on the epoll backend).",
         static_cast<double>(t.ring_buffers));
+  w.family("bufpool_buffers_held", "gauge",
+           "Pooled buffers handed out now, by holder: the kernel's io_uring read-buffer rings (lent, held by no "
+           "connection) or the connections (reads and answers).");
+  {
+    const std::int64_t out = snap.totals.outstanding + snap.oversize.outstanding;
+    const auto lent = static_cast<std::int64_t>(t.ring_buffers);
+    w.sample("bufpool_buffers_held", "holder=\"kernel\"", static_cast<double>(lent));
+    w.sample("bufpool_buffers_held", "holder=\"connections\"", static_cast<double>(out - lent));
+  }
   w.one("bufpool_io_uring", "gauge", "1 when the HTTP data path runs on io_uring, 0 on epoll (io.backend).",
         uring_ ? 1.0 : 0.0);
 

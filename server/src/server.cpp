@@ -480,6 +480,12 @@ nlohmann::json server::stats() const {
   for (std::size_t i = 0; i < t.errors.size(); ++i) errors[error_names[i]] = t.errors[i];
   const std::uint64_t active = t.http_active + t.echo_active, accepted = t.http_accepted + t.echo_accepted;
   const double uptime = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+  const pool_snapshot pool = pool_->snapshot();
+  // The pool's outstanding buffers, by holder: the kernel's read-buffer rings (io_uring: lent, no
+  // connection holds them, and an idle server keeps them there) and everything else (connections'
+  // reads and answers).
+  const std::int64_t lent = static_cast<std::int64_t>(t.ring_buffers);
+  const std::int64_t outstanding = pool.totals.outstanding + pool.oversize.outstanding;
   return json{{"server",
                {{"uptime_s", uptime},
                 {"threads", workers_.size()},
@@ -492,6 +498,9 @@ nlohmann::json server::stats() const {
                 {"bytes_in", t.bytes_in},
                 {"bytes_out", t.bytes_out},
                 {"echo_bytes", t.echo_bytes},
+                {"buffers", {{"outstanding", outstanding},
+                             {"lent_to_kernel", lent},
+                             {"held_by_connections", outstanding - lent}}},
                 {"buffer_budget", {{"max_buffer_bytes", settings_.max_buffer_bytes},
                                    {"waits", t.budget_waits},
                                    {"waiting", t.budget_waiting}}},
@@ -500,7 +509,7 @@ nlohmann::json server::stats() const {
                                 {"dropped", access_pool_ ? access_pool_->overrun_counter() : 0}}},
                 {"process", {{"open_fds", open_fd_count()}}},
                 {"settings", settings_.effective}}},
-              {"pool", pool_->snapshot()}};
+              {"pool", pool}};
 }
 
 }  // namespace bufpool::server

@@ -108,6 +108,31 @@ TEST_CASE("shutdown: stopping never hangs when a sweep is due (regression: queue
   }
 }
 
+// On io_uring an idle server lends the kernel its rings of read buffers: those are outstanding in the
+// pool's figures, and /stats and /metrics count them apart, so an idle server shows no buffer held by
+// a connection (as a leak would show), whatever the backend.
+TEST_CASE("admin: buffers lent to the kernel are counted apart from those connections hold") {
+  server s(test_settings({{"threads", "1"}, {"io.uring_buffers", "16"}}));
+  ten_plaintext_and_a_404(s);
+  const bool uring = std::string_view(s.io_backend_name()) == "io_uring";
+  REQUIRE(bufpool::test::eventually([&] { return bufpool::test::connection_buffers(s.stats()) == 0; }));
+  const auto st = s.stats();
+  const auto& b = st["server"]["buffers"];
+  CHECK(b["lent_to_kernel"].get<std::int64_t>() == (uring ? 16 : 0));
+  CHECK(b["outstanding"].get<std::int64_t>() == st["pool"]["totals"]["outstanding"].get<std::int64_t>());
+  CHECK(b["outstanding"].get<std::int64_t>() == b["lent_to_kernel"].get<std::int64_t>());
+  client a(s.ports().admin);
+  a.send(get("/metrics"));
+  const std::string m = a.read_response().body;
+  CHECK(m.find("\nbufpool_buffers_held{holder=\"kernel\"} " + std::to_string(uring ? 16 : 0) + "\n") !=
+        std::string::npos);
+  // The scrape's own connection holds its read buffer (and perhaps its answer's) while it is written.
+  const std::string held = "\nbufpool_buffers_held{holder=\"connections\"} ";
+  const std::size_t at = m.find(held);
+  REQUIRE(at != std::string::npos);
+  CHECK(std::stoi(m.substr(at + held.size())) <= 2);
+}
+
 TEST_CASE("admin: /metrics counts every request once in the route's latency histogram, in Prometheus' format") {
   server s(test_settings());
   ten_plaintext_and_a_404(s);

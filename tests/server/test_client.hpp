@@ -45,11 +45,10 @@ inline server::server_settings test_settings(const std::map<std::string, std::st
   return server::settings_from(loaded.values);
 }
 
-/// Pooled buffers the server's connections hold: the pool's outstanding ones, less those lent to the
-/// kernel's read-buffer rings (io_uring), which no connection holds.
+/// Pooled buffers the server's connections hold (the pool's outstanding ones, less those lent to the
+/// kernel's read-buffer rings on io_uring, which no connection holds), as /stats says.
 inline std::int64_t connection_buffers(const nlohmann::json& stats) {
-  return stats["pool"]["totals"]["outstanding"].get<std::int64_t>() -
-         stats["server"]["io"]["ring_buffers"].get<std::int64_t>();
+  return stats["server"]["buffers"]["held_by_connections"].get<std::int64_t>();
 }
 
 /// Polls `pred` until it holds or `timeout` passes (a bound, not a timing assertion): for server state

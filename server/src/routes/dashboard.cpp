@@ -27,7 +27,7 @@ svg{width:100%;height:150px}svg text{font:11px sans-serif;fill:#555}
 <div class="card"><h2>Gets by tier (share of gets, per second)</h2><div class="lg" id="tiers-lg"></div><svg id="tiers" viewBox="0 0 460 150"></svg></div>
 <div class="card"><h2>Idle bytes against the cap <span class="v" id="idle-v"></span></h2><svg id="idle" viewBox="0 0 460 150"></svg></div>
 <div class="card"><h2>Requests per second <span class="v" id="rps-v"></span></h2><svg id="rps" viewBox="0 0 460 150"></svg></div>
-<div class="card"><h2>Outstanding buffers <span class="v" id="out-v"></span></h2><svg id="out" viewBox="0 0 460 150"></svg></div>
+<div class="card"><h2>Buffers held by connections, and lent to the kernel (dashed) <span class="v" id="out-v"></span></h2><svg id="out" viewBox="0 0 460 150"></svg></div>
 <div class="card"><h2>Connections per thread <span class="v" id="conn-v"></span></h2><svg id="conn" viewBox="0 0 460 150"></svg></div>
 <div class="card"><h2>Rotations and buffers freed by rotation <span class="v" id="rot-v"></span></h2><svg id="rot" viewBox="0 0 460 150"></svg></div>
 </div>
@@ -73,25 +73,26 @@ async function poll() {
     const s = await r.json();
     const t = s.pool.totals, sv = s.server;
     hist.push({up: sv.uptime_s, t, req: sum(sv.requests), cap: s.pool.config.max_idle_bytes,
+               held: sv.buffers.held_by_connections, lent: sv.buffers.lent_to_kernel,
                conns: sv.connections.per_thread.map(p => p.http_active + p.echo_active)});
     if (hist.length > N + 1) hist.shift();
     const d = [];
     for (let i = 1; i < hist.length; i++) {
       const a = hist[i - 1], b = hist[i], dt = Math.max(1e-3, b.up - a.up), gets = b.t.gets - a.t.gets;
       d.push({rps: (b.req - a.req) / dt, share: tiers.map(x => gets > 0 ? 100 * (b.t[x[0]] - a.t[x[0]]) / gets : 0),
-              idle: b.t.pooled_bytes, cap: b.cap, out: b.t.outstanding, rot: b.t.rotations, freed: b.t.freed_by_rotation});
+              idle: b.t.pooled_bytes, cap: b.cap, out: b.held, lent: b.lent, rot: b.t.rotations, freed: b.t.freed_by_rotation});
     }
     lines("tiers", tiers.map((x, k) => ({c: x[2], v: d.map(e => e.share[k])})), 100);
     lines("idle", [{c: "#1f77b4", v: d.map(e => e.idle)}, {c: "#d62728", dash: true, v: d.map(e => e.cap)}]);
     lines("rps", [{c: "#1f77b4", v: d.map(e => e.rps)}]);
-    lines("out", [{c: "#ff7f0e", v: d.map(e => e.out)}]);
+    lines("out", [{c: "#ff7f0e", v: d.map(e => e.out)}, {c: "#7f7f7f", dash: true, v: d.map(e => e.lent)}]);
     lines("rot", [{c: "#9467bd", v: d.map(e => e.freed)}]);
     bars("conn", hist[hist.length - 1].conns);
     const last = d[d.length - 1];
     if (last) {
       document.getElementById("rps-v").textContent = fmt(last.rps);
       document.getElementById("idle-v").textContent = fmt(last.idle) + " / " + fmt(last.cap) + " B";
-      document.getElementById("out-v").textContent = fmt(last.out);
+      document.getElementById("out-v").textContent = fmt(last.out) + " held, " + fmt(last.lent) + " lent";
       document.getElementById("rot-v").textContent = last.rot + " rotations, " + fmt(last.freed) + " freed";
     }
     document.getElementById("conn-v").textContent = fmt(sum(hist[hist.length - 1].conns));

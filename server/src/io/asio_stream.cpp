@@ -23,6 +23,17 @@ asio_stream::asio_stream(worker& w, asio::ip::tcp::socket socket, read_size size
 }
 
 recv_status asio_stream::receive(bufpool::buffer& b, std::size_t& n, std::size_t expected, bool wait) {
+  // The last read took less than its buffer could hold: the socket was emptied, and a client that
+  // waits for its answer has sent nothing since. Wait for readability without the read that would
+  // find nothing (in request-response traffic one recv per request, ending in EAGAIN); if bytes did
+  // come meanwhile, the wait sees them at once (Asio re-arms the descriptor as it queues the wait).
+  if (emptied_) {
+    emptied_ = false;
+    b.reset();
+    size_.drained();
+    if (wait) wait_readable();
+    return recv_status::pending;
+  }
   const std::size_t size = size_.next(expected);
   if (b && b.capacity() < size) b.reset();  // the spare is too small for a streaming body
   if (!b) {
@@ -54,6 +65,7 @@ recv_status asio_stream::receive(bufpool::buffer& b, std::size_t& n, std::size_t
     return ec == asio::error::eof ? recv_status::end : recv_status::error;
   }
   size_.got(n, b.capacity());
+  emptied_ = n < b.capacity();
   return recv_status::data;
 }
 

@@ -43,6 +43,7 @@ private:
   stream_owner& owner_;
   std::vector<asio::const_buffer> iov_;  // what a short write left; keeps its capacity
   bool closed_ = false;
+  bool emptied_ = false;  // the last read did not fill its buffer: the next is likely to find nothing
 };
 
 }  // namespace bufpool::server::io

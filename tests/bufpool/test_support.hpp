@@ -10,6 +10,8 @@
 
 #include <bufpool/stats.hpp>
 
+#include "../support/failing_resource.hpp"
+
 namespace bufpool::test {
 
 #if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
@@ -18,24 +20,9 @@ inline constexpr int scale_down = 10;  // sanitizers run 5-20x slower; keep each
 inline constexpr int scale_down = 1;
 #endif
 
-/// Counts allocations and frees, forwarding to new/delete.
-class counting_resource : public std::pmr::memory_resource {
-public:
-  std::atomic<long> allocations{0};
-  std::atomic<long> frees{0};
-  long live() const { return allocations.load() - frees.load(); }
-
-private:
-  void* do_allocate(std::size_t bytes, std::size_t align) override {
-    ++allocations;
-    return std::pmr::new_delete_resource()->allocate(bytes, align);
-  }
-  void do_deallocate(void* p, std::size_t bytes, std::size_t align) override {
-    ++frees;
-    std::pmr::new_delete_resource()->deallocate(p, bytes, align);
-  }
-  bool do_is_equal(const std::pmr::memory_resource& o) const noexcept override { return this == &o; }
-};
+/// Counts allocations and frees, forwarding to new/delete: the failing resource of the server's
+/// tests with its failures left off (one resource for both, not two near-twins).
+using counting_resource = failing_resource;
 
 /// Checks the identities that must hold at quiescence for one class or for the totals.
 inline void check_identities(const class_stats& s) {

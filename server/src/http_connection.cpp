@@ -102,6 +102,9 @@ void http_connection::read() {
           stream_->wait_input();
           return;
         }
+        // Over the budget, or out of memory: the held batch has just gone back to the pool, which may
+        // have been what stood in the way (and no wait registered now would be woken by it). Ask again.
+        continue;
       }
       switch (got) {
         case io::recv_status::data: break;

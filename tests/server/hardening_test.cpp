@@ -344,7 +344,7 @@ TEST_CASE("budget: while a slow reader holds buffers the other connections wait 
   constexpr std::size_t body = 16u << 20;  // far more than the socket buffers between them hold
   bufpool::test::stalled_upload slow(s.ports().http, body);
   auto outstanding = [&] { return bufpool::test::connection_buffers(s.stats()); };
-  REQUIRE(eventually([&] { return outstanding() >= 1; }));
+  REQUIRE(eventually([&] { return outstanding() >= 1; }, std::chrono::seconds(60)));  // see descriptor_test
   bufpool::test::wait_until_reading_stops(s);
   REQUIRE(outstanding() >= 1);  // the slow reader's answer is stuck in pooled buffers
   std::vector<std::unique_ptr<client>> clients;

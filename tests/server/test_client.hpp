@@ -250,12 +250,10 @@ class stalled_upload {
 public:
   // The head goes out from the constructor, so that a short header timeout cannot close the connection
   // before the sender thread runs (under a sanitizer, next to other tests, that took over a second).
-  stalled_upload(std::uint16_t port, std::size_t body_bytes)
-      : client_(port),
-        head_sent_((client_.send("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: " + std::to_string(body_bytes) +
-                                 "\r\n\r\n"),
-                    true)),
-        sender_([this, body_bytes] { client_.send(std::string(body_bytes, 's')); }) {}
+  stalled_upload(std::uint16_t port, std::size_t body_bytes) : client_(port) {
+    client_.send("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: " + std::to_string(body_bytes) + "\r\n\r\n");
+    sender_ = std::thread([this, body_bytes] { client_.send(std::string(body_bytes, 's')); });
+  }
   ~stalled_upload() {
     if (!sender_.joinable()) return;
     ::shutdown(client_.fd(), SHUT_RDWR);
@@ -269,8 +267,7 @@ public:
 
 private:
   client client_;
-  [[maybe_unused]] bool head_sent_;
-  std::thread sender_;  // last: it starts once client_ exists and the head is out
+  std::thread sender_;  // started by the constructor once the head is out
 };
 
 /// Sends `request` on a fresh connection; expects exactly one response with `status` and

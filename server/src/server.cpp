@@ -350,7 +350,10 @@ server::server(server_settings settings) : settings_(std::move(settings)), start
   // The budget of buffer bytes in use, shared evenly: each worker checks its own share, so no
   // atomic is shared between workers on the request path.
   const auto share = static_cast<std::int64_t>(settings_.max_buffer_bytes / workers_.size());
-  for (auto& w : workers_) w->set_buffer_budget(std::max<std::int64_t>(share, 1));
+  for (auto& w : workers_) {
+    w->set_buffer_budget(std::max<std::int64_t>(share, 1));
+    w->set_ring_trim_interval(settings_.rotation_interval);
+  }
   trim_timer_ = std::make_unique<asio::steady_timer>(workers_.front()->context());
   for (auto& w : workers_) w->start();
   for (auto& l : listeners_) l->start();

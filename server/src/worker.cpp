@@ -156,6 +156,10 @@ void worker::sweep() {
   refresh_date();
   on_buffers_returned();  // also returns made outside a connection's own handlers
   const auto now = clock::now();
+  if (uring_ && ring_trim_interval_ > clock::duration::zero() && now >= next_ring_trim_) {
+    if (next_ring_trim_ != clock::time_point{}) uring_->trim_soon();  // not at the first sweep
+    next_ring_trim_ = now + ring_trim_interval_;
+  }
   for_each_connection([now](connection_base* c) {
     if (c->deadline() <= now) c->on_deadline();
   });

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <limits>
 #include <memory>
 #include <string>
 #include <thread>
@@ -109,6 +110,13 @@ public:
   /// Worker thread only: true when the buffers this worker's connections hold reach its budget. A
   /// connection then takes no buffer: it calls wait_for_budget() and is resumed once buffers come back.
   bool over_budget() noexcept { return budget_ > 0 && pool_.thread_outstanding_bytes() >= budget_; }
+  /// Worker thread only: bytes this worker may still take before it is over its budget (<= 0: none;
+  /// INT64_MAX without a budget). For a loop that takes several buffers: one look for all of them.
+  std::int64_t budget_room() noexcept {
+    return budget_ > 0 ? budget_ - pool_.thread_outstanding_bytes() : std::numeric_limits<std::int64_t>::max();
+  }
+  /// How often (on the worker's sweep) the io_uring buffer ring gives back what it did not use.
+  void set_ring_trim_interval(clock::duration d) noexcept { ring_trim_interval_ = d; }
   void wait_for_budget(std::shared_ptr<connection_base> c);
   /// Worker thread only: buffers went back (a write finished, a connection closed): resume waiters
   /// while there is room, oldest first.
@@ -148,6 +156,8 @@ private:
   std::int64_t date_second_ = -1;
   connection_base* head_ = nullptr;
   std::int64_t budget_ = 0;
+  clock::duration ring_trim_interval_{};
+  clock::time_point next_ring_trim_{};
   std::deque<std::shared_ptr<connection_base>> budget_waiters_;
   bool stopped_ = false;
   bool sweeping_ = true;  // worker thread only: cleared when the worker stops

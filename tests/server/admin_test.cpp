@@ -133,6 +133,47 @@ TEST_CASE("admin: buffers lent to the kernel are counted apart from those connec
   CHECK(std::stoi(m.substr(at + held.size())) <= 2);
 }
 
+TEST_CASE("io_uring: an idle worker's buffer ring gives back what it did not use, and connections idle across it and a burst after it are served") {
+  // Rotation every 100 ms: each one, the ring drops to twice the most buffers one turn drew (at least 16).
+  server s(test_settings({{"threads", "1"}, {"io.uring_buffers", "256"}, {"pool.rotation_interval", "100ms"}}));
+  if (std::string_view(s.io_backend_name()) != "io_uring") {
+    MESSAGE("the epoll backend has no buffer ring");
+    return;
+  }
+  auto lent = [&] { return s.stats()["server"]["buffers"]["lent_to_kernel"].get<std::int64_t>(); };
+  std::vector<std::unique_ptr<client>> idle;
+  for (int i = 0; i < 20; ++i) {
+    idle.push_back(std::make_unique<client>(s.ports().http));
+    idle.back()->send(get("/plaintext"));
+    CHECK(idle.back()->read_response().status == 200);
+  }
+  // Each of these 20 connections now has a recv armed on the ring when the ring is trimmed.
+  REQUIRE(bufpool::test::eventually([&] { return lent() <= 16; }, 10s));
+  std::this_thread::sleep_for(250ms);  // more trims with those recvs armed
+  for (auto& c : idle) c->send(get("/plaintext"));
+  for (auto& c : idle) CHECK(c->read_response().status == 200);
+  // A burst of 64 connections, each with 4 pipelined requests sent at once, against a ring of 16 or so:
+  // recvs that find it empty wait for buffers and the level grows; every request is answered.
+  std::vector<std::unique_ptr<client>> burst;
+  for (int i = 0; i < 64; ++i) burst.push_back(std::make_unique<client>(s.ports().http));
+  for (auto& c : burst)
+    c->send(get("/plaintext") + get("/plaintext") + get("/json") + post("/echo", std::string(3000, 'x')));
+  for (auto& c : burst) {
+    const auto rs = c->read_responses(4);
+    REQUIRE(rs.size() == 4);
+    CHECK(rs[0].status == 200);
+    CHECK(rs[2].status == 200);
+    CHECK(rs[3].body == std::string(3000, 'x'));
+  }
+  burst.clear();
+  idle.clear();
+  // Idle again: back down to the floor, and every pooled buffer out is the ring's (none leaked).
+  REQUIRE(bufpool::test::eventually([&] { return lent() <= 16 && bufpool::test::connection_buffers(s.stats()) == 0; },
+                                    10s));
+  const auto st = s.stats();
+  CHECK(st["pool"]["totals"]["outstanding"].get<std::int64_t>() == st["server"]["buffers"]["lent_to_kernel"].get<std::int64_t>());
+}
+
 TEST_CASE("admin: /metrics counts every request once in the route's latency histogram, in Prometheus' format") {
   server s(test_settings());
   ten_plaintext_and_a_404(s);

@@ -34,13 +34,10 @@ recv_status asio_stream::receive(bufpool::buffer& b, std::size_t& n, std::size_t
     if (wait) wait_readable();
     return recv_status::pending;
   }
-  const std::size_t size = size_.next(expected);
-  if (b && b.capacity() < size) b.reset();  // the spare is too small for a streaming body
-  if (!b) {
-    if (w_.over_budget()) return recv_status::over_budget;  // wait, holding nothing
-    try {
-      b = w_.pool().get(size);
-    } catch (const std::bad_alloc&) {
+  switch (take_read_buffer(w_, b, size_.next(expected))) {
+    case take_status::ok: break;
+    case take_status::over_budget: return recv_status::over_budget;  // wait, holding nothing
+    case take_status::no_memory:
       // No buffer: a 503 only if request bytes wait; an idle connection waits for bytes (and is asked
       // again when they come), one whose peer has gone closes.
       switch (peek(fd())) {
@@ -50,7 +47,6 @@ recv_status asio_stream::receive(bufpool::buffer& b, std::size_t& n, std::size_t
           return recv_status::pending;
         case pending_input::end: return recv_status::end;
       }
-    }
   }
   std::error_code ec;
   n = socket_.read_some(asio::buffer(b.data(), b.capacity()), ec);
@@ -97,15 +93,13 @@ send_status asio_stream::send(std::span<const iovec> iov, std::size_t total) {
   std::size_t n = r < 0 ? 0 : static_cast<std::size_t>(r);
   if (n == total) return send_status::done;
   // The rest, as Asio buffers: what went out is dropped from the gather list.
-  const std::size_t first = n;
-  std::size_t skip = 0;
-  while (n >= iov[skip].iov_len) n -= iov[skip++].iov_len;
+  const resume_point at = after_written(iov, n);
   iov_.clear();
-  for (std::size_t i = skip; i < iov.size(); ++i) iov_.emplace_back(iov[i].iov_base, iov[i].iov_len);
-  iov_.front() += n;
+  for (std::size_t i = at.index; i < iov.size(); ++i) iov_.emplace_back(iov[i].iov_base, iov[i].iov_len);
+  iov_.front() += at.offset;
   // A span, not the vector: async_write copies its buffer sequence, and a vector copy would allocate.
   asio::async_write(socket_, std::span<const asio::const_buffer>(iov_),
-                    asio::bind_allocator(alloc(), [this, first, keep = owner_.lifeline()](std::error_code e, std::size_t written) {
+                    asio::bind_allocator(alloc(), [this, first = n, keep = owner_.lifeline()](std::error_code e, std::size_t written) {
                       owner_.on_sent(e, first + written);
                     }));
   return send_status::pending;

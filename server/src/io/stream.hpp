@@ -16,6 +16,10 @@
 
 #include <bufpool/buffer.hpp>
 
+namespace bufpool::server {
+class worker;
+}
+
 namespace bufpool::server::io {
 
 class stream_owner {
@@ -93,6 +97,23 @@ public:
 private:
   std::uint32_t smallest_, largest_, next_;
 };
+
+/// Where a gather list resumes after a short write of n bytes: the first iovec not fully written, and
+/// how much of it went out.
+struct resume_point {
+  std::size_t index, offset;
+};
+inline resume_point after_written(std::span<const iovec> iov, std::size_t n) noexcept {
+  std::size_t i = 0;
+  while (i < iov.size() && n >= iov[i].iov_len) n -= iov[i++].iov_len;
+  return {i, n};
+}
+
+/// A read buffer of at least `size` bytes in b: a spare too small is dropped, then, unless b still
+/// holds one, one is taken from the worker's pool while its budget allows. b holds no buffer unless
+/// the answer is `ok`.
+enum class take_status : std::uint8_t { ok, over_budget, no_memory };
+take_status take_read_buffer(worker& w, bufpool::buffer& b, std::size_t size);
 
 /// What the socket holds, without taking it: asked only when no read buffer can be had.
 enum class pending_input : std::uint8_t { bytes, end, nothing };

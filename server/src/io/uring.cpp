@@ -8,6 +8,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -38,17 +39,23 @@ int make_ring(io_uring* ring) {
   return -io_uring_queue_init_params(ring_entries, ring, &p);
 }
 
+// Registers `mem` (zeroed, `entries` slots) as the provided-buffer ring of buffer_group; false if the
+// kernel refuses.
+bool register_ring_memory(io_uring* ring, void* mem, unsigned entries) {
+  io_uring_buf_reg reg{};
+  reg.ring_addr = reinterpret_cast<std::uint64_t>(mem);
+  reg.ring_entries = entries;
+  reg.bgid = buffer_group;
+  return io_uring_register_buf_ring(ring, &reg, 0) == 0;
+}
+
 // Maps and registers a provided-buffer ring of `entries` (liburing 2.3 has no io_uring_setup_buf_ring);
 // null if the kernel refuses. `bytes` is what to munmap.
 io_uring_buf_ring* register_buffer_ring(io_uring* ring, unsigned entries, std::size_t& bytes) {
   bytes = entries * sizeof(io_uring_buf);
   void* mem = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
   if (mem == MAP_FAILED) return nullptr;
-  io_uring_buf_reg reg{};
-  reg.ring_addr = reinterpret_cast<std::uint64_t>(mem);
-  reg.ring_entries = entries;
-  reg.bgid = buffer_group;
-  if (io_uring_register_buf_ring(ring, &reg, 0) != 0) {
+  if (!register_ring_memory(ring, mem, entries)) {
     ::munmap(mem, bytes);
     return nullptr;
   }
@@ -149,7 +156,7 @@ std::string uring_loop::probe() {
 }
 
 uring_loop::uring_loop(worker& w, std::size_t buffer_bytes, unsigned buffers)
-    : w_(w), buffer_bytes_(buffer_bytes), buffers_(buffers) {
+    : w_(w), buffer_bytes_(buffer_bytes), buffers_(buffers), level_(buffers) {
   if (buffers_ == 0 || (buffers_ & (buffers_ - 1)) != 0 || buffers_ > 32768)
     throw std::invalid_argument("io.uring_buffers must be a power of two up to 32768");
   ring_ = new io_uring{};
@@ -243,9 +250,14 @@ bufpool::buffer uring_loop::take(unsigned flags) {
   return std::move(slots_[bid]);
 }
 
-// Once a turn: buffers into the ring, then the recvs that ran dry re-armed for them.
+// Once a turn: buffers into the ring, then the recvs that ran dry re-armed for them. A recv that found
+// the ring empty doubles its level (once a turn). The ring is refilled when it is a sixteenth of its
+// level short, or when a recv waits: one look at the budget then covers several buffers.
 void uring_loop::refill() {
-  fill();
+  const unsigned have = in_ring();
+  if (have < level_) peak_draw_ = std::max(peak_draw_, level_ - have);
+  if (starved_head_ != nullptr && level_ < buffers_) level_ = std::min(buffers_, 2 * level_);
+  if (have + std::max(1u, level_ / 16) <= level_ || (have < level_ && starved_head_ != nullptr)) fill();
   wake_starved();
 }
 
@@ -255,13 +267,15 @@ bool uring_loop::out_of_memory() {
   return out_of_memory_;
 }
 
-// Puts pooled buffers into the empty slots of the kernel's ring, while the worker's budget allows;
-// one publish (a release store of the ring's tail) for all of them.
+// Puts pooled buffers into the empty slots of the kernel's ring, up to its level and while the
+// worker's budget allows (the budget is read once: nothing else takes buffers in this loop); one
+// publish (a release store of the ring's tail) for all of them.
 void uring_loop::fill() {
   int added = 0;
   const int mask = io_uring_buf_ring_mask(buffers_);
   out_of_memory_ = false;
-  while (!empty_slots_.empty() && !w_.over_budget()) {
+  std::int64_t room = w_.budget_room();
+  while (in_ring() < level_ && room > 0) {
     const std::uint16_t bid = empty_slots_.back();
     try {
       slots_[bid] = w_.pool().get(buffer_bytes_);
@@ -271,11 +285,51 @@ void uring_loop::fill() {
     }
     io_uring_buf_ring_add(br_, slots_[bid].data(), static_cast<unsigned>(buffer_bytes_), bid, mask, added++);
     empty_slots_.pop_back();
+    room -= static_cast<std::int64_t>(buffer_bytes_);
   }
   if (added != 0) {
     io_uring_buf_ring_advance(br_, added);
     w_.stats().ring_buffers.add(static_cast<std::uint64_t>(added));
   }
+}
+
+// Once per rotation interval: the level drops to twice the most buffers one turn drew since the last
+// trim (at least the floor). The kernel's ring cannot hand back buffers it has not used, so when it
+// holds more than the new level it is unregistered, its buffers go back to the pool, and the same
+// memory is registered again, empty, to be filled to the level. That is safe only when the kernel
+// has told of every buffer it took: with DEFER_TASKRUN buffers are picked only inside
+// io_uring_enter, and every completion of the last one has been read (none ready, none overflowed).
+// Else the trim waits for a later turn. A recv armed meanwhile picks from the ring registered again
+// (the group keeps its number), so no connection sees the change.
+void uring_loop::trim() {
+  const unsigned want = std::clamp(2 * peak_draw_, std::min(floor, buffers_), buffers_);
+  if (in_ring() > want && !trim_failed_) {
+    if (io_uring_cq_ready(ring_) != 0 || (IO_URING_READ_ONCE(*ring_->sq.kflags) & IORING_SQ_CQ_OVERFLOW) != 0)
+      return;  // a completion not read yet may name a buffer of the ring: next turn
+    if (io_uring_unregister_buf_ring(ring_, static_cast<int>(buffer_group)) != 0) {
+      trim_failed_ = true;
+      spdlog::warn("worker {}: io_uring: the buffer ring could not be unregistered; it keeps its buffers", w_.index());
+      trim_due_ = false;
+      return;
+    }
+    std::uint64_t freed = 0;
+    for (bufpool::buffer& b : slots_)
+      if (b) {
+        b.reset();  // back to the pool: the kernel no longer knows the ring
+        ++freed;
+      }
+    empty_slots_.clear();
+    for (unsigned i = buffers_; i-- > 0;) empty_slots_.push_back(static_cast<std::uint16_t>(i));
+    w_.stats().ring_buffers.sub(freed);
+    std::memset(br_, 0, br_bytes_);
+    registered_ = register_ring_memory(ring_, br_, buffers_);
+    if (!registered_)
+      spdlog::error("worker {}: io_uring: the buffer ring could not be registered again; retried each turn, "
+                    "recvs wait meanwhile", w_.index());
+  }
+  level_ = want;
+  peak_draw_ = 0;
+  trim_due_ = false;
 }
 
 void uring_loop::when_buffers(uring_op& op) noexcept {
@@ -360,7 +414,9 @@ void uring_loop::run(asio::io_context& io, std::chrono::milliseconds max_wait) {
         stopping = true;
         cancel_everything();
       } else {
-        refill();
+        if (trim_due_) trim();
+        if (!registered_) registered_ = register_ring_memory(ring_, br_, buffers_);
+        if (registered_) refill();
         arm(reactor_poll_);
         arm(wake_poll_);
       }

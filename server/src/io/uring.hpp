@@ -11,7 +11,11 @@
 // Read buffers come from the pool: a provided-buffer ring of `buffers` pooled buffers that the kernel
 // takes from only when bytes arrive, so an idle connection holds none. A buffer the kernel filled is
 // handed to its connection (take()), and its slot is refilled from the pool at the end of the turn,
-// unless the worker is over its buffer budget; the pool's statistics see every buffer.
+// unless the worker is over its buffer budget; the pool's statistics see every buffer. The ring is
+// kept at a level, not always full: a recv that finds it empty doubles the level (up to `buffers`),
+// and once per rotation interval (trim_soon) the level drops to twice the most buffers one turn drew
+// in that interval (at least `floor`), the buffers above it going back to the pool, so that an idle
+// worker lends the kernel a few buffers, not all of them (docs/design.md 2.6).
 #pragma once
 
 #include <cstddef>
@@ -103,6 +107,13 @@ public:
   /// The pool cannot fill the buffer ring (not because of the budget): the last refill stopped for
   /// want of memory, and so does one more try now.
   bool out_of_memory();
+  /// Buffers the kernel's ring is kept at now (between floor and `buffers`).
+  unsigned level() const noexcept { return level_; }
+  /// At the next turn where it is safe, the ring gives back what the last interval did not use.
+  void trim_soon() noexcept { trim_due_ = true; }
+
+  /// The level an idle worker's ring drops to (or `buffers`, if fewer).
+  static constexpr unsigned floor = 16;
 
 private:
   struct internal_op;
@@ -111,6 +122,8 @@ private:
   void refill();  // fill(), then wake_starved()
   void fill();
   void wake_starved();
+  void trim();
+  unsigned in_ring() const noexcept { return buffers_ - static_cast<unsigned>(empty_slots_.size()); }
   ::io_uring_sqe* sqe();
 
   worker& w_;
@@ -127,6 +140,11 @@ private:
   int wake_fd_ = -1;
   bool out_of_memory_ = false;
   bool needs_poll_ = true;
+  unsigned level_;          // buffers the ring is filled to
+  unsigned peak_draw_ = 0;  // most buffers one turn took from the ring since the last trim
+  bool trim_due_ = false;
+  bool trim_failed_ = false;
+  bool registered_ = true;    // false after a trim whose registration again failed: retried each turn  // the kernel refused to re-register the ring once: no more trims
   int reactor_fd_ = -1;  // Asio's epoll descriptor
   std::size_t in_flight_ = 0;  // operations whose last completion has not come
   internal_op* reactor_poll_ = nullptr;

@@ -61,18 +61,9 @@ recv_status uring_stream::receive(bufpool::buffer& b, std::size_t& n, std::size_
 // of the body where that is known (the spare, if it is large enough). Pending: the socket is empty (or the budget spent, or no buffer): the caller
 // arms the ring's recv, which holds nothing while it waits.
 recv_status uring_stream::read_directly(bufpool::buffer& b, std::size_t& n, std::size_t size) {
-  if (b && b.capacity() < size) b.reset();
-  if (!b) {
-    if (w_.over_budget()) {
-      size_.drained();
-      return recv_status::pending;
-    }
-    try {
-      b = w_.pool().get(size);
-    } catch (const std::bad_alloc&) {
-      size_.drained();
-      return recv_status::pending;  // the ring's recv decides between a wait and a 503
-    }
+  if (take_read_buffer(w_, b, size) != take_status::ok) {
+    size_.drained();
+    return recv_status::pending;  // the ring's recv decides between a wait for buffers and a 503
   }
   ssize_t r;
   do r = ::recv(fd_, b.data(), b.capacity(), MSG_DONTWAIT);
@@ -199,12 +190,10 @@ void uring_stream::on_send(int res) {
   send_done_ += static_cast<std::size_t>(res);
   if (send_done_ < send_total_ && !closed_) {
     if (msg_.msg_iov != iov_.data()) iov_.assign(msg_.msg_iov, msg_.msg_iov + msg_.msg_iovlen);
-    std::size_t n = static_cast<std::size_t>(res);
-    std::size_t skip = 0;
-    while (skip < iov_.size() && n >= iov_[skip].iov_len) n -= iov_[skip++].iov_len;
-    iov_.erase(iov_.begin(), iov_.begin() + static_cast<std::ptrdiff_t>(skip));
-    iov_.front().iov_base = static_cast<char*>(iov_.front().iov_base) + n;
-    iov_.front().iov_len -= n;
+    const resume_point at = after_written(iov_, static_cast<std::size_t>(res));
+    iov_.erase(iov_.begin(), iov_.begin() + static_cast<std::ptrdiff_t>(at.index));
+    iov_.front().iov_base = static_cast<char*>(iov_.front().iov_base) + at.offset;
+    iov_.front().iov_len -= at.offset;
     msg_.msg_iov = iov_.data();
     msg_.msg_iovlen = iov_.size();
     ring_.sendmsg(fd_, &msg_, send_op_);

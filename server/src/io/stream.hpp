@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <new>
 #include <span>
 #include <system_error>
 
@@ -16,9 +17,7 @@
 
 #include <bufpool/buffer.hpp>
 
-namespace bufpool::server {
-class worker;
-}
+#include "worker.hpp"
 
 namespace bufpool::server::io {
 
@@ -113,7 +112,17 @@ inline resume_point after_written(std::span<const iovec> iov, std::size_t n) noe
 /// holds one, one is taken from the worker's pool while its budget allows. b holds no buffer unless
 /// the answer is `ok`.
 enum class take_status : std::uint8_t { ok, over_budget, no_memory };
-take_status take_read_buffer(worker& w, bufpool::buffer& b, std::size_t size);
+inline take_status take_read_buffer(worker& w, bufpool::buffer& b, std::size_t size) {
+  if (b && b.capacity() < size) b.reset();  // the spare is too small for a streaming body
+  if (b) return take_status::ok;
+  if (w.over_budget()) return take_status::over_budget;  // wait, holding nothing
+  try {
+    b = w.pool().get(size);
+  } catch (const std::bad_alloc&) {
+    return take_status::no_memory;
+  }
+  return take_status::ok;
+}
 
 /// What the socket holds, without taking it: asked only when no read buffer can be had.
 enum class pending_input : std::uint8_t { bytes, end, nothing };

@@ -328,6 +328,7 @@ void uring_loop::trim() {
                     "recvs wait meanwhile", w_.index());
   }
   level_ = want;
+  if (registered_ && in_ring() < level_) fill();  // now, so that the next turn does not count this as a draw
   peak_draw_ = 0;
   trim_due_ = false;
 }

@@ -6,6 +6,7 @@
 #include <asio/post.hpp>
 
 #include "io/asio_stream.hpp"
+#include "io/tls_stream.hpp"
 #include "io/uring_stream.hpp"
 
 namespace bufpool::server {
@@ -43,15 +44,47 @@ private:
   io::uring_stream stream_;
 };
 
+// HTTPS: the TLS stream is what the connection reads and writes; the transport's stream below it moves
+// the ciphertext (tls_ is constructed first and destroyed last: the transport's stream refers to it).
+class asio_tls_connection final : public http_connection {
+public:
+  asio_tls_connection(worker& w, asio::ip::tcp::socket socket, const http_context& ctx)
+      : http_connection(w, ctx), tls_(w, ctx.tls->current(), {ctx.cfg.read_buffer_bytes, ctx.cfg.max_read_buffer_bytes}, owner()),
+        stream_(w, std::move(socket), {ctx.cfg.read_buffer_bytes, ctx.cfg.max_read_buffer_bytes}, memory(), tls_.inner_owner()) {
+    tls_.attach(stream_);
+    attach(tls_);
+  }
+
+private:
+  io::tls_stream tls_;
+  io::asio_stream stream_;
+};
+
+class uring_tls_connection final : public http_connection {
+public:
+  uring_tls_connection(worker& w, int fd, const http_context& ctx)
+      : http_connection(w, ctx), tls_(w, ctx.tls->current(), {ctx.cfg.read_buffer_bytes, ctx.cfg.max_read_buffer_bytes}, owner()),
+        stream_(w, fd, {ctx.cfg.read_buffer_bytes, ctx.cfg.max_read_buffer_bytes}, tls_.inner_owner()) {
+    tls_.attach(stream_);
+    attach(tls_);
+  }
+
+private:
+  io::tls_stream tls_;
+  io::uring_stream stream_;
+};
+
 }  // namespace
 
 std::shared_ptr<http_connection> make_http_connection(const std::pmr::polymorphic_allocator<>& alloc, worker& w,
                                                       asio::ip::tcp::socket socket, const http_context& ctx) {
+  if (ctx.tls != nullptr) return std::allocate_shared<asio_tls_connection>(alloc, w, std::move(socket), ctx);
   return std::allocate_shared<asio_connection>(alloc, w, std::move(socket), ctx);
 }
 
 std::shared_ptr<http_connection> make_http_connection(const std::pmr::polymorphic_allocator<>& alloc, worker& w,
                                                       int fd, const http_context& ctx) {
+  if (ctx.tls != nullptr) return std::allocate_shared<uring_tls_connection>(alloc, w, fd, ctx);
   return std::allocate_shared<uring_connection>(alloc, w, fd, ctx);
 }
 

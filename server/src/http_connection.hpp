@@ -22,6 +22,7 @@
 #include "io/stream.hpp"
 #include "routes/table.hpp"
 #include "settings.hpp"
+#include "tls/context.hpp"
 #include "worker.hpp"
 
 namespace bufpool::server {
@@ -37,6 +38,7 @@ struct http_context {
   bool admin = false;                   ///< admin connections: counted apart, not drained
   routes::table routes;
   spdlog::logger* access_log = nullptr;  ///< one line per answered request (null: off)
+  const tls::holder* tls = nullptr;      ///< HTTPS: the context new connections take (null: plain)
   http::engine_context engine;
 };
 

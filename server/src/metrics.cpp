@@ -180,6 +180,17 @@ std::string server::metrics() const {
     w.sample("bufpool_buffers_held", "holder=\"kernel\"", static_cast<double>(lent));
     w.sample("bufpool_buffers_held", "holder=\"connections\"", static_cast<double>(out - lent));
   }
+  w.one("bufpool_tls_handshakes_total", "counter", "TLS handshakes completed (full and resumed).",
+        static_cast<double>(t.tls_handshakes));
+  w.one("bufpool_tls_resumed_total", "counter", "TLS handshakes that resumed a session.",
+        static_cast<double>(t.tls_resumed));
+  w.family("bufpool_tls_failures_total", "counter", "TLS connections ended in error, by reason.");
+  for (std::size_t i = 1; i < t.tls_failures.size(); ++i)
+    w.sample("bufpool_tls_failures_total", std::string("reason=\"") + tls_failure_names[i] + "\"", t.tls_failures[i]);
+  w.one("bufpool_tls_reloads_total", "counter", "Certificate reloads that took effect (SIGHUP or a changed file).",
+        static_cast<double>(tls_reloads_.load()));
+  w.one("bufpool_tls_reload_failures_total", "counter", "Certificate reloads refused (the old certificate stays).",
+        static_cast<double>(tls_reload_failures_.load()));
   w.one("bufpool_io_uring", "gauge", "1 when the HTTP data path runs on io_uring, 0 on epoll (io.backend).",
         uring_ ? 1.0 : 0.0);
 

@@ -275,6 +275,8 @@ server::server(server_settings settings) : settings_(std::move(settings)), start
   // spdlog makes its default logger on first use; make it here, before any worker thread can log
   // (two workers logging first at once race on its creation inside libspdlog, which TSan reports).
   (void)spdlog::default_logger_raw();
+  // HTTPS: the files are loaded before anything starts; a bad one is a configuration error.
+  if (settings_.http_tls.enabled()) tls_ = std::make_unique<tls::holder>(settings_.http_tls, "http.tls.");
   if (settings_.pool.memory == nullptr && settings_.backing == pool_backing::chunks) {
     chunks_ = std::make_unique<bufpool::chunk_resource>();
     settings_.pool.memory = chunks_.get();
@@ -309,6 +311,7 @@ server::server(server_settings settings) : settings_(std::move(settings)), start
   }
   public_ctx_ = std::make_unique<http_context>(settings_.http, false, routes::make_public_table(draining_),
                                                access_log_.get());
+  public_ctx_->tls = tls_.get();
   admin_ctx_ = std::make_unique<http_context>(
       settings_.http, true,
       routes::make_admin_table(draining_, [this] { return stats().dump(); }, [this] { return metrics(); }), nullptr);
@@ -387,6 +390,7 @@ void server::log_error_summary() {
 void server::trim_heap() {
   if (!trimming_) return;
   log_error_summary();
+  if (tls_ && tls_->files_changed()) reload_tls();
 #if defined(__GLIBC__)
   ::malloc_trim(0);
 #endif
@@ -397,6 +401,19 @@ void server::trim_heap() {
   trim_timer_->async_wait([this](std::error_code ec) {
     if (!ec) trim_heap();
   });
+}
+
+bool server::reload_tls() {
+  if (!tls_) return false;
+  std::string why;
+  if (tls_->reload(why)) {
+    tls_reloads_.fetch_add(1, std::memory_order_relaxed);
+    spdlog::info("tls: certificate and key loaded again; new connections use them");
+    return true;
+  }
+  tls_reload_failures_.fetch_add(1, std::memory_order_relaxed);
+  spdlog::error("tls: reload refused, the old certificate stays in use: {}", why);
+  return false;
 }
 
 server::~server() {
@@ -489,6 +506,8 @@ nlohmann::json server::stats() const {
   // reads and answers).
   const std::int64_t lent = static_cast<std::int64_t>(t.ring_buffers);
   const std::int64_t outstanding = pool.totals.outstanding + pool.oversize.outstanding;
+  json tls_failures = json::object();
+  for (std::size_t i = 1; i < t.tls_failures.size(); ++i) tls_failures[tls_failure_names[i]] = t.tls_failures[i];
   return json{{"server",
                {{"uptime_s", uptime},
                 {"threads", workers_.size()},
@@ -501,6 +520,12 @@ nlohmann::json server::stats() const {
                 {"bytes_in", t.bytes_in},
                 {"bytes_out", t.bytes_out},
                 {"echo_bytes", t.echo_bytes},
+                {"tls", {{"enabled", tls_ != nullptr},
+                         {"handshakes", t.tls_handshakes},
+                         {"resumed", t.tls_resumed},
+                         {"failures", tls_failures},
+                         {"reloads", tls_reloads_.load()},
+                         {"reload_failures", tls_reload_failures_.load()}}},
                 {"buffers", {{"outstanding", outstanding},
                              {"lent_to_kernel", lent},
                              {"held_by_connections", outstanding - lent}}},

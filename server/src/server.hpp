@@ -20,6 +20,7 @@
 #include <bufpool/rotation_timer.hpp>
 
 #include "settings.hpp"
+#include "tls/context.hpp"
 #include "stats.hpp"
 
 namespace bufpool::server {
@@ -58,6 +59,10 @@ public:
   /// The HTTP data path in force: "io_uring" or "epoll" (io.backend, after the fallback).
   const char* io_backend_name() const noexcept { return uring_ ? "io_uring" : "epoll"; }
   bufpool::pool& pool() noexcept { return *pool_; }
+  /// Loads the TLS certificate and key again (SIGHUP; also when a file changed, checked once per
+  /// rotation interval): new connections use them, established ones go on. A file that does not load
+  /// keeps the old ones, logged. False if nothing was reloaded.
+  bool reload_tls();
   const server_settings& settings() const noexcept { return settings_; }
 
 private:
@@ -82,6 +87,8 @@ private:
   std::vector<std::unique_ptr<worker>> workers_;
   std::shared_ptr<spdlog::details::thread_pool> access_pool_;  // the access log's own queue and thread
   std::shared_ptr<spdlog::logger> access_log_;
+  std::unique_ptr<tls::holder> tls_;  // HTTPS on the HTTP listener
+  std::atomic<std::uint64_t> tls_reloads_{0}, tls_reload_failures_{0};
   std::unique_ptr<http_context> public_ctx_;
   std::unique_ptr<http_context> admin_ctx_;
   std::vector<std::unique_ptr<listener>> listeners_;

@@ -49,6 +49,20 @@ config::schema build() {
          "bounded: lines it cannot keep up with are dropped and counted", 0, 0, {}, {"--access-log"}, true});
   s.add({"log.format", value_kind::choice, "text", "log line format: text, or json (one object per line)", 0, 0,
          {"text", "json"}, {"--log-format"}, false});
+  s.add({"http.tls.certificate", value_kind::string, "",
+         "HTTPS on the HTTP listener: the certificate chain, PEM, leaf first (\"\": plain HTTP); a changed file or "
+         "SIGHUP loads it again for new connections", 0, 0, {}, {"--tls-cert"}, true});
+  s.add({"http.tls.key", value_kind::string, "", "the certificate's private key, PEM (\"\": in the certificate file)",
+         0, 0, {}, {"--tls-key"}, true});
+  s.add({"http.tls.min_version", value_kind::choice, "1.2", "oldest TLS version accepted (1.0 and 1.1 never)", 0, 0,
+         {"1.2", "1.3"}, {}, false});
+  s.add({"http.tls.ciphers", value_kind::string, "", "TLS 1.2 cipher list (\"\": OpenSSL's secure default)", 0, 0, {},
+         {}, true});
+  s.add({"http.tls.client_auth", value_kind::choice, "none",
+         "client certificates: none, optional (verified when sent), require (mTLS)", 0, 0,
+         {"none", "optional", "require"}, {}, false});
+  s.add({"http.tls.client_ca", value_kind::string, "", "PEM file of the CAs that client certificates must chain to",
+         0, 0, {}, {}, true});
   s.add(integer("http.read_buffer_bytes", 4096, "bytes of each pooled read buffer", 256, 1 << 20));
   s.add(integer("http.max_read_buffer_bytes", 65536,
                 "a read that fills its buffer asks the pool for twice the size next time, up to this; once the "
@@ -120,6 +134,12 @@ server_settings settings_from(const nlohmann::json& v) {
   s.log_level = config::at(v, "log.level").get<std::string>();
   s.log_format = config::at(v, "log.format").get<std::string>();
   s.access_log = config::at(v, "log.access").get<std::string>();
+  s.http_tls.certificate = config::at(v, "http.tls.certificate").get<std::string>();
+  s.http_tls.key = config::at(v, "http.tls.key").get<std::string>();
+  s.http_tls.min_version = config::at(v, "http.tls.min_version").get<std::string>();
+  s.http_tls.ciphers = config::at(v, "http.tls.ciphers").get<std::string>();
+  s.http_tls.client_auth = config::at(v, "http.tls.client_auth").get<std::string>();
+  s.http_tls.client_ca = config::at(v, "http.tls.client_ca").get<std::string>();
   s.http.read_buffer_bytes = size_at(v, "http.read_buffer_bytes");
   s.http.max_read_buffer_bytes = size_at(v, "http.max_read_buffer_bytes");
   s.http.max_header_bytes = size_at(v, "http.max_header_bytes");

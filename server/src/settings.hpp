@@ -13,6 +13,8 @@
 #include <bufpool/config/config.hpp>
 #include <bufpool/options.hpp>
 
+#include "tls/context.hpp"
+
 namespace bufpool::server {
 
 enum class accept_mode { reuseport, single };
@@ -51,6 +53,7 @@ struct server_settings {
   std::string access_log;           // "" off, "-" stdout, else a file
 
   http_settings http;
+  tls::settings http_tls;  // HTTPS on the HTTP listener when its certificate is set
   std::size_t echo_buffer_bytes = 16384;
   std::size_t max_connections_per_thread = 10000;       // HTTP
   std::size_t max_echo_connections_per_thread = 10000;  // echo

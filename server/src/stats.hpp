@@ -89,6 +89,10 @@ struct worker_stats {
   counter budget_waits;    // times a connection waited for the buffer budget
   counter budget_waiting;  // connections waiting for it now
   counter ring_buffers;    // io_uring: pooled buffers in the kernel's read-buffer ring now
+  counter tls_handshakes, tls_resumed;  // completed TLS handshakes; of them, resumed sessions
+  /// TLS connections ended in error, by io::tls_failure (handshake, protocol, plaintext_http,
+  /// peer_certificate, io; index 0 unused).
+  std::array<counter, 6> tls_failures;
 
   void count_status(unsigned status) noexcept {
     if (status >= 100 && status < 600) status_class[status / 100 - 1].add();
@@ -97,6 +101,10 @@ struct worker_stats {
   std::uint64_t active() const noexcept { return http_active.get() + echo_active.get(); }
 };
 
+/// Names of the TLS failure reasons, in io::tls_failure's order (index 0 unused).
+inline constexpr std::array<const char*, 6> tls_failure_names = {"", "handshake", "protocol", "plaintext_http",
+                                                                 "peer_certificate", "io"};
+
 /// Every worker's counters added up (for /stats and /metrics, at read time).
 struct stats_totals {
   std::array<std::uint64_t, static_cast<std::size_t>(route::count)> requests{};
@@ -104,6 +112,8 @@ struct stats_totals {
   std::array<std::uint64_t, static_cast<std::size_t>(error_kind::count)> errors{};
   std::uint64_t http_active = 0, echo_active = 0, http_accepted = 0, echo_accepted = 0, rejected = 0;
   std::uint64_t bytes_in = 0, bytes_out = 0, echo_bytes = 0, budget_waits = 0, budget_waiting = 0, ring_buffers = 0;
+  std::uint64_t tls_handshakes = 0, tls_resumed = 0;
+  std::array<std::uint64_t, 6> tls_failures{};
   std::array<std::array<std::uint64_t, latency_bucket_ns.size() + 1>, static_cast<std::size_t>(route::count)> latency{};
   std::array<std::uint64_t, static_cast<std::size_t>(route::count)> latency_sum_ns{};
 
@@ -122,6 +132,9 @@ struct stats_totals {
     budget_waits += s.budget_waits.get();
     budget_waiting += s.budget_waiting.get();
     ring_buffers += s.ring_buffers.get();
+    tls_handshakes += s.tls_handshakes.get();
+    tls_resumed += s.tls_resumed.get();
+    for (std::size_t i = 0; i < tls_failures.size(); ++i) tls_failures[i] += s.tls_failures[i].get();
     for (std::size_t r = 0; r < latency.size(); ++r) {
       for (std::size_t b = 0; b < latency[r].size(); ++b) latency[r][b] += s.latency[r].buckets[b].get();
       latency_sum_ns[r] += s.latency[r].sum_ns.get();

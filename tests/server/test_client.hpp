@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <csignal>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -23,6 +24,8 @@
 
 #include <doctest/doctest.h>
 #include <llhttp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <nlohmann/json.hpp>
 
 #include "server.hpp"
@@ -95,7 +98,27 @@ struct response {
   }
 };
 
-/// A blocking loopback TCP client with timeouts.
+/// How a client speaks TLS (client::start_tls).
+struct tls_options {
+  std::string ca;            // verify the server against this CA file ("": no verification)
+  std::string cert, key;     // a client certificate
+  std::string sni = "localhost";
+  std::string alpn = "http/1.1";  // "" offers none
+  int min_version = 0, max_version = 0;  // TLS1_2_VERSION etc. (0: OpenSSL's)
+  SSL_SESSION* session = nullptr;        // resume this session
+};
+
+inline std::string openssl_errors() {
+  std::string out;
+  while (const unsigned long e = ERR_get_error()) {
+    char buf[256];
+    ERR_error_string_n(e, buf, sizeof buf);
+    out += (out.empty() ? "" : "; ") + std::string(buf);
+  }
+  return out;
+}
+
+/// A blocking loopback TCP client with timeouts; over TLS after start_tls().
 class client {
 public:
   explicit client(std::uint16_t port) {
@@ -149,19 +172,73 @@ public:
     llhttp_init(&parser_, HTTP_RESPONSE, &settings_);
     parser_.data = this;
   }
+  client(std::uint16_t port, const tls_options& t) : client(port) { start_tls(t); }
   ~client() { close(); }
   client(const client&) = delete;
   client& operator=(const client&) = delete;
 
   void close() {
+    if (ssl_ != nullptr) {
+      SSL_shutdown(ssl_);  // close_notify: else OpenSSL marks the session not resumable
+      SSL_free(ssl_);
+    }
+    if (ssl_ctx_ != nullptr) SSL_CTX_free(ssl_ctx_);
+    ssl_ = nullptr;
+    ssl_ctx_ = nullptr;
     if (fd_ >= 0) ::close(fd_);
     fd_ = -1;
+  }
+
+  /// The TLS handshake (blocking, at most 10 s); throws std::runtime_error("tls: ...") if it fails.
+  void start_tls(const tls_options& t) {
+    std::signal(SIGPIPE, SIG_IGN);  // SSL_write to a peer that has closed: EPIPE, not the signal
+    timeval tv{10, 0};
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ::setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    ERR_clear_error();
+    ssl_ctx_ = SSL_CTX_new(TLS_client_method());
+    if (t.min_version != 0) SSL_CTX_set_min_proto_version(ssl_ctx_, t.min_version);
+    if (t.max_version != 0) SSL_CTX_set_max_proto_version(ssl_ctx_, t.max_version);
+    if (!t.ca.empty()) {
+      SSL_CTX_load_verify_locations(ssl_ctx_, t.ca.c_str(), nullptr);
+      SSL_CTX_set_verify(ssl_ctx_, SSL_VERIFY_PEER, nullptr);
+    }
+    if (!t.cert.empty() && (SSL_CTX_use_certificate_file(ssl_ctx_, t.cert.c_str(), SSL_FILETYPE_PEM) != 1 ||
+                            SSL_CTX_use_PrivateKey_file(ssl_ctx_, t.key.c_str(), SSL_FILETYPE_PEM) != 1))
+      throw std::runtime_error("tls: client certificate: " + openssl_errors());
+    // No client cache: freeing a context flushes its cache, which marks its sessions not resumable.
+    SSL_CTX_set_session_cache_mode(ssl_ctx_, SSL_SESS_CACHE_OFF);
+    ssl_ = SSL_new(ssl_ctx_);
+    SSL_set_fd(ssl_, fd_);
+    if (!t.sni.empty()) {
+      SSL_set_tlsext_host_name(ssl_, t.sni.c_str());
+      if (!t.ca.empty()) SSL_set1_host(ssl_, t.sni.c_str());
+    }
+    if (!t.alpn.empty()) {
+      std::string wire(1, static_cast<char>(t.alpn.size()));
+      wire += t.alpn;
+      SSL_set_alpn_protos(ssl_, reinterpret_cast<const unsigned char*>(wire.data()), static_cast<unsigned>(wire.size()));
+    }
+    if (t.session != nullptr) SSL_set_session(ssl_, t.session);
+    if (SSL_connect(ssl_) != 1) throw std::runtime_error("tls: handshake failed: " + openssl_errors());
+  }
+  SSL* ssl() const { return ssl_; }
+  /// The negotiated ALPN protocol ("" if none).
+  std::string alpn() const {
+    const unsigned char* p = nullptr;
+    unsigned n = 0;
+    SSL_get0_alpn_selected(ssl_, &p, &n);
+    return std::string(reinterpret_cast<const char*>(p), n);
   }
   void shutdown_write() { ::shutdown(fd_, SHUT_WR); }
   int fd() const { return fd_; }
 
   /// Sends everything (blocking); false if the peer is gone.
   bool send(std::string_view data) {
+    if (ssl_ != nullptr) {
+      std::size_t put = 0;
+      return data.empty() || SSL_write_ex(ssl_, data.data(), data.size(), &put) == 1;
+    }
     while (!data.empty()) {
       const ssize_t n = ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL);
       if (n <= 0) return false;
@@ -221,9 +298,22 @@ private:
   }
   // 1: data parsed; 0: EOF or reset; -1: timeout.
   int recv_some(std::chrono::steady_clock::time_point deadline) {
-    if (!wait_readable(deadline)) return -1;
+    if ((ssl_ == nullptr || SSL_pending(ssl_) == 0) && !wait_readable(deadline)) return -1;
     char buf[65536];
-    const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+    ssize_t n = 0;
+    if (ssl_ != nullptr) {
+      std::size_t got = 0;
+      if (SSL_read_ex(ssl_, buf, sizeof buf, &got) == 1) {
+        n = static_cast<ssize_t>(got);
+      } else {
+        const int e = SSL_get_error(ssl_, 0);
+        if (e == SSL_ERROR_WANT_READ) return 1;  // a record without application data (a ticket)
+        ERR_clear_error();
+        n = 0;  // close_notify, EOF or a reset
+      }
+    } else {
+      n = ::recv(fd_, buf, sizeof buf, 0);
+    }
     if (n <= 0) {
       llhttp_finish(&parser_);
       return 0;
@@ -234,6 +324,8 @@ private:
   }
 
   int fd_ = -1;
+  SSL_CTX* ssl_ctx_ = nullptr;
+  SSL* ssl_ = nullptr;
   llhttp_t parser_{};
   llhttp_settings_t settings_{};
   response current_;

@@ -67,7 +67,7 @@ public:
   virtual void close() = 0;
   virtual int fd() const noexcept = 0;
   /// A wait for input is armed.
-  bool waiting() const noexcept { return waiting_; }
+  virtual bool waiting() const noexcept { return waiting_; }
 
 protected:
   bool waiting_ = false;

@@ -9,6 +9,7 @@ BUFPOOL_RUN_PACKAGES=(
   libasio-dev nlohmann-json3-dev          # the library's own dependencies
   libspdlog-dev libcli11-dev node-llhttp  # the server and load generator (llhttp's C sources)
   liburing-dev                            # the server's io_uring backend (and bench/ceiling's responder)
+  libssl-dev                              # TLS (OpenSSL 3.0)
 )
 # Everything (scripts/test): the above, then tests, benchmarks, fuzzing and the Boost.Asio build.
 BUFPOOL_PACKAGES=(
@@ -18,6 +19,7 @@ BUFPOOL_PACKAGES=(
   clang libclang-rt-14-dev                # the fuzz preset (libFuzzer, ASan+UBSan)
   chromium                                # renders the HTML report and the dashboard in tests
   prometheus                              # promtool and a real Prometheus scrape /metrics in a test
+  openssl curl                            # TLS tests from outside: openssl s_client / s_server, curl
 )
 
 # ensure_packages [PACKAGE...]: installs whichever are missing (default: all of BUFPOOL_PACKAGES).

@@ -1,5 +1,6 @@
 // bufpool-server: configuration, logging, the ready file, signals and the final statistics.
 #include <csignal>
+#include <functional>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -142,7 +143,7 @@ int main(int argc, char** argv) {
   try {
     // Block the stop signals before any thread starts, so that only signal_set sees them.
     asio::io_context signals_io(1);
-    asio::signal_set signals(signals_io, SIGINT, SIGTERM);
+    asio::signal_set signals(signals_io, SIGINT, SIGTERM, SIGHUP);
     server srv(settings);
     const auto ports = srv.ports();
     spdlog::info("bufpool-server " BUFPOOL_VERSION_STRING ": http {} echo {} admin {}; {} threads, {}, accept {}, pool {} (classes {}..{} B, idle cap {} B)",
@@ -153,14 +154,27 @@ int main(int argc, char** argv) {
                  settings.pool.enabled ? "on" : "off", settings.pool.min_class, settings.pool.max_class,
                  settings.pool.max_idle_bytes);
     if (!settings.ready_file.empty()) write_ready_file(settings.ready_file, ports);
+    // SIGHUP loads the TLS certificate and key again; SIGINT and SIGTERM stop.
     int signo = 0;
-    signals.async_wait([&](std::error_code, int s) { signo = s; });
+    std::function<void(std::error_code, int)> on_signal = [&](std::error_code ec, int s) {
+      if (!ec && s == SIGHUP) {
+        if (settings.http_tls.enabled()) srv.reload_tls();  // logs what it did
+        else spdlog::info("signal {}: no TLS listener to reload", s);
+        signals.async_wait(on_signal);
+        return;
+      }
+      signo = s;
+    };
+    signals.async_wait(on_signal);
     signals_io.run();
     spdlog::info("signal {}: draining (grace {} ms)", signo,
                  std::chrono::duration_cast<std::chrono::milliseconds>(settings.shutdown_grace).count());
     srv.stop();
     spdlog::info("final stats: {}", srv.stats().dump());
     return 0;
+  } catch (const bufpool::config::error& e) {  // a file a setting names does not load (TLS)
+    std::cerr << e.what() << '\n';
+    return 2;
   } catch (const std::exception& e) {
     spdlog::error("bufpool-server: {}", e.what());
     return 1;

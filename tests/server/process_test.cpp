@@ -23,6 +23,7 @@
 #include <nlohmann/json.hpp>
 
 #include "../support/process.hpp"
+#include "../support/test_pki.hpp"
 #include "test_client.hpp"
 
 using namespace std::chrono_literals;
@@ -279,3 +280,41 @@ TEST_CASE("process: where io_uring is refused the server logs the fallback and s
   std::remove(log.c_str());
 }
 #endif
+
+TEST_CASE("process: a TLS key that does not match its certificate exits 2 naming the key and the file") {
+  const auto& pki = bufpool::test::test_pki();
+  bufpool::test::child_process p(BUFPOOL_SERVER_BIN, {"--http-listen", "127.0.0.1:0", "--echo-listen", "", "--admin-listen", "",
+                                                      "--http.tls.certificate", pki.server_cert, "--http.tls.key", pki.client_key});
+  CHECK(p.wait_exit(10s) == 2);
+  const std::string out = p.output();
+  CHECK(out.find("http.tls.key = \"" + pki.client_key + "\"") != std::string::npos);
+  CHECK(out.find("does not match the certificate") != std::string::npos);
+}
+
+TEST_CASE("process: SIGHUP loads the TLS certificate again, and the server goes on serving") {
+  const auto& pki = bufpool::test::test_pki();
+  const std::string ready = "/tmp/bufpool-ready-" + std::to_string(::getpid()) + "-hup.json";
+  std::remove(ready.c_str());
+  bufpool::test::child_process p(BUFPOOL_SERVER_BIN, {"--http-listen", "127.0.0.1:0", "--echo-listen", "", "--admin-listen", "127.0.0.1:0",
+                                                      "--threads", "1", "--ready-file", ready, "--http.tls.certificate", pki.server_cert,
+                                                      "--http.tls.key", pki.server_key});
+  const auto ports = wait_ready(ready);
+  REQUIRE(ports.is_object());
+  auto reloads = [&] {
+    bufpool::test::client a(ports["admin"].get<std::uint16_t>());
+    a.send(bufpool::test::get("/stats"));
+    return nlohmann::json::parse(a.read_response().body)["server"]["tls"]["reloads"].get<int>();
+  };
+  CHECK(reloads() == 0);
+  p.signal(SIGHUP);
+  CHECK(bufpool::test::eventually([&] { return reloads() == 1; }, 10s));
+  bufpool::test::tls_options o;
+  o.ca = pki.ca_cert;
+  bufpool::test::client c(ports["http"].get<std::uint16_t>(), o);
+  c.send(bufpool::test::get("/plaintext"));
+  CHECK(c.read_response().status == 200);
+  p.signal(SIGTERM);
+  CHECK(p.wait_exit(15s) == 0);
+  CHECK(p.output().find("certificate and key loaded again") != std::string::npos);
+  std::remove(ready.c_str());
+}

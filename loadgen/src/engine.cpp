@@ -14,8 +14,12 @@
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/steady_timer.hpp>
+#include <asio/ssl.hpp>
 #include <asio/write.hpp>
 #include <llhttp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include <bufpool/pool.hpp>
 
@@ -75,7 +79,10 @@ struct plan {
   second_collector& seconds;
   const std::atomic<int>* interrupt;  // a signal asked the run to stop (may be null)
   std::atomic<bool>* lost;            // some thread found the target gone: every thread stops
+  asio::ssl::context* tls;            // https:// and tls:// targets (null: plain)
 };
+
+using tls_stream = asio::ssl::stream<tcp::socket>;
 
 // An open-loop timer wakes early and spins to the intended time: an Asio timer alone fires tens of
 // microseconds late on this kind of machine, which the corrected latency would count. How early is
@@ -198,9 +205,11 @@ public:
     stopped_ = true;
     t_.result.in_flight_at_stop += count_sent_in_window();
     inflight_.clear();
-    std::error_code ec;
-    socket_.close(ec);
+    close_transport();
     timer_.cancel();
+  }
+  ~connection() {
+    if (session_ != nullptr) SSL_SESSION_free(session_);
   }
 
   /// Nothing written and unanswered (or stopped).
@@ -209,9 +218,8 @@ public:
   // Called by the thread's tick: gives up on a response that is overdue.
   void check_timeout(clock::time_point now) {
     if (stopped_) return;
-    if (!connected_ && now > connect_deadline_) {  // a connect that hangs (no answer at all)
-      std::error_code ec;
-      socket_.close(ec);  // on_connect sees operation_aborted and counts the failure
+    if (!connected_ && now > connect_deadline_) {  // a connect or handshake that hangs (no answer at all)
+      close_transport();  // on_connect / on_handshake see operation_aborted and count the failure
       connect_deadline_ = clock::time_point::max();
       return;
     }
@@ -245,37 +253,125 @@ private:
     socket_.async_connect(t_.p().endpoints[target_], [self = shared_from_this()](std::error_code ec) { self->on_connect(ec); });
   }
 
+  // The connect or the TLS handshake failed: retried, or given up on (the run reports it).
+  void connect_failed(const std::string& why) {
+    t_.result.connections_failed++;
+    if (t_.result.first_connect_error.empty()) t_.result.first_connect_error = why;
+    t_.fail(failure::connect, why);
+    ++connect_failures_;
+    if (!ever_connected_ && connect_failures_ >= 3) {  // never reached the target: the run reports it
+      stopped_ = true;
+      return;
+    }
+    // Once connected, the target may come back: retry 100 ms, 200 ms, ... at most 1 s apart; the
+    // thread's tick decides when the target counts as gone (every attempt failing for --timeout).
+    timer_.expires_after(std::chrono::milliseconds(std::min(1000, 100 << std::min(connect_failures_ - 1, 4))));
+    timer_.async_wait([self = shared_from_this()](std::error_code e) {
+      if (!e) self->connect();
+    });
+  }
+
   void on_connect(std::error_code ec) {
     if (stopped_) return;
     if (ec) {
-      t_.result.connections_failed++;
-      if (t_.result.first_connect_error.empty()) t_.result.first_connect_error = ec.message();
-      t_.fail(failure::connect, ec.message());
-      ++connect_failures_;
-      if (!ever_connected_ && connect_failures_ >= 3) {  // never reached the target: the run reports it
-        stopped_ = true;
-        return;
-      }
-      // Once connected, the target may come back: retry 100 ms, 200 ms, ... at most 1 s apart; the
-      // thread's tick decides when the target counts as gone (every attempt failing for --timeout).
-      timer_.expires_after(std::chrono::milliseconds(std::min(1000, 100 << std::min(connect_failures_ - 1, 4))));
-      timer_.async_wait([self = shared_from_this()](std::error_code e) {
-        if (!e) self->connect();
-      });
+      connect_failed(ec.message());
       return;
     }
+    std::error_code ignored;
+    socket_.set_option(tcp::no_delay(true), ignored);
+    if (t_.p().s.targets[target_].tls) {
+      start_tls();
+      return;
+    }
+    established();
+  }
+
+  // The TLS handshake on the connected socket (which the TLS stream takes over).
+  void start_tls() {
+    const auto& s = t_.p().s;
+    const std::string& name = s.sni.empty() ? s.targets[target_].host : s.sni;
+    tls_ = std::make_shared<tls_stream>(std::move(socket_), *t_.p().tls);
+    SSL* ssl = tls_->native_handle();
+    asio::error_code ip_ec;
+    (void)asio::ip::make_address(name, ip_ec);
+    const bool ip = !ip_ec;
+    if (!ip) SSL_set_tlsext_host_name(ssl, name.c_str());  // SNI is a host name, never an address
+    if (!s.insecure) {
+      if (ip) X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), name.c_str());
+      else SSL_set1_host(ssl, name.c_str());
+    }
+    if (session_ != nullptr) SSL_set_session(ssl, session_);
+    handshake_start_ = clock::now();
+    tls_->async_handshake(asio::ssl::stream_base::client,
+                          [self = shared_from_this(), keep = tls_, gen = generation_](std::error_code ec) {
+                            if (self->stopped_ || gen != self->generation_) return;
+                            self->on_handshake(ec, *keep);
+                          });
+  }
+
+  // `st` is the stream the handshake ran on (tls_, unless a timeout closed it meanwhile).
+  void on_handshake(std::error_code ec, tls_stream& st) {
+    SSL* ssl = st.native_handle();
+    if (!ec && tls_.get() != &st) ec = asio::error::operation_aborted;
+    if (ec) {
+      const long v = SSL_get_verify_result(ssl);
+      const auto& s = t_.p().s;
+      std::string why = "TLS handshake: " + ec.message();
+      if (v != X509_V_OK)
+        why = "TLS: the certificate of " + (s.sni.empty() ? s.targets[target_].host : s.sni) +
+              " was not verified: " + X509_verify_cert_error_string(v) +
+              (s.cacert.empty() ? " (against the system's CAs; --cacert FILE or --insecure)" : " (against " + s.cacert + ")");
+      ERR_clear_error();
+      close_transport();
+      connect_failed(why);
+      return;
+    }
+    auto& r = t_.result;
+    r.handshake.record(micros(clock::now() - handshake_start_));
+    ++r.handshakes;
+    if (SSL_session_reused(ssl) == 1) ++r.resumed;
+    if (r.tls_version.empty()) {
+      r.tls_version = SSL_get_version(ssl);
+      r.tls_cipher = SSL_get_cipher_name(ssl);
+      const unsigned char* a = nullptr;
+      unsigned n = 0;
+      SSL_get0_alpn_selected(ssl, &a, &n);
+      r.tls_alpn.assign(reinterpret_cast<const char*>(a), n);
+    }
+    established();
+  }
+
+  void established() {
     connect_failures_ = 0;
     connected_ = true;
     ever_connected_ = true;
     t_.result.connections_established++;
-    std::error_code ignored;
-    socket_.set_option(tcp::no_delay(true), ignored);
     llhttp_init(&parser_, HTTP_RESPONSE, &settings_);
     parser_.data = this;
     closing_ = false;
     echo_sent_ = echo_received_ = 0;
     read();
     schedule();
+  }
+
+  // Closes the socket, or the TLS stream's: pending operations end with operation_aborted. A TLS
+  // connection that ended without a TLS error keeps its session for the next connect (--tls-resume);
+  // it is marked shut down, or OpenSSL would mark the session not resumable.
+  void close_transport() {
+    std::error_code ec;
+    socket_.close(ec);
+    if (tls_) {
+      SSL* ssl = tls_->native_handle();
+      if (t_.p().s.tls_resume && SSL_is_init_finished(ssl)) {
+        SSL_set_shutdown(ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+        if (SSL_SESSION* now = SSL_get1_session(ssl)) {
+          if (session_ != nullptr) SSL_SESSION_free(session_);
+          session_ = now;
+        }
+      }
+      tls_->next_layer().close(ec);
+      tls_.reset();  // the pending operations keep it until they end
+    }
   }
 
   // Queues what is due and sends it.
@@ -352,31 +448,59 @@ private:
     for (const auto& b : out_) iov_.emplace_back(b.data(), b.size());
     to_send_ = 0;
     writing_ = true;
-    asio::async_write(socket_, std::span<const asio::const_buffer>(iov_),
-                      [self = shared_from_this()](std::error_code ec, std::size_t n) {
-                        self->writing_ = false;
-                        self->out_.clear();
-                        if (self->stopped_) return;
-                        self->t_.result.bytes_out += n;
-                        if (ec) {
-                          if (self->connected_) self->t_.fail(failure::write, ec.message());
-                          self->reconnect();
-                          return;
-                        }
-                        self->pump();
-                      });
+    auto done = [self = shared_from_this(), keep = tls_](std::error_code ec, std::size_t n) {
+      self->writing_ = false;
+      self->out_.clear();
+      if (self->stopped_) return;
+      self->t_.result.bytes_out += n;
+      if (ec) {
+        if (self->connected_) self->t_.fail(failure::write, ec.message());
+        self->reconnect();
+        return;
+      }
+      self->pump();
+    };
+    if (!tls_) {
+      asio::async_write(socket_, std::span<const asio::const_buffer>(iov_), std::move(done));
+      return;
+    }
+    // TLS writes one record per buffer: a batch (pipelined requests) goes out as one buffer.
+    if (iov_.size() > 1) {
+      std::size_t total = 0;
+      for (const auto& b : iov_) total += b.size();
+      bufpool::buffer one = t_.p().pool.get(total);
+      std::size_t at = 0;
+      for (const auto& b : iov_) {
+        std::memcpy(one.data() + at, b.data(), b.size());
+        at += b.size();
+      }
+      iov_.assign(1, asio::const_buffer(one.data(), total));
+      out_.push_back(std::move(one));
+    }
+    asio::async_write(*tls_, std::span<const asio::const_buffer>(iov_), std::move(done));
   }
 
   void read() {
     if (!in_) in_ = t_.p().pool.get(16384);
-    socket_.async_read_some(asio::buffer(in_.data(), in_.capacity()),
-                            [self = shared_from_this(), gen = generation_](std::error_code ec, std::size_t n) {
-                              if (self->stopped_ || gen != self->generation_) return;
-                              self->on_read(ec, n);
-                            });
+    auto done = [self = shared_from_this(), keep = tls_, gen = generation_](std::error_code ec, std::size_t n) {
+      if (self->stopped_ || gen != self->generation_) return;
+      self->on_read(ec, n);
+    };
+    if (tls_) tls_->async_read_some(asio::buffer(in_.data(), in_.capacity()), std::move(done));
+    else socket_.async_read_some(asio::buffer(in_.data(), in_.capacity()), std::move(done));
   }
 
   void on_read(std::error_code ec, std::size_t n) {
+    // A response without a length ends where the connection does (HTTP/1.0, openssl s_server -www).
+    // Over TLS a peer that closes without close_notify ends the same way (stream_truncated).
+    if ((ec == asio::error::eof || ec == asio::ssl::error::stream_truncated) && !t_.p().s.url.echo &&
+        !inflight_.empty()) {
+      read_time_ = clock::now();
+      const std::size_t before = inflight_.size();
+      llhttp_finish(&parser_);
+      if (inflight_.size() < before) closing_ = true;  // answered: the close is how it ended
+      read_time_ = {};
+    }
     if (ec) {
       if (!closing_ || !inflight_.empty())
         t_.fail(ec == asio::error::eof ? failure::closed : failure::read,
@@ -408,8 +532,7 @@ private:
     read_time_ = {};
     if (done_sending() && inflight_.empty() && to_send_ == 0) {
       stopped_ = true;  // quota reached and everything answered
-      std::error_code ignored;
-      socket_.close(ignored);
+      close_transport();
       return;
     }
     read();
@@ -463,8 +586,7 @@ private:
   void reconnect() {
     ++generation_;
     t_.result.lost += count_sent_in_window();  // never answered: reported, not retried
-    std::error_code ec;
-    socket_.close(ec);
+    close_transport();
     connected_ = false;
     closing_ = false;
     writing_ = false;
@@ -542,6 +664,9 @@ private:
   std::size_t target_;  // index in s.targets (and p.endpoints)
   std::uint64_t quota_;
   tcp::socket socket_;
+  std::shared_ptr<tls_stream> tls_;  // https/tls: owns the socket once connected (each pending operation holds it)
+  SSL_SESSION* session_ = nullptr;   // the last connection's session, resumed on the next (--tls-resume)
+  clock::time_point handshake_start_{};
   asio::steady_timer timer_;
   bool timer_armed_ = false;
   clock::duration interval_{0};
@@ -630,18 +755,69 @@ void thread_state::stop_all() {
   for (auto& c : conns) c->stop();
 }
 
+// The client context every TLS connection of the run is made from (OpenSSL's SSL_CTX is shared
+// between threads for SSL_new). Bad files or settings: std::runtime_error with one clear line.
+std::unique_ptr<asio::ssl::context> make_tls_context(const loadgen_settings& s) {
+  auto ctx = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_client);
+  SSL_CTX* c = ctx->native_handle();
+  auto fail = [](const std::string& what) {
+    std::string why;
+    while (const unsigned long e = ERR_get_error()) {
+      char buf[256];
+      ERR_error_string_n(e, buf, sizeof buf);
+      why += (why.empty() ? "" : "; ") + std::string(buf);
+    }
+    throw std::runtime_error("tls: " + what + (why.empty() ? "" : " (" + why + ")"));
+  };
+  SSL_CTX_set_min_proto_version(c, s.tls_min == "1.3" ? TLS1_3_VERSION : TLS1_2_VERSION);
+  if (!s.ciphers.empty() && SSL_CTX_set_cipher_list(c, s.ciphers.c_str()) != 1)
+    fail("--ciphers \"" + s.ciphers + "\" is not a cipher list OpenSSL accepts");
+  if (!s.insecure) {
+    if (!s.cacert.empty() ? SSL_CTX_load_verify_locations(c, s.cacert.c_str(), nullptr) != 1
+                          : SSL_CTX_set_default_verify_paths(c) != 1)
+      fail(s.cacert.empty() ? "the system's CA store cannot be loaded" : "--cacert " + s.cacert + " is not a PEM CA file");
+    SSL_CTX_set_verify(c, SSL_VERIFY_PEER, nullptr);
+  }
+  if (!s.cert.empty()) {
+    if (SSL_CTX_use_certificate_chain_file(c, s.cert.c_str()) != 1) fail("--cert " + s.cert + " is not a PEM certificate");
+    const std::string& key = s.key.empty() ? s.cert : s.key;
+    if (SSL_CTX_use_PrivateKey_file(c, key.c_str(), SSL_FILETYPE_PEM) != 1 || SSL_CTX_check_private_key(c) != 1)
+      fail("--key " + key + " is not the certificate's PEM private key");
+  }
+  // Sessions are kept per connection (--tls-resume), not in a cache shared between threads.
+  SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_OFF);
+  if (!s.alpn.empty()) {
+    std::string wire;
+    std::size_t from = 0;
+    while (from <= s.alpn.size()) {
+      const std::size_t comma = std::min(s.alpn.find(',', from), s.alpn.size());
+      const std::string proto = s.alpn.substr(from, comma - from);
+      if (proto.empty() || proto.size() > 255) fail("--alpn \"" + s.alpn + "\" is not a comma-separated list of protocols");
+      wire += static_cast<char>(proto.size());
+      wire += proto;
+      from = comma + 1;
+    }
+    SSL_CTX_set_alpn_protos(c, reinterpret_cast<const unsigned char*>(wire.data()), static_cast<unsigned>(wire.size()));
+  }
+  return ctx;
+}
+
 }  // namespace
 
 run_result run_load(const loadgen_settings& s, const progress_fn& progress, const std::atomic<int>* interrupt) {
   asio::io_context resolver_io;
   tcp::resolver resolver(resolver_io);
   std::vector<tcp::endpoint> endpoints;
+  const auto connect_to = s.connect_to.empty() ? std::nullopt : config::parse_endpoint(s.connect_to);
   for (const auto& t : s.targets) {
     std::error_code ec;
-    const auto results = resolver.resolve(t.host, std::to_string(t.port), ec);
-    if (ec || results.empty()) throw std::runtime_error("cannot resolve " + t.host + ": " + ec.message());
+    const std::string host = connect_to ? connect_to->host : t.host;
+    const auto results = resolver.resolve(host, std::to_string(connect_to ? connect_to->port : t.port), ec);
+    if (ec || results.empty()) throw std::runtime_error("cannot resolve " + host + ": " + ec.message());
     endpoints.push_back(*results.begin());
   }
+  std::unique_ptr<asio::ssl::context> tls;
+  if (std::any_of(s.targets.begin(), s.targets.end(), [](const target& t) { return t.tls; })) tls = make_tls_context(s);
 
   bufpool::pool pool;
   second_collector seconds(s.threads, progress);
@@ -657,7 +833,7 @@ run_result run_load(const loadgen_settings& s, const progress_fn& progress, cons
     }
   }
   std::atomic<bool> lost{false};
-  plan p{s, endpoints, start, start + s.warmup, start + s.warmup + s.duration, pool, seconds, interrupt, &lost};
+  plan p{s, endpoints, start, start + s.warmup, start + s.warmup + s.duration, pool, seconds, interrupt, &lost, tls.get()};
 
   std::vector<std::unique_ptr<thread_state>> threads;
   for (std::size_t t = 0; t < s.threads; ++t) threads.push_back(std::make_unique<thread_state>(p));
@@ -695,6 +871,14 @@ run_result run_load(const loadgen_settings& s, const progress_fn& progress, cons
     out.corrected.merge(r.corrected);
     out.uncorrected.merge(r.uncorrected);
     out.send_lag.merge(r.send_lag);
+    out.handshakes += r.handshakes;
+    out.resumed += r.resumed;
+    out.handshake.merge(r.handshake);
+    if (out.tls_version.empty()) {
+      out.tls_version = r.tls_version;
+      out.tls_cipher = r.tls_cipher;
+      out.tls_alpn = r.tls_alpn;
+    }
     for (std::size_t code = 0; code < t->status_counts.size(); ++code)
       if (t->status_counts[code] != 0) out.status_codes[static_cast<int>(code)] += t->status_counts[code];
     if (out.first_connect_error.empty()) out.first_connect_error = r.first_connect_error;

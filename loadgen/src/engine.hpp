@@ -66,6 +66,10 @@ struct run_result {
   bool target_lost = false;         // every connection kept failing: the run stopped (or ended) so
   double target_lost_at_s = -1;     // since when, seconds since the measured window began
   std::chrono::system_clock::time_point started_at{};  // wall clock of the first sends
+  // TLS (https:// and tls:// targets): every completed handshake of the run (warm-up included).
+  std::uint64_t handshakes = 0, resumed = 0;
+  histogram handshake{60'000'000};  // handshake time, us (TCP connect excluded)
+  std::string tls_version, tls_cipher, tls_alpn;  // of the first handshake
   std::uint64_t errors() const noexcept {
     std::uint64_t n = 0;
     for (auto f : failures) n += f;

@@ -230,6 +230,11 @@ int main(int argc, char** argv) {
   progress_fn progress;
   if (!s.quiet) {
     progress = [](const second_stats& sec) {
+      if (sec.requests == 0) {  // no latency to show (a percentile of nothing is NaN)
+        std::fprintf(stderr, "[%4llus] %9llu req/s  errors %llu\n", static_cast<unsigned long long>(sec.second + 1),
+                     0ull, static_cast<unsigned long long>(sec.errors));
+        return;
+      }
       std::fprintf(stderr, "[%4llus] %9llu req/s  errors %llu  p50 %.0fus  p99 %.0fus\n",
                    static_cast<unsigned long long>(sec.second + 1), static_cast<unsigned long long>(sec.requests),
                    static_cast<unsigned long long>(sec.errors), sec.latency.percentile(50), sec.latency.percentile(99));

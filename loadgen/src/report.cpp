@@ -221,6 +221,17 @@ nlohmann::json make_report(const loadgen_settings& s, const run_result& r, const
   }
   json lag = nullptr;
   if (s.rate > 0) lag = latency_json(r.send_lag);
+  // TLS: the first handshake's version, cipher and ALPN; every handshake's time (warm-up included).
+  json tls = nullptr;
+  if (s.url.tls)
+    tls = {{"version", r.tls_version},
+           {"cipher", r.tls_cipher},
+           {"alpn", r.tls_alpn},
+           {"handshakes", r.handshakes},
+           {"resumed", r.resumed},
+           {"resumed_share", r.handshakes > 0 ? static_cast<double>(r.resumed) / static_cast<double>(r.handshakes) : 0.0},
+           {"handshake_us", latency_json(r.handshake)},
+           {"histogram", r.handshake.encode()}};
   return json{{"schema", report_schema},
               {"started_at", iso_utc(r.started_at)},
               {"config", s.effective},
@@ -230,6 +241,7 @@ nlohmann::json make_report(const loadgen_settings& s, const run_result& r, const
                 {"machine", u.machine},
                 {"hostname", u.nodename}}},
               {"summary", summary},
+              {"tls", tls},
               {"latency_us", {{"corrected", latency_json(r.corrected)}, {"uncorrected", latency_json(r.uncorrected)},
                               {"send_lag", lag}}},
               {"timeseries", series},
@@ -264,6 +276,16 @@ std::string summary(const nlohmann::json& rep) {
     const auto& l = rep["latency_us"]["send_lag"];
     o << "  Send lag (actual - intended send time): p50 " << fmt_us(l["p50"]) << "  p99 " << fmt_us(l["p99"])
       << "  max " << fmt_us(l["max"]) << "\n";
+  }
+  if (rep.contains("tls") && rep["tls"].is_object() && rep["tls"].value("handshakes", std::uint64_t{0}) > 0) {
+    const auto& t = rep["tls"];
+    const auto& h = t["handshake_us"];
+    std::snprintf(line, sizeof line, "  TLS: %s %s, ALPN %s; %llu handshakes, %.0f %% resumed; handshake ",
+                  t.value("version", std::string("-")).c_str(), t.value("cipher", std::string("-")).c_str(),
+                  t.value("alpn", std::string()).empty() ? "none" : t["alpn"].get<std::string>().c_str(),
+                  static_cast<unsigned long long>(t.value("handshakes", std::uint64_t{0})),
+                  100.0 * t.value("resumed_share", 0.0));
+    o << line << "p50 " << fmt_us(h["p50"]) << "  p99 " << fmt_us(h["p99"]) << "  max " << fmt_us(h["max"]) << "\n";
   }
   if (s.contains("target_rps"))
     o << "  target " << s["target_rps"].get<double>() << " req/s: " << (s["target_met"].get<bool>() ? "met" : "NOT met") << "\n";
@@ -347,6 +369,8 @@ void check_report(const nlohmann::json& r, const std::string& name) {
   const json& c = need(s, "connections", &json::is_object, "summary.");
   for (const char* k : {"requested", "attempts", "established", "failed"})
     need(c, k, &json::is_number_unsigned, "summary.connections.");
+  if (r.contains("tls") && r["tls"].is_object())
+    need_histogram(need(r["tls"], "histogram", &json::is_object, "tls."), "tls.histogram");
   const json& cfg = need(r, "config", &json::is_object, "");
   need(cfg, "rate", &json::is_number, "config.");
   need(cfg, "urls", &json::is_array, "config.");
@@ -451,6 +475,27 @@ nlohmann::json merge_reports(const std::vector<nlohmann::json>& reports, const s
                       {"p99_us", number_or_null(sec.latency.percentile(99))},
                       {"histogram", sec.latency.encode()}});
   out["timeseries"] = series;
+  // TLS: handshakes add up, their times merge (a report without TLS figures leaves them out).
+  if (std::all_of(reports.begin(), reports.end(), [](const json& r) {
+        return r.contains("tls") && r["tls"].is_object() && r["tls"].contains("histogram");
+      })) {
+    auto hs = histogram::decode(reports.front()["tls"]["histogram"]);
+    std::uint64_t handshakes = reports.front()["tls"].value("handshakes", std::uint64_t{0});
+    std::uint64_t resumed = reports.front()["tls"].value("resumed", std::uint64_t{0});
+    for (std::size_t i = 1; i < reports.size(); ++i) {
+      hs.merge(histogram::decode(reports[i]["tls"]["histogram"]));
+      handshakes += reports[i]["tls"].value("handshakes", std::uint64_t{0});
+      resumed += reports[i]["tls"].value("resumed", std::uint64_t{0});
+    }
+    auto& t = out["tls"];
+    t["handshakes"] = handshakes;
+    t["resumed"] = resumed;
+    t["resumed_share"] = handshakes > 0 ? static_cast<double>(resumed) / static_cast<double>(handshakes) : 0.0;
+    t["handshake_us"] = latency_json(hs);
+    t["histogram"] = hs.encode();
+  } else {
+    out["tls"] = nullptr;
+  }
   out["merged_from"] = reports.size();
   return out;
 }

@@ -1,4 +1,4 @@
-// report: the versioned JSON report ("schema": "bufpool-loadgen/2"), its wrk-like human summary, the
+// report: the versioned JSON report ("schema": "bufpool-loadgen/3"), its wrk-like human summary, the
 // fetch of a server's /stats, and the exact merge of reports from several machines.
 #pragma once
 
@@ -13,7 +13,7 @@
 namespace bufpool::loadgen {
 
 /// 2: outcome, started_at, status_codes, send_lag, errors.status, urls (1 had none of them).
-inline constexpr const char* report_schema = "bufpool-loadgen/2";
+inline constexpr const char* report_schema = "bufpool-loadgen/3";
 
 /// Server statistics gathered around a run.
 struct server_stats {

@@ -71,6 +71,25 @@ config::schema build() {
   s.add({"start_at", value_kind::string, "", "start at this wall-clock time (2026-11-28T21:00:00Z or Unix seconds), "
          "so that several machines start together", 0, 0, {}, {"--start-at"}, true});
   s.add(dur("timeout", "5s", "connect and response timeout", 1000, {"--timeout"}));
+  s.add(flag("tls.insecure", "https/tls: do not verify the server's certificate (as wrk and hey never do)",
+             {"--insecure", "-k"}));
+  s.add({"tls.cacert", value_kind::string, "", "https/tls: verify against this PEM CA file instead of the system store",
+         0, 0, {}, {"--cacert"}, true});
+  s.add({"tls.cert", value_kind::string, "", "https/tls: client certificate, PEM", 0, 0, {}, {"--cert"}, true});
+  s.add({"tls.key", value_kind::string, "", "https/tls: the client certificate's key, PEM (\"\": in --cert)", 0, 0, {},
+         {"--key"}, true});
+  s.add({"tls.sni", value_kind::string, "", "https/tls: the server name sent and verified (\"\": the URL's host)", 0, 0,
+         {}, {"--sni"}, true});
+  s.add({"connect_to", value_kind::string, "", "connect to HOST:PORT instead of the URL's (the URL's name is still sent)",
+         0, 0, {}, {"--connect-to"}, true});
+  s.add({"tls.min", value_kind::choice, "1.2", "https/tls: oldest TLS version offered", 0, 0, {"1.2", "1.3"},
+         {"--tls-min"}, false});
+  s.add({"tls.ciphers", value_kind::string, "", "https/tls: TLS 1.2 cipher list (\"\": OpenSSL's default)", 0, 0, {},
+         {"--ciphers"}, true});
+  s.add({"tls.alpn", value_kind::string, "http/1.1", "https/tls: ALPN protocols offered, comma-separated (\"\": none)",
+         0, 0, {}, {"--alpn"}, true});
+  s.add({"tls.resume", value_kind::choice, "on", "https/tls: resume the last session when a connection is made again",
+         0, 0, {"on", "off"}, {"--tls-resume"}, false});
   return s;
 }
 
@@ -153,8 +172,15 @@ std::optional<target> parse_target(std::string_view url) {
   std::string_view rest;
   if (url.rfind("http://", 0) == 0) {
     rest = url.substr(7);
+  } else if (url.rfind("https://", 0) == 0) {
+    t.tls = true;
+    rest = url.substr(8);
   } else if (url.rfind("tcp://", 0) == 0) {
     t.echo = true;
+    rest = url.substr(6);
+  } else if (url.rfind("tls://", 0) == 0) {
+    t.echo = true;
+    t.tls = true;
     rest = url.substr(6);
   } else {
     return std::nullopt;
@@ -167,7 +193,7 @@ std::optional<target> parse_target(std::string_view url) {
   }
   auto ep = config::parse_endpoint(hostport);
   if (!ep && !t.echo && hostport.find(':') == std::string_view::npos && !hostport.empty()) {
-    ep = config::endpoint{std::string(hostport), 80};
+    ep = config::endpoint{std::string(hostport), static_cast<std::uint16_t>(t.tls ? 443 : 80)};
   }
   if (!ep || ep->port == 0) return std::nullopt;
   t.host = ep->host;
@@ -190,7 +216,7 @@ loadgen_settings settings_from(const nlohmann::json& v, const std::vector<std::s
       s.targets.push_back(*t);
     } else {
       problems.push_back("loadgen: target \"" + text + "\"" + where +
-                         " is invalid: expected http://HOST:PORT/PATH or tcp://HOST:PORT");
+                         " is invalid: expected http(s)://HOST:PORT/PATH or tcp://HOST:PORT (tls:// over TLS)");
     }
   };
   for (const auto& u : urls) add_target(u, "", "");
@@ -277,6 +303,23 @@ loadgen_settings settings_from(const nlohmann::json& v, const std::vector<std::s
   s.quiet = config::at(v, "quiet").get<bool>();
   s.max_error_rate = config::at(v, "max_error_rate").get<double>();
   s.timeout = config::duration_at(v, "timeout");
+  s.insecure = config::at(v, "tls.insecure").get<bool>();
+  s.cacert = config::at(v, "tls.cacert").get<std::string>();
+  s.cert = config::at(v, "tls.cert").get<std::string>();
+  s.key = config::at(v, "tls.key").get<std::string>();
+  s.sni = config::at(v, "tls.sni").get<std::string>();
+  s.connect_to = config::at(v, "connect_to").get<std::string>();
+  s.tls_min = config::at(v, "tls.min").get<std::string>();
+  s.ciphers = config::at(v, "tls.ciphers").get<std::string>();
+  s.alpn = config::at(v, "tls.alpn").get<std::string>();
+  s.tls_resume = config::at(v, "tls.resume").get<std::string>() == "on";
+  if (!s.connect_to.empty()) {
+    const auto ep = config::parse_endpoint(s.connect_to);
+    if (!ep || ep->port == 0) problems.push_back("config: connect_to = \"" + s.connect_to + "\" is invalid: expected HOST:PORT");
+  }
+  for (const std::string* f : {&s.cacert, &s.cert, &s.key})
+    if (!f->empty() && !std::ifstream(*f)) problems.push_back("config: tls: \"" + *f + "\": cannot read the file");
+  if (!s.key.empty() && s.cert.empty()) problems.push_back("config: tls.key is set but tls.cert is not");
   if (s.threads > s.connections) s.threads = s.connections;  // a thread without connections does nothing
   if (!s.stats_url.empty()) {
     auto st = parse_target(s.stats_url);

@@ -18,13 +18,14 @@ namespace bufpool::loadgen {
 /// A target: http://host:port/path or tcp://host:port (echo).
 struct target {
   bool echo = false;
+  bool tls = false;        // https:// or tls:// (echo over TLS)
   std::string host;
   std::uint16_t port = 0;
   std::string path = "/";  // HTTP only, with the query
   std::string method;      // from a targets file line "METHOD URL"; "" = the method setting
   std::string text;        // the URL as given
 };
-/// Parses a target URL; nullopt if it is not one of the two forms.
+/// Parses a target URL; nullopt if it is not one of the forms (http://, https://, tcp://, tls://).
 std::optional<target> parse_target(std::string_view url);
 
 /// Which response statuses count as success (--ok-status: "2xx,3xx", "200-299,404", "200").
@@ -68,6 +69,16 @@ struct loadgen_settings {
   bool quiet = false;
   double max_error_rate = 1.0;
   std::chrono::microseconds timeout{5'000'000};
+  // TLS (https:// and tls:// targets)
+  bool insecure = false;        // no certificate verification (-k)
+  std::string cacert;           // verify against this CA file instead of the system store
+  std::string cert, key;        // client certificate
+  std::string sni;              // the name sent and verified ("": the URL's host)
+  std::string connect_to;       // HOST:PORT to connect to instead of the URL's ("": the URL's)
+  std::string tls_min = "1.2";  // 1.2 or 1.3
+  std::string ciphers;          // TLS 1.2 cipher list ("": OpenSSL's default)
+  std::string alpn = "http/1.1";  // comma-separated ALPN list ("": none)
+  bool tls_resume = true;       // resume the last session on a reconnect
   nlohmann::json effective;
 };
 

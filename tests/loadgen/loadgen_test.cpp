@@ -174,7 +174,7 @@ TEST_CASE("loadgen: the JSON report against bufpool-server carries every key and
   const auto r = run_load(s);
   st.after = fetch_json(stats, 2s);
   const auto rep = make_report(s, r, st);
-  CHECK(rep["schema"] == "bufpool-loadgen/2");
+  CHECK(rep["schema"] == "bufpool-loadgen/3");
   for (const char* k : {"started_at", "config", "environment", "summary", "latency_us", "timeseries", "histogram", "server_stats"})
     CHECK(rep.contains(k));
   for (const char* k : {"outcome", "interrupted", "requests", "responses", "status_codes", "errors", "bytes_in", "bytes_out",
@@ -286,7 +286,7 @@ TEST_CASE("loadgen program: invalid options exit 2 with a clear message") {
   CHECK(r.out.find("connections = \"zero\"") != std::string::npos);
   r = run_loadgen({"ftp://x"});
   CHECK(r.status == 2);
-  CHECK(r.out.find("expected http://HOST:PORT/PATH or tcp://HOST:PORT") != std::string::npos);
+  CHECK(r.out.find("expected http(s)://HOST:PORT/PATH or tcp://HOST:PORT") != std::string::npos);
   r = run_loadgen({"--duraton", "1s", "http://127.0.0.1:1/"});
   CHECK(r.status == 2);
   CHECK(r.out.find("did you mean --duration") != std::string::npos);
@@ -570,7 +570,7 @@ TEST_CASE("loadgen program: --latency prints the spectrum and --json-compact wri
   CHECK(std::count(all.begin(), all.end(), '\n') == 1);
   const auto rep = nlohmann::json::parse(all);
   CHECK(rep["compact"] == true);
-  CHECK(rep["schema"] == "bufpool-loadgen/2");
+  CHECK(rep["schema"] == "bufpool-loadgen/3");
   CHECK(rep["started_at"].get<std::string>().size() == 24);
   std::remove(json.c_str());
 }

@@ -427,8 +427,12 @@ void http_connection::failed(error_kind kind, unsigned status) { log_event(kind,
 void http_connection::answered(const answered_request& r) {
   if (peer_.empty()) peer_ = peer_of(stream_->fd());
   const auto us = std::chrono::duration_cast<std::chrono::microseconds>(r.took).count();
-  ctx_.access_log->info("{} \"{} {} HTTP/{}.{}\" {} {} {}us", peer_, r.method, r.target, r.major, r.minor, r.status,
-                        r.length, us);
+  if (const char* tls = stream_->tls_version())  // HTTPS: the version, and whether the session was resumed
+    ctx_.access_log->info("{} \"{} {} HTTP/{}.{}\" {} {} {}us {} {}", peer_, r.method, r.target, r.major, r.minor,
+                          r.status, r.length, us, tls, stream_->tls_resumed() ? "resumed" : "full");
+  else
+    ctx_.access_log->info("{} \"{} {} HTTP/{}.{}\" {} {} {}us", peer_, r.method, r.target, r.major, r.minor, r.status,
+                          r.length, us);
 }
 
 }  // namespace bufpool::server

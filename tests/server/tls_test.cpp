@@ -2,6 +2,8 @@
 // versions, ALPN, resumption, client certificates, the reload, hostile input, idle connections.
 #include <filesystem>
 #include <fstream>
+#include <sstream>
+#include <unistd.h>
 #include <thread>
 
 #include <doctest/doctest.h>
@@ -260,4 +262,31 @@ TEST_CASE("tls: a changed certificate file is loaded again within a rotation int
   other.ca = test_pki().other_ca_cert;
   CHECK(bufpool::test::eventually([&] { return served(s, other); }, 10s));
   std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("tls: the access log says the TLS version and whether the session was resumed") {
+  const std::string log = bufpool::test::test_pki().dir + "/access-" + std::to_string(::getpid()) + ".log";
+  {
+    server s(test_settings(tls_settings({{"log.access", log}})));
+    SSL_SESSION* session = nullptr;
+    {
+      client first(s.ports().http, verified(TLS1_2_VERSION));
+      first.send(get("/plaintext"));
+      CHECK(first.read_response().status == 200);
+      session = SSL_get1_session(first.ssl());
+    }
+    tls_options o = verified(TLS1_2_VERSION);
+    o.session = session;
+    client again(s.ports().http, o);
+    again.send(get("/json"));
+    CHECK(again.read_response().status == 200);
+    SSL_SESSION_free(session);
+  }  // the server's stop writes what its log queue holds
+  std::ifstream in(log);
+  std::stringstream all;
+  all << in.rdbuf();
+  CHECK(all.str().find("\"GET /plaintext HTTP/1.1\" 200 13 ") != std::string::npos);
+  CHECK(all.str().find(" TLSv1.2 full\n") != std::string::npos);
+  CHECK(all.str().find(" TLSv1.2 resumed\n") != std::string::npos);
+  std::remove(log.c_str());
 }

@@ -66,6 +66,10 @@ public:
   /// Ends every operation; their completions still come (and let go of the owner).
   virtual void close() = 0;
   virtual int fd() const noexcept = 0;
+  /// TLS streams: the negotiated version ("TLSv1.3") once the handshake is done; null otherwise.
+  virtual const char* tls_version() const noexcept { return nullptr; }
+  /// TLS streams: whether the handshake resumed a session.
+  virtual bool tls_resumed() const noexcept { return false; }
   /// A wait for input is armed.
   virtual bool waiting() const noexcept { return waiting_; }
 

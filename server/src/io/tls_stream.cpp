@@ -67,8 +67,8 @@ tls_stream::~tls_stream() {
   SSL_free(ssl_);
 }
 
-const char* tls_stream::version() const noexcept { return handshake_done_ ? SSL_get_version(ssl_) : "-"; }
-bool tls_stream::resumed() const noexcept { return handshake_done_ && SSL_session_reused(ssl_) == 1; }
+const char* tls_stream::tls_version() const noexcept { return handshake_done_ ? SSL_get_version(ssl_) : nullptr; }
+bool tls_stream::tls_resumed() const noexcept { return handshake_done_ && SSL_session_reused(ssl_) == 1; }
 
 // ---- OpenSSL's side of the BIO --------------------------------------------------------------------
 

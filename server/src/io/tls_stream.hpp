@@ -50,9 +50,9 @@ public:
 
   bool handshake_done() const noexcept { return handshake_done_; }
   tls_failure failure() const noexcept { return failure_; }
-  /// "TLSv1.3" etc. once the handshake is done.
-  const char* version() const noexcept;
-  bool resumed() const noexcept;
+  /// "TLSv1.3" etc. once the handshake is done (else null).
+  const char* tls_version() const noexcept override;
+  bool tls_resumed() const noexcept override;
 
   static bio_method_st* bio_method();
 

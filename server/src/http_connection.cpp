@@ -106,7 +106,10 @@ counter& http_connection::active_counter() noexcept {
 }
 
 void http_connection::start() {
-  set_deadline(ctx_.cfg.header_timeout);  // the first request gets the header timeout, as in nginx
+  // The first request gets the header timeout, as in nginx; over TLS the handshake gets its own first,
+  // and the header timeout starts when it is done.
+  handshaking_ = ctx_.tls != nullptr;
+  set_deadline(handshaking_ ? ctx_.cfg.handshake_timeout : ctx_.cfg.header_timeout);
   read();
 }
 
@@ -129,6 +132,10 @@ void http_connection::read() {
       // Held output (an echoed body's pieces) goes out before the connection waits for anything.
       const bool held = engine_.has_output();
       const io::recv_status got = stream_->receive(b, n, engine_.input_expected(), !held);
+      if (handshaking_ && stream_->tls_version() != nullptr) {
+        handshaking_ = false;
+        set_deadline(ctx_.cfg.header_timeout);
+      }
       if (held && got != io::recv_status::data && got != io::recv_status::end && got != io::recv_status::error) {
         if (!send_held_output()) return;  // a send in flight: on_sent reads on
         if (got == io::recv_status::pending) {
@@ -378,6 +385,12 @@ void http_connection::on_deadline() {
     return;
   }
   if (state_ != state::open) {  // lingering
+    close_now();
+    return;
+  }
+  if (handshaking_) {  // a TLS handshake that did not finish in time (slowloris on the handshake)
+    w_.stats().tls_failures[static_cast<std::size_t>(io::tls_failure::handshake_timeout)].add();
+    log_event(error_kind::idle_timeout, 0, stream_->fd());
     close_now();
     return;
   }

@@ -100,6 +100,7 @@ private:
   bool yielded_ = false;      // a read is posted to let other connections run
   bool budget_wait_ = false;  // queued in worker::wait_for_budget
   bool active_counted_ = true;
+  bool handshaking_ = false;  // TLS: the handshake is not done (its own deadline, limits.handshake_timeout)
   std::string peer_;          // "address:port", filled on the first access-log line
 };
 

@@ -184,6 +184,22 @@ std::string server::metrics() const {
         static_cast<double>(t.tls_handshakes));
   w.one("bufpool_tls_resumed_total", "counter", "TLS handshakes that resumed a session.",
         static_cast<double>(t.tls_resumed));
+  w.family("bufpool_tls_version_handshakes_total", "counter", "TLS handshakes completed, by protocol version.");
+  w.sample("bufpool_tls_version_handshakes_total", "version=\"TLSv1.2\"", t.tls_versions[0]);
+  w.sample("bufpool_tls_version_handshakes_total", "version=\"TLSv1.3\"", t.tls_versions[1]);
+  w.family("bufpool_tls_handshake_duration_seconds", "histogram",
+           "Time from a TLS connection's first byte to the end of its handshake.");
+  {
+    std::uint64_t cumulative = 0;
+    for (std::size_t b = 0; b < latency_bucket_ns.size(); ++b) {
+      cumulative += t.tls_handshake_buckets[b];
+      w.sample("bufpool_tls_handshake_duration_seconds_bucket", std::string("le=\"") + latency_bucket_labels[b] + "\"", cumulative);
+    }
+    cumulative += t.tls_handshake_buckets.back();
+    w.sample("bufpool_tls_handshake_duration_seconds_bucket", "le=\"+Inf\"", cumulative);
+    w.sample("bufpool_tls_handshake_duration_seconds_sum", "", static_cast<double>(t.tls_handshake_sum_ns) / 1e9);
+    w.sample("bufpool_tls_handshake_duration_seconds_count", "", cumulative);
+  }
   w.family("bufpool_tls_failures_total", "counter", "TLS connections ended in error, by reason.");
   for (std::size_t i = 1; i < t.tls_failures.size(); ++i)
     w.sample("bufpool_tls_failures_total", std::string("reason=\"") + tls_failure_names[i] + "\"", t.tls_failures[i]);

@@ -42,6 +42,7 @@ asio::ip::tcp::endpoint resolve(const std::string& text) {
 clock::duration sweep_tick(const server_settings& s) {
   const http_settings& h = s.http;
   const auto shortest = std::min({h.header_timeout, h.body_timeout, h.idle_timeout, h.write_timeout, s.echo_idle_timeout,
+                                  s.http_tls.enabled() ? h.handshake_timeout : h.header_timeout,
                                   h.linger_timeout.count() > 0 ? h.linger_timeout : h.header_timeout});
   return std::clamp<clock::duration>(shortest / 4, std::chrono::milliseconds(5), std::chrono::milliseconds(250));
 }
@@ -524,6 +525,8 @@ nlohmann::json server::stats() const {
                          {"handshakes", t.tls_handshakes},
                          {"resumed", t.tls_resumed},
                          {"failures", tls_failures},
+                         {"versions", {{"TLSv1.2", t.tls_versions[0]}, {"TLSv1.3", t.tls_versions[1]}}},
+                         {"handshake_time", {{"count", t.tls_handshakes}, {"sum_s", static_cast<double>(t.tls_handshake_sum_ns) / 1e9}}},
                          {"reloads", tls_reloads_.load()},
                          {"reload_failures", tls_reload_failures_.load()}}},
                 {"buffers", {{"outstanding", outstanding},

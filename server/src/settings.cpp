@@ -72,6 +72,8 @@ config::schema build() {
   s.add(integer("http.max_headers", 100, "header fields, at most (else 431)", 1, 10000));
   s.add(integer("http.max_uri_bytes", 8192, "request target, at most (else 414)", 16, 1 << 20));
   s.add(integer("http.max_body_bytes", 1 << 20, "request body, at most (else 413)", 0, std::int64_t{1} << 32));
+  s.add(dur("limits.handshake_timeout", "10s", "time to finish a TLS handshake (else the connection is closed); "
+            "the header timeout starts after it", us_per_ms, 3600 * us_per_s));
   s.add(dur("http.header_timeout", "10s", "time to receive a request's headers (else 408)", us_per_ms, 3600 * us_per_s));
   s.add(dur("http.body_timeout", "30s", "time to receive a request's body (else 408)", us_per_ms, 3600 * us_per_s));
   s.add(dur("http.idle_timeout", "60s", "idle keep-alive connections are closed after this", us_per_ms, 3600 * us_per_s));
@@ -147,6 +149,7 @@ server_settings settings_from(const nlohmann::json& v) {
   s.http.max_uri_bytes = size_at(v, "http.max_uri_bytes");
   s.http.max_body_bytes = size_at(v, "http.max_body_bytes");
   s.http.header_timeout = config::duration_at(v, "http.header_timeout");
+  s.http.handshake_timeout = config::duration_at(v, "limits.handshake_timeout");
   s.http.body_timeout = config::duration_at(v, "http.body_timeout");
   s.http.idle_timeout = config::duration_at(v, "http.idle_timeout");
   s.http.write_timeout = config::duration_at(v, "http.write_timeout");

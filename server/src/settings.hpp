@@ -31,6 +31,7 @@ struct http_settings {
   std::size_t max_uri_bytes = 8192;       // -> 414
   std::size_t max_body_bytes = 1 << 20;   // -> 413
   std::chrono::microseconds header_timeout{10'000'000};  // -> 408
+  std::chrono::microseconds handshake_timeout{10'000'000};  // TLS handshake: close
   std::chrono::microseconds body_timeout{30'000'000};    // -> 408
   std::chrono::microseconds idle_timeout{60'000'000};    // keep-alive idle: close
   std::chrono::microseconds write_timeout{30'000'000};   // a write that makes no progress: close

@@ -90,9 +90,11 @@ struct worker_stats {
   counter budget_waiting;  // connections waiting for it now
   counter ring_buffers;    // io_uring: pooled buffers in the kernel's read-buffer ring now
   counter tls_handshakes, tls_resumed;  // completed TLS handshakes; of them, resumed sessions
+  std::array<counter, 2> tls_versions;  // completed handshakes by version: TLS 1.2, TLS 1.3
+  latency_histogram tls_handshake_time;  // from the first ClientHello byte to the handshake's end
   /// TLS connections ended in error, by io::tls_failure (handshake, protocol, plaintext_http,
-  /// peer_certificate, io; index 0 unused).
-  std::array<counter, 6> tls_failures;
+  /// peer_certificate, io, handshake_timeout; index 0 unused).
+  std::array<counter, 7> tls_failures;
 
   void count_status(unsigned status) noexcept {
     if (status >= 100 && status < 600) status_class[status / 100 - 1].add();
@@ -102,8 +104,8 @@ struct worker_stats {
 };
 
 /// Names of the TLS failure reasons, in io::tls_failure's order (index 0 unused).
-inline constexpr std::array<const char*, 6> tls_failure_names = {"", "handshake", "protocol", "plaintext_http",
-                                                                 "peer_certificate", "io"};
+inline constexpr std::array<const char*, 7> tls_failure_names = {"",   "handshake", "protocol", "plaintext_http",
+                                                                 "peer_certificate", "io", "handshake_timeout"};
 
 /// Every worker's counters added up (for /stats and /metrics, at read time).
 struct stats_totals {
@@ -113,7 +115,10 @@ struct stats_totals {
   std::uint64_t http_active = 0, echo_active = 0, http_accepted = 0, echo_accepted = 0, rejected = 0;
   std::uint64_t bytes_in = 0, bytes_out = 0, echo_bytes = 0, budget_waits = 0, budget_waiting = 0, ring_buffers = 0;
   std::uint64_t tls_handshakes = 0, tls_resumed = 0;
-  std::array<std::uint64_t, 6> tls_failures{};
+  std::array<std::uint64_t, 2> tls_versions{};
+  std::array<std::uint64_t, latency_bucket_ns.size() + 1> tls_handshake_buckets{};
+  std::uint64_t tls_handshake_sum_ns = 0;
+  std::array<std::uint64_t, 7> tls_failures{};
   std::array<std::array<std::uint64_t, latency_bucket_ns.size() + 1>, static_cast<std::size_t>(route::count)> latency{};
   std::array<std::uint64_t, static_cast<std::size_t>(route::count)> latency_sum_ns{};
 
@@ -134,6 +139,9 @@ struct stats_totals {
     ring_buffers += s.ring_buffers.get();
     tls_handshakes += s.tls_handshakes.get();
     tls_resumed += s.tls_resumed.get();
+    for (std::size_t i = 0; i < tls_versions.size(); ++i) tls_versions[i] += s.tls_versions[i].get();
+    for (std::size_t b = 0; b < tls_handshake_buckets.size(); ++b) tls_handshake_buckets[b] += s.tls_handshake_time.buckets[b].get();
+    tls_handshake_sum_ns += s.tls_handshake_time.sum_ns.get();
     for (std::size_t i = 0; i < tls_failures.size(); ++i) tls_failures[i] += s.tls_failures[i].get();
     for (std::size_t r = 0; r < latency.size(); ++r) {
       for (std::size_t b = 0; b < latency[r].size(); ++b) latency[r][b] += s.latency[r].buckets[b].get();

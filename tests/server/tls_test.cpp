@@ -72,7 +72,19 @@ TEST_CASE("tls: GET over TLS 1.3 and 1.2, keep-alive, ALPN http/1.1, the certifi
     CHECK(nlohmann::json::parse(c.read_response().body)["message"] == "Hello, World!");
   }
   CHECK(tls_stat(s, "handshakes") == 2);
-  CHECK(s.stats()["server"]["tls"]["enabled"] == true);
+  const auto st = s.stats()["server"]["tls"];
+  CHECK(st["enabled"] == true);
+  CHECK(st["versions"]["TLSv1.2"] == 1);
+  CHECK(st["versions"]["TLSv1.3"] == 1);
+  CHECK(st["handshake_time"]["count"] == 2);
+  CHECK(st["handshake_time"]["sum_s"].get<double>() > 0);
+  client a(s.ports().admin);
+  a.send(get("/metrics"));
+  const std::string m = a.read_response().body;
+  CHECK(m.find("\nbufpool_tls_handshakes_total 2\n") != std::string::npos);
+  CHECK(m.find("\nbufpool_tls_version_handshakes_total{version=\"TLSv1.3\"} 1\n") != std::string::npos);
+  CHECK(m.find("\nbufpool_tls_handshake_duration_seconds_count 2\n") != std::string::npos);
+  CHECK(m.find("\nbufpool_tls_failures_total{reason=\"handshake_timeout\"} 0\n") != std::string::npos);
 }
 
 TEST_CASE("tls: pipelined requests and bodies of 64 KiB and 1 MiB come back whole") {
@@ -153,7 +165,7 @@ TEST_CASE("tls: client certificates optional: served without one, refused with o
 }
 
 TEST_CASE("tls: plain HTTP, garbage and a stalled handshake on the TLS port are closed, and no buffer is kept") {
-  server s(test_settings(tls_settings({{"http.header_timeout", "300ms"}})));
+  server s(test_settings(tls_settings({{"limits.handshake_timeout", "300ms"}})));
   {
     client plain(s.ports().http);
     plain.send(get("/plaintext"));
@@ -165,13 +177,14 @@ TEST_CASE("tls: plain HTTP, garbage and a stalled handshake on the TLS port are 
     CHECK(garbage.closed_by_peer(5s));
   }
   {
-    // Half a ClientHello's record header, then nothing: the header timeout closes it.
+    // Half a ClientHello's record header, then nothing: the handshake timeout closes it.
     client slow(s.ports().http);
     slow.send("\x16\x03\x01");
     CHECK(slow.closed_by_peer(5s));
   }
   CHECK(bufpool::test::eventually([&] { return tls_failures(s, "plaintext_http") == 1; }));
   CHECK(tls_failures(s, "handshake") >= 1);
+  CHECK(tls_failures(s, "handshake_timeout") == 1);
   CHECK(served(s, verified()));
   CHECK(bufpool::test::eventually([&] {
     const auto st = s.stats();
@@ -289,4 +302,13 @@ TEST_CASE("tls: the access log says the TLS version and whether the session was 
   CHECK(all.str().find(" TLSv1.2 full\n") != std::string::npos);
   CHECK(all.str().find(" TLSv1.2 resumed\n") != std::string::npos);
   std::remove(log.c_str());
+}
+
+TEST_CASE("tls: the handshake has its own timeout, and the header timeout starts after it") {
+  server s(test_settings(tls_settings({{"limits.handshake_timeout", "300ms"}, {"http.header_timeout", "10s"}})));
+  client c(s.ports().http, verified());
+  std::this_thread::sleep_for(700ms);  // longer than the handshake timeout, well within the header timeout
+  c.send(get("/plaintext"));
+  CHECK(c.read_response().status == 200);
+  CHECK(tls_failures(s, "handshake_timeout") == 0);
 }

@@ -2,6 +2,7 @@
 #include "io/tls_stream.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <new>
 
@@ -118,6 +119,8 @@ recv_status tls_stream::pull(bool wait) {
   if (st == recv_status::data) {
     in_ = std::move(c);
     in_len_ = cn;
+    if (!handshake_done_ && first_byte_at_ == std::chrono::steady_clock::time_point{})
+      first_byte_at_ = std::chrono::steady_clock::now();  // the handshake's time starts here
   }
   return st;
 }
@@ -176,8 +179,12 @@ recv_status tls_stream::receive(bufpool::buffer& b, std::size_t& n, std::size_t 
     }
     if (r == 1) {
       handshake_done_ = true;
-      w_.stats().tls_handshakes.add();
-      if (SSL_session_reused(ssl_) == 1) w_.stats().tls_resumed.add();
+      auto& st = w_.stats();
+      st.tls_handshakes.add();
+      if (SSL_session_reused(ssl_) == 1) st.tls_resumed.add();
+      st.tls_versions[SSL_version(ssl_) == TLS1_3_VERSION ? 1 : 0].add();
+      st.tls_handshake_time.observe(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                        std::chrono::steady_clock::now() - first_byte_at_).count());
       break;
     }
     if (handle_error(r, out)) {

@@ -7,6 +7,7 @@
 // waiting for its next request holds no buffer of OpenSSL's or of the pool.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -27,7 +28,7 @@ class context;
 namespace bufpool::server::io {
 
 /// Why a TLS connection ended in error (counted per reason in the statistics).
-enum class tls_failure : std::uint8_t { none, handshake, protocol, plaintext_http, peer_certificate, io };
+enum class tls_failure : std::uint8_t { none, handshake, protocol, plaintext_http, peer_certificate, io, handshake_timeout };
 
 class tls_stream final : public stream, private stream_owner {
 public:
@@ -92,7 +93,8 @@ private:
   std::size_t owner_bytes_ = 0;     // its plaintext bytes
   bool handshake_done_ = false;
   bool closed_ = false;
-  bool pull_wait_ = true;           // receive's `wait`, for the pulls it makes
+  bool pull_wait_ = true;
+  std::chrono::steady_clock::time_point first_byte_at_{};  // the first ciphertext received           // receive's `wait`, for the pulls it makes
   tls_failure failure_ = tls_failure::none;
 };
 

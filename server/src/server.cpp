@@ -467,7 +467,16 @@ nlohmann::json server::memory_json() const {
   }
   const auto k = connection_memory_->stats();
   m["connection_chunks"] = {{"mapped_bytes", k.mapped_bytes}, {"in_use_bytes", k.in_use_bytes}, {"chunks", k.chunks}};
-#if defined(__GLIBC__)
+// glibc's own figures; not under a sanitizer, whose allocator replaces glibc's (ASan does not intercept
+// mallinfo2, and glibc's arena it would walk is not the one in use: seen to crash once OpenSSL was linked).
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define BUFPOOL_NO_MALLINFO 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define BUFPOOL_NO_MALLINFO 1
+#endif
+#endif
+#if defined(__GLIBC__) && !defined(BUFPOOL_NO_MALLINFO)
   const struct mallinfo2 mi = ::mallinfo2();
   m["heap"] = {{"in_use_bytes", mi.uordblks + mi.hblkhd}, {"free_bytes", mi.fordblks}, {"arena_bytes", mi.arena}};
 #endif

@@ -30,6 +30,8 @@ namespace {
 constexpr unsigned ring_entries = 1024;
 constexpr unsigned cq_entries = 16384;
 constexpr unsigned buffer_group = 0;
+// Asio handlers one turn runs at most before it looks at the ring's completions (fairness, see run()).
+constexpr std::size_t max_handlers_per_turn = 64;
 
 // 0, or the error (a positive errno) io_uring_setup gave.
 int make_ring(io_uring* ring) {
@@ -406,9 +408,15 @@ void uring_loop::run(asio::io_context& io, std::chrono::milliseconds max_wait) {
       // io_context::poll() costs an epoll_wait even when Asio has nothing to do, so it runs only when
       // something says it might: the poll on Asio's descriptor or the wake-up fired, code on this
       // thread posted to it (need_poll), or the wait timed out.
+      // At most max_handlers_per_turn handlers a turn: io_context::poll() would also run what they post,
+      // and a connection that yields (posts its next read) while its client keeps sending would run
+      // again and again inside one poll, while the ring's completions (other clients) wait. What is
+      // left runs after this turn's completions; the wait then only looks (timeout 0).
       if (needs_poll_) {
         needs_poll_ = false;
-        io.poll();
+        std::size_t ran = 0;
+        while (ran < max_handlers_per_turn && io.poll_one() != 0) ++ran;
+        if (ran == max_handlers_per_turn) needs_poll_ = true;
       }
       if (io.stopped()) {
         // Every connection is closed: their last completions, and the loop's own polls, are to come.
@@ -424,7 +432,7 @@ void uring_loop::run(asio::io_context& io, std::chrono::milliseconds max_wait) {
     }
     if (stopping && in_flight_ == 0) break;
     __kernel_timespec ts{};
-    const auto wait = stopping ? std::chrono::milliseconds(100) : max_wait;
+    const auto wait = stopping ? std::chrono::milliseconds(100) : needs_poll_ ? std::chrono::milliseconds(0) : max_wait;
     ts.tv_sec = wait.count() / 1000;
     ts.tv_nsec = (wait.count() % 1000) * 1000000;
     io_uring_cqe* cqe = nullptr;

@@ -20,6 +20,7 @@
 
 #include "../support/process.hpp"
 #include "engine.hpp"
+#include "loadgen_support.hpp"
 #include "report.hpp"
 #include "server.hpp"
 #include "settings.hpp"
@@ -27,17 +28,11 @@
 
 using namespace std::chrono_literals;
 using namespace bufpool::loadgen;
+using bufpool::loadgen::test::run_loadgen;
+using bufpool::loadgen::test::run_output;
+using bufpool::loadgen::test::settings_for;
 
 namespace {
-
-loadgen_settings settings_for(const std::string& url, std::vector<std::string> extra = {}) {
-  std::vector<std::string> args = {"bufpool-loadgen", "--quiet"};
-  args.insert(args.end(), extra.begin(), extra.end());
-  std::vector<const char*> argv;
-  for (auto& a : args) argv.push_back(a.c_str());
-  auto loaded = bufpool::config::load(loadgen_schema(), static_cast<int>(argv.size()), argv.data(), {}, {"url"});
-  return settings_from(loaded.values, std::vector<std::string>{url});
-}
 
 // A tiny blocking test server on 127.0.0.1:0, one connection at a time, stopped by its destructor.
 class test_server {
@@ -266,19 +261,6 @@ TEST_CASE("loadgen: reports from several machines merge exactly") {
 
 // ---- the program -----------------------------------------------------------------------------------
 
-namespace {
-struct run_output {
-  int status = -1;
-  std::string out;
-};
-run_output run_loadgen(const std::vector<std::string>& args) {
-  bufpool::test::child_process p(BUFPOOL_LOADGEN_BIN, args);
-  run_output r;
-  r.status = p.wait_exit(30s);
-  r.out = p.output();
-  return r;
-}
-}  // namespace
 
 TEST_CASE("loadgen program: invalid options exit 2 with a clear message") {
   auto r = run_loadgen({"--connections", "zero", "http://127.0.0.1:1/"});

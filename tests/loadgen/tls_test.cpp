@@ -11,6 +11,7 @@
 #include "../support/process.hpp"
 #include "../support/test_pki.hpp"
 #include "engine.hpp"
+#include "loadgen_support.hpp"
 #include "report.hpp"
 #include "server.hpp"
 #include "settings.hpp"
@@ -18,18 +19,11 @@
 
 using namespace std::chrono_literals;
 using namespace bufpool::loadgen;
+using bufpool::loadgen::test::run_loadgen;
+using bufpool::loadgen::test::settings_for;
 using bufpool::test::test_pki;
 
 namespace {
-
-loadgen_settings tls_settings_for(const std::string& url, std::vector<std::string> extra = {}) {
-  std::vector<std::string> args = {"bufpool-loadgen", "--quiet"};
-  args.insert(args.end(), extra.begin(), extra.end());
-  std::vector<const char*> argv;
-  for (auto& a : args) argv.push_back(a.c_str());
-  auto loaded = bufpool::config::load(loadgen_schema(), static_cast<int>(argv.size()), argv.data(), {}, {"url"});
-  return settings_from(loaded.values, std::vector<std::string>{url});
-}
 
 bufpool::server::server https_server() {
   return bufpool::server::server(bufpool::test::test_settings(
@@ -64,18 +58,6 @@ struct s_server {
   std::uint16_t port = 0;
 };
 
-struct run_output {
-  int status = -1;
-  std::string out;
-};
-run_output run_loadgen(const std::vector<std::string>& args) {
-  bufpool::test::child_process p(BUFPOOL_LOADGEN_BIN, args);
-  run_output r;
-  r.status = p.wait_exit(30s);
-  r.out = p.output();
-  return r;
-}
-
 }  // namespace
 
 TEST_CASE("loadgen tls: https against bufpool-server, verified by name and by address, keep-alive and pipelined") {
@@ -87,7 +69,7 @@ TEST_CASE("loadgen tls: https against bufpool-server, verified by name and by ad
            {"--cacert", test_pki().ca_cert, "--pipeline", "8", "--tls-min", "1.3"}}) {
     std::vector<std::string> args = {"-t", "1", "-c", "4", "--requests", "400"};
     args.insert(args.end(), extra.begin(), extra.end());
-    const auto r = run_load(tls_settings_for(url, args));
+    const auto r = run_load(settings_for(url, args));
     CHECK(r.requests == 400);
     CHECK(r.errors() == 0);
     CHECK(r.handshakes == 4);
@@ -100,19 +82,19 @@ TEST_CASE("loadgen tls: https against bufpool-server, verified by name and by ad
 TEST_CASE("loadgen tls: --disable-keepalive makes one handshake per request, resumed unless --tls-resume off") {
   auto srv = https_server();
   const std::string url = "https://127.0.0.1:" + std::to_string(srv.ports().http) + "/plaintext";
-  auto r = run_load(tls_settings_for(url, {"-t", "1", "-c", "2", "--requests", "40", "--disable-keepalive",
+  auto r = run_load(settings_for(url, {"-t", "1", "-c", "2", "--requests", "40", "--disable-keepalive",
                                            "--cacert", test_pki().ca_cert}));
   CHECK(r.requests == 40);
   CHECK(r.errors() == 0);
   CHECK(r.handshakes == 40);
   CHECK(r.resumed == 38);  // all but each connection's first
-  r = run_load(tls_settings_for(url, {"-t", "1", "-c", "2", "--requests", "20", "--disable-keepalive", "--cacert",
+  r = run_load(settings_for(url, {"-t", "1", "-c", "2", "--requests", "20", "--disable-keepalive", "--cacert",
                                       test_pki().ca_cert, "--tls-resume", "off", "--tls-min", "1.2"}));
   CHECK(r.requests == 20);
   CHECK(r.handshakes == 20);
   CHECK(r.resumed == 0);
   // The report says so.
-  const auto rep = make_report(tls_settings_for(url, {"--cacert", test_pki().ca_cert}), r, {});
+  const auto rep = make_report(settings_for(url, {"--cacert", test_pki().ca_cert}), r, {});
   CHECK(rep["tls"]["handshakes"] == 20);
   CHECK(rep["tls"]["resumed_share"] == 0.0);
   CHECK(rep["tls"]["handshake_us"]["p50"].get<double>() > 0);
@@ -134,13 +116,13 @@ TEST_CASE("loadgen tls program: verification is on by default, a failure is one 
 
 TEST_CASE("loadgen tls: against openssl s_server, the client certificate is presented where it is required") {
   s_server ss({"-CAfile", test_pki().ca_cert, "-Verify", "1", "-verify_return_error"});
-  auto r = run_load(tls_settings_for(ss.url(), {"-t", "1", "-c", "1", "--requests", "3", "--cacert", test_pki().ca_cert,
+  auto r = run_load(settings_for(ss.url(), {"-t", "1", "-c", "1", "--requests", "3", "--cacert", test_pki().ca_cert,
                                                 "--cert", test_pki().client_cert, "--key", test_pki().client_key}));
   CHECK(r.requests == 3);
   CHECK(r.errors() == 0);
   // Without one, s_server refuses it (with TLS 1.3 after the client's side of the handshake is done:
   // the alert ends the first read).
-  r = run_load(tls_settings_for(ss.url(), {"-t", "1", "-c", "1", "--requests", "3", "--timeout", "2s", "--cacert",
+  r = run_load(settings_for(ss.url(), {"-t", "1", "-c", "1", "--requests", "3", "--timeout", "2s", "--cacert",
                                            test_pki().ca_cert}));
   CHECK(r.requests == 0);
   CHECK(r.errors() > 0);
@@ -149,16 +131,16 @@ TEST_CASE("loadgen tls: against openssl s_server, the client certificate is pres
 TEST_CASE("loadgen tls: against openssl s_server, --sni sends the name (s_server answers with its second certificate)") {
   // s_server switches to -cert2 when the client names "localhost": only then does other_ca verify it.
   s_server ss({"-servername", "localhost", "-cert2", test_pki().other_server_cert, "-key2", test_pki().other_server_key});
-  auto r = run_load(tls_settings_for(ss.url(), {"-t", "1", "-c", "1", "--requests", "3", "--cacert",
+  auto r = run_load(settings_for(ss.url(), {"-t", "1", "-c", "1", "--requests", "3", "--cacert",
                                                 test_pki().other_ca_cert, "--sni", "localhost"}));
   CHECK(r.requests == 3);
   CHECK(r.errors() == 0);
   // No name sent (an address is never sent as SNI): the first certificate, which other_ca does not verify.
-  r = run_load(tls_settings_for(ss.url(), {"-t", "1", "-c", "1", "--requests", "3", "--cacert", test_pki().other_ca_cert}));
+  r = run_load(settings_for(ss.url(), {"-t", "1", "-c", "1", "--requests", "3", "--cacert", test_pki().other_ca_cert}));
   CHECK(r.requests == 0);
   CHECK(r.first_connect_error.find("was not verified") != std::string::npos);
   // --insecure: served whatever the certificate.
-  r = run_load(tls_settings_for(ss.url(), {"-t", "1", "-c", "1", "--requests", "3", "-k"}));
+  r = run_load(settings_for(ss.url(), {"-t", "1", "-c", "1", "--requests", "3", "-k"}));
   CHECK(r.requests == 3);
 }
 

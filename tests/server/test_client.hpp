@@ -30,6 +30,7 @@
 
 #include "server.hpp"
 #include "settings.hpp"
+#include "tls/context.hpp"
 
 namespace bufpool::test {
 
@@ -107,16 +108,6 @@ struct tls_options {
   int min_version = 0, max_version = 0;  // TLS1_2_VERSION etc. (0: OpenSSL's)
   SSL_SESSION* session = nullptr;        // resume this session
 };
-
-inline std::string openssl_errors() {
-  std::string out;
-  while (const unsigned long e = ERR_get_error()) {
-    char buf[256];
-    ERR_error_string_n(e, buf, sizeof buf);
-    out += (out.empty() ? "" : "; ") + std::string(buf);
-  }
-  return out;
-}
 
 /// A blocking loopback TCP client with timeouts; over TLS after start_tls().
 class client {
@@ -205,7 +196,7 @@ public:
     }
     if (!t.cert.empty() && (SSL_CTX_use_certificate_file(ssl_ctx_, t.cert.c_str(), SSL_FILETYPE_PEM) != 1 ||
                             SSL_CTX_use_PrivateKey_file(ssl_ctx_, t.key.c_str(), SSL_FILETYPE_PEM) != 1))
-      throw std::runtime_error("tls: client certificate: " + openssl_errors());
+      throw std::runtime_error("tls: client certificate: " + server::tls::last_error());
     // No client cache: freeing a context flushes its cache, which marks its sessions not resumable.
     SSL_CTX_set_session_cache_mode(ssl_ctx_, SSL_SESS_CACHE_OFF);
     ssl_ = SSL_new(ssl_ctx_);
@@ -220,7 +211,7 @@ public:
       SSL_set_alpn_protos(ssl_, reinterpret_cast<const unsigned char*>(wire.data()), static_cast<unsigned>(wire.size()));
     }
     if (t.session != nullptr) SSL_set_session(ssl_, t.session);
-    if (SSL_connect(ssl_) != 1) throw std::runtime_error("tls: handshake failed: " + openssl_errors());
+    if (SSL_connect(ssl_) != 1) throw std::runtime_error("tls: handshake failed: " + server::tls::last_error());
   }
   SSL* ssl() const { return ssl_; }
   /// The negotiated ALPN protocol ("" if none).

@@ -370,8 +370,7 @@ void uring_loop::forget(uring_op& op) noexcept {
 // Counting the ring's buffers, not the ones just added, also wakes the next recv when a woken one
 // did not use its buffer (the peer had closed), so no recv waits while the ring holds a buffer.
 void uring_loop::wake_starved() {
-  const std::size_t in_ring = buffers_ - empty_slots_.size();
-  while (starved_head_ != nullptr && woken_ < in_ring) {
+  while (starved_head_ != nullptr && woken_ < in_ring()) {
     uring_op* op = starved_head_;
     forget(*op);
     if (op->buffers_available()) {  // a recv is armed: op lives until its completion

@@ -53,7 +53,7 @@ config::schema build() {
   s.add(flag("disable_keepalive", "one request per connection (Connection: close), as wrk's -H 'Connection: close'",
              {"--disable-keepalive"}));
   s.add(flag("chunked", "send the body with Transfer-Encoding: chunked", {"--chunked"}));
-  s.add(integer("size", 64, "echo payload bytes per request (tcp:// targets)", 1, std::int64_t{1} << 26, {"--size"}));
+  s.add(integer("size", 64, "echo payload bytes per request (tcp:// and tls:// targets)", 1, std::int64_t{1} << 26, {"--size"}));
   s.add(number("malformed", 0, "share of requests that are malformed on purpose (0..1)", 0, 1, {"--malformed"}));
   s.add({"stats_url", value_kind::string, "", "server statistics to fetch before, during and after (http://.../stats)",
          0, 0, {}, {"--stats-url"}, true});

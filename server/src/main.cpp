@@ -158,7 +158,7 @@ int main(int argc, char** argv) {
     int signo = 0;
     std::function<void(std::error_code, int)> on_signal = [&](std::error_code ec, int s) {
       if (!ec && s == SIGHUP) {
-        if (settings.http_tls.enabled()) srv.reload_tls();  // logs what it did
+        if (srv.tls_enabled()) srv.reload_tls();  // each TLS listener's files; logs what it did
         else spdlog::info("signal {}: no TLS listener to reload", s);
         signals.async_wait(on_signal);
         return;

@@ -200,6 +200,16 @@ std::string server::metrics() const {
     w.sample("bufpool_tls_handshake_duration_seconds_sum", "", static_cast<double>(t.tls_handshake_sum_ns) / 1e9);
     w.sample("bufpool_tls_handshake_duration_seconds_count", "", cumulative);
   }
+  w.family("bufpool_tls_cipher_handshakes_total", "counter", "TLS handshakes completed, by cipher suite.");
+  for (std::size_t i = 0; i < t.tls_ciphers.size(); ++i)
+    if (t.tls_ciphers[i] != 0)
+      w.sample("bufpool_tls_cipher_handshakes_total", std::string("cipher=\"") + tls_cipher_names[i] + "\"", t.tls_ciphers[i]);
+  {
+    std::uint64_t key_rotations = 0;
+    for (const tls::holder* h : tls_holders()) key_rotations += h->tickets().rotations();
+    w.one("bufpool_tls_ticket_key_rotations_total", "counter",
+          "Session ticket keys replaced (each <listener>.tls.ticket_key_lifetime).", static_cast<double>(key_rotations));
+  }
   w.family("bufpool_tls_failures_total", "counter", "TLS connections ended in error, by reason.");
   for (std::size_t i = 1; i < t.tls_failures.size(); ++i)
     w.sample("bufpool_tls_failures_total", std::string("reason=\"") + tls_failure_names[i] + "\"", t.tls_failures[i]);

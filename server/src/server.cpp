@@ -42,7 +42,9 @@ asio::ip::tcp::endpoint resolve(const std::string& text) {
 clock::duration sweep_tick(const server_settings& s) {
   const http_settings& h = s.http;
   const auto shortest = std::min({h.header_timeout, h.body_timeout, h.idle_timeout, h.write_timeout, s.echo_idle_timeout,
-                                  s.http_tls.enabled() ? h.handshake_timeout : h.header_timeout,
+                                  s.http_tls.enabled() || s.echo_tls.enabled() || s.admin_tls.enabled()
+                                      ? h.handshake_timeout
+                                      : h.header_timeout,
                                   h.linger_timeout.count() > 0 ? h.linger_timeout : h.header_timeout});
   return std::clamp<clock::duration>(shortest / 4, std::chrono::milliseconds(5), std::chrono::milliseconds(250));
 }
@@ -68,6 +70,8 @@ public:
     acceptor_.listen(asio::socket_base::max_listen_connections);
   }
   std::uint16_t port() const { return acceptor_.local_endpoint().port(); }
+  /// Echo listeners: TLS with these files (before start).
+  void use_tls(const tls::holder* t) noexcept { echo_tls_ = t; }
   void start() {
     home_.post([this] { accept(); });
   }
@@ -246,7 +250,12 @@ private:
     // memory goes back to the OS instead of staying in the heap between Asio's long-lived objects.
     const std::pmr::polymorphic_allocator<> alloc(connections_);
     try {
-      if (proto_ == protocol::echo) {
+      if (proto_ == protocol::echo && echo_tls_ != nullptr) {
+        std::allocate_shared<tls_echo_connection>(alloc, w, std::move(s), *echo_tls_, settings_.echo_buffer_bytes,
+                                                  settings_.http.handshake_timeout, settings_.echo_idle_timeout,
+                                                  settings_.http.write_timeout)
+            ->start();
+      } else if (proto_ == protocol::echo) {
         std::allocate_shared<echo_connection>(alloc, w, std::move(s), settings_.echo_buffer_bytes,
                                               settings_.echo_idle_timeout, settings_.http.write_timeout)
             ->start();
@@ -264,6 +273,7 @@ private:
   asio::ip::tcp::acceptor acceptor_;
   const server_settings& settings_;
   const http_context* http_;
+  const tls::holder* echo_tls_ = nullptr;  // echo over TLS (echo.tls.*)
   std::pmr::memory_resource* connections_;
   asio::steady_timer backoff_timer_{home_.context()};
   ring_accept* ring_accept_ = nullptr;
@@ -278,6 +288,10 @@ server::server(server_settings settings) : settings_(std::move(settings)), start
   (void)spdlog::default_logger_raw();
   // HTTPS: the files are loaded before anything starts; a bad one is a configuration error.
   if (settings_.http_tls.enabled()) tls_ = std::make_unique<tls::holder>(settings_.http_tls, "http.tls.");
+  if (settings_.echo_tls.enabled() && !settings_.echo_listen.empty())
+    echo_tls_ = std::make_unique<tls::holder>(settings_.echo_tls, "echo.tls.");
+  if (settings_.admin_tls.enabled() && !settings_.admin_listen.empty())
+    admin_tls_ = std::make_unique<tls::holder>(settings_.admin_tls, "admin.tls.");
   if (settings_.pool.memory == nullptr && settings_.backing == pool_backing::chunks) {
     chunks_ = std::make_unique<bufpool::chunk_resource>();
     settings_.pool.memory = chunks_.get();
@@ -316,6 +330,7 @@ server::server(server_settings settings) : settings_(std::move(settings)), start
   admin_ctx_ = std::make_unique<http_context>(
       settings_.http, true,
       routes::make_admin_table(draining_, [this] { return stats().dump(); }, [this] { return metrics(); }), nullptr);
+  admin_ctx_->tls = admin_tls_.get();
 
   std::pmr::memory_resource* connections =
       settings_.connection_memory != nullptr ? settings_.connection_memory : connection_memory_.get();
@@ -344,7 +359,9 @@ server::server(server_settings settings) : settings_(std::move(settings)), start
     return port;
   };
   ports_.http = add(protocol::http, settings_.http_listen);
+  const std::size_t before_echo = listeners_.size();
   ports_.echo = add(protocol::echo, settings_.echo_listen);
+  for (std::size_t i = before_echo; i < listeners_.size(); ++i) listeners_[i]->use_tls(echo_tls_.get());
   ports_.admin = add(protocol::admin, settings_.admin_listen);
 
   std::vector<asio::io_context*> contexts;
@@ -391,7 +408,12 @@ void server::log_error_summary() {
 void server::trim_heap() {
   if (!trimming_) return;
   log_error_summary();
-  if (tls_ && tls_->files_changed()) reload_tls();
+  bool changed = false;
+  for (tls::holder* h : tls_holders()) {
+    changed = changed || h->files_changed();
+    h->tickets().rotate_if_due(std::chrono::steady_clock::now());
+  }
+  if (changed) reload_tls();
 #if defined(__GLIBC__)
   ::malloc_trim(0);
 #endif
@@ -404,17 +426,28 @@ void server::trim_heap() {
   });
 }
 
+std::vector<tls::holder*> server::tls_holders() const {
+  std::vector<tls::holder*> out;
+  for (const auto* h : {&tls_, &echo_tls_, &admin_tls_})
+    if (*h) out.push_back(h->get());
+  return out;
+}
+
+// Every TLS listener loads its files again; each that fails keeps its old ones. True if all loaded.
 bool server::reload_tls() {
-  if (!tls_) return false;
-  std::string why;
-  if (tls_->reload(why)) {
-    tls_reloads_.fetch_add(1, std::memory_order_relaxed);
-    spdlog::info("tls: certificate and key loaded again; new connections use them");
-    return true;
+  bool all = true;
+  for (tls::holder* h : tls_holders()) {
+    std::string why;
+    if (h->reload(why)) {
+      tls_reloads_.fetch_add(1, std::memory_order_relaxed);
+      spdlog::info("tls: {}certificate and key loaded again; new connections use them", h->prefix());
+      continue;
+    }
+    all = false;
+    tls_reload_failures_.fetch_add(1, std::memory_order_relaxed);
+    spdlog::error("tls: reload refused, the old certificate stays in use: {}", why);
   }
-  tls_reload_failures_.fetch_add(1, std::memory_order_relaxed);
-  spdlog::error("tls: reload refused, the old certificate stays in use: {}", why);
-  return false;
+  return all;
 }
 
 server::~server() {
@@ -518,6 +551,15 @@ nlohmann::json server::stats() const {
   const std::int64_t outstanding = pool.totals.outstanding + pool.oversize.outstanding;
   json tls_failures = json::object();
   for (std::size_t i = 1; i < t.tls_failures.size(); ++i) tls_failures[tls_failure_names[i]] = t.tls_failures[i];
+  json tls_ciphers = json::object();
+  for (std::size_t i = 0; i < t.tls_ciphers.size(); ++i)
+    if (t.tls_ciphers[i] != 0) tls_ciphers[tls_cipher_names[i]] = t.tls_ciphers[i];
+  json tls_listeners = json::array();
+  std::uint64_t ticket_rotations = 0;
+  for (const tls::holder* h : tls_holders()) {
+    tls_listeners.push_back(h->prefix().substr(0, h->prefix().find('.')));
+    ticket_rotations += h->tickets().rotations();
+  }
   return json{{"server",
                {{"uptime_s", uptime},
                 {"threads", workers_.size()},
@@ -530,11 +572,14 @@ nlohmann::json server::stats() const {
                 {"bytes_in", t.bytes_in},
                 {"bytes_out", t.bytes_out},
                 {"echo_bytes", t.echo_bytes},
-                {"tls", {{"enabled", tls_ != nullptr},
+                {"tls", {{"enabled", !tls_listeners.empty()},
+                         {"listeners", tls_listeners},
                          {"handshakes", t.tls_handshakes},
                          {"resumed", t.tls_resumed},
                          {"failures", tls_failures},
                          {"versions", {{"TLSv1.2", t.tls_versions[0]}, {"TLSv1.3", t.tls_versions[1]}}},
+                         {"ciphers", tls_ciphers},
+                         {"ticket_key_rotations", ticket_rotations},
                          {"handshake_time", {{"count", t.tls_handshakes}, {"sum_s", static_cast<double>(t.tls_handshake_sum_ns) / 1e9}}},
                          {"reloads", tls_reloads_.load()},
                          {"reload_failures", tls_reload_failures_.load()}}},

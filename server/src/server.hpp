@@ -63,6 +63,8 @@ public:
   /// rotation interval): new connections use them, established ones go on. A file that does not load
   /// keeps the old ones, logged. False if nothing was reloaded.
   bool reload_tls();
+  /// Some listener serves TLS.
+  bool tls_enabled() const { return !tls_holders().empty(); }
   const server_settings& settings() const noexcept { return settings_; }
 
 private:
@@ -87,7 +89,9 @@ private:
   std::vector<std::unique_ptr<worker>> workers_;
   std::shared_ptr<spdlog::details::thread_pool> access_pool_;  // the access log's own queue and thread
   std::shared_ptr<spdlog::logger> access_log_;
-  std::unique_ptr<tls::holder> tls_;  // HTTPS on the HTTP listener
+  // TLS per listener, each null when off: the HTTP, echo and admin listeners.
+  std::unique_ptr<tls::holder> tls_, echo_tls_, admin_tls_;
+  std::vector<tls::holder*> tls_holders() const;
   std::atomic<std::uint64_t> tls_reloads_{0}, tls_reload_failures_{0};
   std::unique_ptr<http_context> public_ctx_;
   std::unique_ptr<http_context> admin_ctx_;

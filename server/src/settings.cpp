@@ -15,6 +15,43 @@ using config::value_kind;
 constexpr std::int64_t us_per_ms = 1000;
 constexpr std::int64_t us_per_s = 1000000;
 
+// A listener's TLS settings, <listener>.tls.*: TLS is on when the certificate is set.
+void add_tls(config::schema& s, const std::string& listener, const std::string& what,
+             std::vector<std::string> cert_alias, std::vector<std::string> key_alias) {
+  const std::string p = listener + ".tls.";
+  s.add({p + "certificate", value_kind::string, "",
+         "TLS on the " + what + " listener: the certificate chain, PEM, leaf first (\"\": no TLS); a changed file or "
+         "SIGHUP loads it again for new connections", 0, 0, {}, std::move(cert_alias), true});
+  s.add({p + "key", value_kind::string, "", "the certificate's private key, PEM (\"\": in the certificate file)",
+         0, 0, {}, std::move(key_alias), true});
+  s.add({p + "min_version", value_kind::choice, "1.2", "oldest TLS version accepted (1.0 and 1.1 never)", 0, 0,
+         {"1.2", "1.3"}, {}, false});
+  s.add({p + "ciphers", value_kind::string, "", "TLS 1.2 cipher list (\"\": OpenSSL's secure default)", 0, 0, {},
+         {}, true});
+  s.add({p + "client_auth", value_kind::choice, "none",
+         "client certificates: none, optional (verified when sent), require (mTLS)", 0, 0,
+         {"none", "optional", "require"}, {}, false});
+  s.add({p + "client_ca", value_kind::string, "", "PEM file of the CAs that client certificates must chain to",
+         0, 0, {}, {}, true});
+  s.add({p + "ticket_key_lifetime", value_kind::duration, "1h",
+         "session tickets: a new key encrypts them each lifetime, the one before still decrypts (and the ticket is "
+         "renewed), so a ticket resumes for at most two lifetimes; checked each pool.rotation_interval",
+         1000000, std::int64_t{7} * 24 * 3600 * 1000000, {}, {}, false});
+}
+
+tls::settings tls_at(const nlohmann::json& v, const std::string& listener) {
+  const std::string p = listener + ".tls.";
+  tls::settings t;
+  t.certificate = config::at(v, p + "certificate").get<std::string>();
+  t.key = config::at(v, p + "key").get<std::string>();
+  t.min_version = config::at(v, p + "min_version").get<std::string>();
+  t.ciphers = config::at(v, p + "ciphers").get<std::string>();
+  t.client_auth = config::at(v, p + "client_auth").get<std::string>();
+  t.client_ca = config::at(v, p + "client_ca").get<std::string>();
+  t.ticket_key_lifetime = config::duration_at(v, p + "ticket_key_lifetime");
+  return t;
+}
+
 config::schema build() {
   config::schema s("bufpool-server", "BUFPOOL_");
   s.set_version(BUFPOOL_VERSION_STRING " (" BUFPOOL_COMPILER ")");
@@ -41,6 +78,8 @@ config::schema build() {
          {"--echo-listen"}, true});
   s.add({"admin.listen", value_kind::endpoint, "127.0.0.1:9901", "admin listener for /stats and /healthz (\"\": off)", 0,
          0, {}, {"--admin-listen"}, true});
+  add_tls(s, "echo", "TCP echo", {}, {});
+  add_tls(s, "admin", "admin", {}, {});
   s.add({"ready_file", value_kind::string, "", "once every listener is bound, write {\"http\",\"echo\",\"admin\"} ports here",
          0, 0, {}, {"--ready-file"}, true});
   s.add({"log.level", value_kind::choice, "info", "log level", 0, 0, {"trace", "debug", "info", "warn", "error", "off"},
@@ -49,20 +88,7 @@ config::schema build() {
          "bounded: lines it cannot keep up with are dropped and counted", 0, 0, {}, {"--access-log"}, true});
   s.add({"log.format", value_kind::choice, "text", "log line format: text, or json (one object per line)", 0, 0,
          {"text", "json"}, {"--log-format"}, false});
-  s.add({"http.tls.certificate", value_kind::string, "",
-         "HTTPS on the HTTP listener: the certificate chain, PEM, leaf first (\"\": plain HTTP); a changed file or "
-         "SIGHUP loads it again for new connections", 0, 0, {}, {"--tls-cert"}, true});
-  s.add({"http.tls.key", value_kind::string, "", "the certificate's private key, PEM (\"\": in the certificate file)",
-         0, 0, {}, {"--tls-key"}, true});
-  s.add({"http.tls.min_version", value_kind::choice, "1.2", "oldest TLS version accepted (1.0 and 1.1 never)", 0, 0,
-         {"1.2", "1.3"}, {}, false});
-  s.add({"http.tls.ciphers", value_kind::string, "", "TLS 1.2 cipher list (\"\": OpenSSL's secure default)", 0, 0, {},
-         {}, true});
-  s.add({"http.tls.client_auth", value_kind::choice, "none",
-         "client certificates: none, optional (verified when sent), require (mTLS)", 0, 0,
-         {"none", "optional", "require"}, {}, false});
-  s.add({"http.tls.client_ca", value_kind::string, "", "PEM file of the CAs that client certificates must chain to",
-         0, 0, {}, {}, true});
+  add_tls(s, "http", "HTTP", {"--tls-cert"}, {"--tls-key"});
   s.add(integer("http.read_buffer_bytes", 4096, "bytes of each pooled read buffer", 256, 1 << 20));
   s.add(integer("http.max_read_buffer_bytes", 65536,
                 "a read that fills its buffer asks the pool for twice the size next time, up to this; once the "
@@ -136,12 +162,9 @@ server_settings settings_from(const nlohmann::json& v) {
   s.log_level = config::at(v, "log.level").get<std::string>();
   s.log_format = config::at(v, "log.format").get<std::string>();
   s.access_log = config::at(v, "log.access").get<std::string>();
-  s.http_tls.certificate = config::at(v, "http.tls.certificate").get<std::string>();
-  s.http_tls.key = config::at(v, "http.tls.key").get<std::string>();
-  s.http_tls.min_version = config::at(v, "http.tls.min_version").get<std::string>();
-  s.http_tls.ciphers = config::at(v, "http.tls.ciphers").get<std::string>();
-  s.http_tls.client_auth = config::at(v, "http.tls.client_auth").get<std::string>();
-  s.http_tls.client_ca = config::at(v, "http.tls.client_ca").get<std::string>();
+  s.http_tls = tls_at(v, "http");
+  s.echo_tls = tls_at(v, "echo");
+  s.admin_tls = tls_at(v, "admin");
   s.http.read_buffer_bytes = size_at(v, "http.read_buffer_bytes");
   s.http.max_read_buffer_bytes = size_at(v, "http.max_read_buffer_bytes");
   s.http.max_header_bytes = size_at(v, "http.max_header_bytes");

@@ -54,7 +54,9 @@ struct server_settings {
   std::string access_log;           // "" off, "-" stdout, else a file
 
   http_settings http;
-  tls::settings http_tls;  // HTTPS on the HTTP listener when its certificate is set
+  tls::settings http_tls;   // HTTPS on the HTTP listener when its certificate is set
+  tls::settings echo_tls;   // TLS on the echo listener
+  tls::settings admin_tls;  // HTTPS on the admin listener
   std::size_t echo_buffer_bytes = 16384;
   std::size_t max_connections_per_thread = 10000;       // HTTP
   std::size_t max_echo_connections_per_thread = 10000;  // echo

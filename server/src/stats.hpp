@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstdint>
 #include <iterator>
+#include <string_view>
 
 namespace bufpool::server {
 
@@ -95,6 +96,8 @@ struct worker_stats {
   /// TLS connections ended in error, by io::tls_failure (handshake, protocol, plaintext_http,
   /// peer_certificate, io, handshake_timeout; index 0 unused).
   std::array<counter, 7> tls_failures;
+  /// Completed handshakes by cipher suite, in tls_cipher_names' order (the last: any other).
+  std::array<counter, 12> tls_ciphers;
 
   void count_status(unsigned status) noexcept {
     if (status >= 100 && status < 600) status_class[status / 100 - 1].add();
@@ -106,6 +109,21 @@ struct worker_stats {
 /// Names of the TLS failure reasons, in io::tls_failure's order (index 0 unused).
 inline constexpr std::array<const char*, 7> tls_failure_names = {"",   "handshake", "protocol", "plaintext_http",
                                                                  "peer_certificate", "io", "handshake_timeout"};
+
+/// The cipher suites counted by name (OpenSSL's names; TLS 1.3's three, then the TLS 1.2 suites of
+/// OpenSSL's default list with forward secrecy and AEAD), and "other" for the rest.
+inline constexpr std::array<const char*, 12> tls_cipher_names = {
+    "TLS_AES_256_GCM_SHA384",        "TLS_AES_128_GCM_SHA256",      "TLS_CHACHA20_POLY1305_SHA256",
+    "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-ECDSA-CHACHA20-POLY1305",
+    "ECDHE-RSA-AES256-GCM-SHA384",   "ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-RSA-CHACHA20-POLY1305",
+    "DHE-RSA-AES256-GCM-SHA384",     "DHE-RSA-AES128-GCM-SHA256",   "other"};
+/// The index of a cipher's name in tls_cipher_names (the last when it is not there).
+inline std::size_t tls_cipher_index(const char* name) noexcept {
+  if (name != nullptr)
+    for (std::size_t i = 0; i + 1 < tls_cipher_names.size(); ++i)
+      if (std::string_view(name) == tls_cipher_names[i]) return i;
+  return tls_cipher_names.size() - 1;
+}
 
 /// Every worker's counters added up (for /stats and /metrics, at read time).
 struct stats_totals {
@@ -119,6 +137,7 @@ struct stats_totals {
   std::array<std::uint64_t, latency_bucket_ns.size() + 1> tls_handshake_buckets{};
   std::uint64_t tls_handshake_sum_ns = 0;
   std::array<std::uint64_t, 7> tls_failures{};
+  std::array<std::uint64_t, 12> tls_ciphers{};
   std::array<std::array<std::uint64_t, latency_bucket_ns.size() + 1>, static_cast<std::size_t>(route::count)> latency{};
   std::array<std::uint64_t, static_cast<std::size_t>(route::count)> latency_sum_ns{};
 
@@ -143,6 +162,7 @@ struct stats_totals {
     for (std::size_t b = 0; b < tls_handshake_buckets.size(); ++b) tls_handshake_buckets[b] += s.tls_handshake_time.buckets[b].get();
     tls_handshake_sum_ns += s.tls_handshake_time.sum_ns.get();
     for (std::size_t i = 0; i < tls_failures.size(); ++i) tls_failures[i] += s.tls_failures[i].get();
+    for (std::size_t i = 0; i < tls_ciphers.size(); ++i) tls_ciphers[i] += s.tls_ciphers[i].get();
     for (std::size_t r = 0; r < latency.size(); ++r) {
       for (std::size_t b = 0; b < latency[r].size(); ++b) latency[r][b] += s.latency[r].buckets[b].get();
       latency_sum_ns[r] += s.latency[r].sum_ns.get();

@@ -71,7 +71,7 @@ struct fixture {
     tls::settings s;
     s.certificate = bufpool::test::test_pki().server_cert;
     s.key = bufpool::test::test_pki().server_key;
-    return std::make_shared<const tls::context>(s, "http.tls.");
+    return std::make_shared<const tls::context>(s, "http.tls.", std::make_shared<tls::ticket_keys>(s.ticket_key_lifetime));
   }();
   SSL_CTX* client_ctx = [] {
     SSL_CTX* c = SSL_CTX_new(TLS_client_method());

@@ -79,6 +79,22 @@ TEST_CASE("loadgen tls: https against bufpool-server, verified by name and by ad
   }
 }
 
+TEST_CASE("loadgen tls: tls:// drives bufpool-server's echo listener over TLS, every byte checked") {
+  bufpool::server::server srv(bufpool::test::test_settings(
+      {{"echo.tls.certificate", test_pki().server_cert}, {"echo.tls.key", test_pki().server_key}}));
+  const std::string url = "tls://127.0.0.1:" + std::to_string(srv.ports().echo);
+  for (const char* size : {"64", "20000"}) {
+    CAPTURE(size);
+    const auto r = run_load(settings_for(url, {"-t", "1", "-c", "3", "--requests", "300", "--size", size,
+                                               "--cacert", test_pki().ca_cert}));
+    CHECK(r.requests == 300);
+    CHECK(r.errors() == 0);
+    CHECK(r.handshakes == 3);
+    CHECK(r.tls_version == "TLSv1.3");
+  }
+  CHECK(srv.stats()["server"]["echo_bytes"].get<std::uint64_t>() >= 300 * (64 + 20000));
+}
+
 TEST_CASE("loadgen tls: --disable-keepalive makes one handshake per request, resumed unless --tls-resume off") {
   auto srv = https_server();
   const std::string url = "https://127.0.0.1:" + std::to_string(srv.ports().http) + "/plaintext";

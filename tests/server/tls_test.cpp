@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <poll.h>
 #include <unistd.h>
 #include <thread>
 
@@ -45,6 +46,28 @@ bool served(server& s, const tls_options& o) {
   } catch (const std::exception&) {
     return false;
   }
+}
+
+// Reads exactly n bytes of plaintext from a TLS client (what the echo listener sends back), or what
+// came before the timeout.
+std::string tls_read(client& c, std::size_t n, std::chrono::milliseconds timeout = 10s) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::string out;
+  char buf[65536];
+  while (out.size() < n) {
+    if (SSL_pending(c.ssl()) == 0) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      pollfd p{c.fd(), POLLIN, 0};
+      if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) <= 0) break;
+    }
+    std::size_t got = 0;
+    if (SSL_read_ex(c.ssl(), buf, std::min(sizeof buf, n - out.size()), &got) == 1) {
+      out.append(buf, got);
+    } else if (SSL_get_error(c.ssl(), 0) != SSL_ERROR_WANT_READ) {
+      break;
+    }
+  }
+  return out;
 }
 
 std::uint64_t tls_stat(server& s, const char* key) { return s.stats()["server"]["tls"][key].get<std::uint64_t>(); }
@@ -229,6 +252,12 @@ TEST_CASE("tls: bad files are configuration errors naming the key, the file and 
   CHECK(e.find("http.tls.client_ca") != std::string::npos);
   e = error_of(tls_settings({{"http.tls.ciphers", "NO-SUCH-CIPHER"}}));
   CHECK(e.find("http.tls.ciphers") != std::string::npos);
+  // The echo and admin listeners' files are checked the same way, under their own keys.
+  e = error_of({{"echo.tls.certificate", missing}});
+  CHECK(e.find("echo.tls.certificate") != std::string::npos);
+  e = error_of({{"admin.tls.certificate", test_pki().server_cert}, {"admin.tls.key", test_pki().client_key}});
+  CHECK(e.find("admin.tls.key") != std::string::npos);
+  CHECK(e.find("does not match") != std::string::npos);
 }
 
 TEST_CASE("tls: a reload takes a new certificate for new connections, established ones go on, a bad file keeps the old") {
@@ -311,4 +340,116 @@ TEST_CASE("tls: the handshake has its own timeout, and the header timeout starts
   c.send(get("/plaintext"));
   CHECK(c.read_response().status == 200);
   CHECK(tls_failures(s, "handshake_timeout") == 0);
+}
+
+TEST_CASE("tls: plain HTTP on the TLS port gets one 400 in clear text, then the connection closes") {
+  server s(test_settings(tls_settings()));
+  client plain(s.ports().http);
+  plain.send(get("/plaintext"));
+  const auto r = plain.read_response(5s);
+  CHECK(r.status == 400);
+  CHECK(r.header("connection") == "close");
+  CHECK(r.body.find("HTTPS") != std::string::npos);
+  CHECK(plain.closed_by_peer(5s));
+  CHECK(plain.unread_responses() == 0);
+  CHECK(tls_failures(s, "plaintext_http") == 1);
+  CHECK(bufpool::test::eventually([&] { return bufpool::test::connection_buffers(s.stats()) == 0; }));
+}
+
+TEST_CASE("tls: handshakes are counted by the cipher suite the client negotiated") {
+  server s(test_settings(tls_settings()));
+  std::map<std::string, std::uint64_t> expected;
+  for (const int version : {TLS1_3_VERSION, TLS1_2_VERSION, TLS1_3_VERSION}) {
+    client c(s.ports().http, verified(version));
+    c.send(get("/plaintext"));
+    CHECK(c.read_response().status == 200);
+    ++expected[SSL_CIPHER_get_name(SSL_get_current_cipher(c.ssl()))];
+  }
+  const auto ciphers = s.stats()["server"]["tls"]["ciphers"];
+  CHECK(ciphers.size() == expected.size());
+  for (const auto& [name, count] : expected) {
+    CAPTURE(name);
+    CHECK(ciphers.value(name, std::uint64_t{0}) == count);
+  }
+  CHECK_FALSE(ciphers.contains("other"));
+  const std::string metrics = s.metrics();
+  CHECK(metrics.find("bufpool_tls_cipher_handshakes_total{cipher=\"" + expected.begin()->first + "\"}") !=
+        std::string::npos);
+}
+
+TEST_CASE("tls: ticket keys rotate: a ticket resumes under the next key, and not once two have passed") {
+  // A 2 s key lifetime, checked every 50 ms: the ticket is made under key 0; under key 1 it still
+  // resumes (and a fresh ticket is issued); under key 2 it is a full handshake.
+  server s(test_settings(tls_settings({{"http.tls.ticket_key_lifetime", "2s"}, {"pool.rotation_interval", "50ms"}})));
+  auto rotations = [&] { return tls_stat(s, "ticket_key_rotations"); };
+  auto session_from = [&](SSL_SESSION* resume, bool& reused) -> SSL_SESSION* {
+    tls_options o = verified(TLS1_3_VERSION);
+    o.session = resume;
+    client c(s.ports().http, o);
+    c.send(get("/plaintext"));
+    CHECK(c.read_response().status == 200);  // the tickets came before the answer
+    reused = SSL_session_reused(c.ssl()) == 1;
+    return SSL_get1_session(c.ssl());
+  };
+  const std::uint64_t start = rotations();
+  bool reused = true;
+  SSL_SESSION* first = session_from(nullptr, reused);
+  REQUIRE(first != nullptr);
+  CHECK_FALSE(reused);
+  REQUIRE(bufpool::test::eventually([&] { return rotations() >= start + 1; }, 10s));
+  SSL_SESSION* second = session_from(first, reused);
+  CHECK(reused);  // under the previous key
+  SSL_SESSION_free(second);
+  REQUIRE(bufpool::test::eventually([&] { return rotations() >= start + 2; }, 10s));
+  SSL_SESSION* third = session_from(first, reused);
+  CHECK_FALSE(reused);  // its key is gone
+  SSL_SESSION_free(third);
+  SSL_SESSION_free(first);
+  CHECK(s.metrics().find("bufpool_tls_ticket_key_rotations_total ") != std::string::npos);
+}
+
+TEST_CASE("tls: the echo listener over TLS echoes every size, holds no buffer while idle, and times out a stalled handshake") {
+  server s(test_settings({{"echo.tls.certificate", test_pki().server_cert},
+                          {"echo.tls.key", test_pki().server_key},
+                          {"limits.handshake_timeout", "300ms"}}));
+  {
+    client c(s.ports().echo, verified());
+    for (const std::size_t size : {std::size_t{1}, std::size_t{100}, std::size_t{20000}, std::size_t{300000}}) {
+      CAPTURE(size);
+      std::string data(size, '\0');
+      for (std::size_t i = 0; i < size; ++i) data[i] = static_cast<char>('a' + i % 26);
+      REQUIRE(c.send(data));
+      CHECK(tls_read(c, size) == data);
+    }
+    // Between messages the connection holds nothing.
+    CHECK(bufpool::test::eventually([&] { return bufpool::test::connection_buffers(s.stats()) == 0; }));
+    CHECK(s.stats()["server"]["connections"]["active"] == 1);
+  }
+  {
+    client slow(s.ports().echo);
+    slow.send("\x16\x03\x01");
+    CHECK(slow.closed_by_peer(5s));
+  }
+  CHECK(tls_failures(s, "handshake_timeout") == 1);
+  const auto st = s.stats()["server"];
+  CHECK(st["tls"]["listeners"] == nlohmann::json::array({"echo"}));
+  CHECK(st["tls"]["handshakes"] == 1);
+  CHECK(st["echo_bytes"] == 320101);
+  // The HTTP listener is still plain.
+  client plain(s.ports().http);
+  plain.send(get("/plaintext"));
+  CHECK(plain.read_response().status == 200);
+  CHECK(bufpool::test::eventually([&] { return s.stats()["server"]["connections"]["active"] == 1; }));
+}
+
+TEST_CASE("tls: the admin listener serves /stats over HTTPS with its own files") {
+  server s(test_settings({{"admin.tls.certificate", test_pki().server_cert}, {"admin.tls.key", test_pki().server_key}}));
+  client c(s.ports().admin, verified());
+  c.send(get("/stats"));
+  const auto r = c.read_response();
+  REQUIRE(r.status == 200);
+  CHECK(nlohmann::json::parse(r.body)["server"]["tls"]["listeners"] == nlohmann::json::array({"admin"}));
+  client plain(s.ports().admin);
+  plain.send(get("/healthz"));
+  CHECK(plain.read_response(5s).status == 400);  // clear text on the TLS port
 }

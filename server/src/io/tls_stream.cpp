@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstring>
 #include <new>
+#include <string>
 
 #include <openssl/bio.h>
 #include <openssl/err.h>
@@ -153,14 +154,35 @@ bool tls_stream::handle_error(int ret, recv_status& out) {
       const unsigned long e = ERR_peek_error();
       if (ERR_GET_LIB(e) == ERR_LIB_SSL) {
         const int reason = ERR_GET_REASON(e);
-        if (reason == SSL_R_HTTP_REQUEST || reason == SSL_R_HTTPS_PROXY_REQUEST) why = tls_failure::plaintext_http;
-        else if (reason == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE || reason == SSL_R_CERTIFICATE_VERIFY_FAILED)
+        if (reason == SSL_R_HTTP_REQUEST || reason == SSL_R_HTTPS_PROXY_REQUEST) {
+          fail(tls_failure::plaintext_http);
+          out = refuse_plaintext();
+          return true;
+        }
+        if (reason == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE || reason == SSL_R_CERTIFICATE_VERIFY_FAILED)
           why = tls_failure::peer_certificate;
       }
       out = fail(why);
       return true;
     }
   }
+}
+
+// A plain-HTTP request on the TLS port gets one 400 in clear text, as nginx answers it, and the
+// connection closes once it is sent: at once when the inner stream took it, else when its send
+// completes (io_uring sends at the end of the turn), through on_sent and the owner's next receive.
+recv_status tls_stream::refuse_plaintext() {
+  static const std::string text = [] {
+    const std::string body = "This port speaks HTTPS: the request came in plain HTTP.\n";
+    return "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: " + std::to_string(body.size()) +
+           "\r\nConnection: close\r\n\r\n" + body;
+  }();
+  static const iovec v{const_cast<char*>(text.data()), text.size()};  // static: the kernel may read it later
+  if (in_flight_ || closed_) return recv_status::error;
+  in_flight_ = refusing_ = true;
+  if (inner_->send({&v, 1}, v.iov_len) == send_status::pending) return recv_status::pending;
+  in_flight_ = refusing_ = false;
+  return recv_status::error;
 }
 
 recv_status tls_stream::receive(bufpool::buffer& b, std::size_t& n, std::size_t expected, bool wait) {
@@ -183,6 +205,7 @@ recv_status tls_stream::receive(bufpool::buffer& b, std::size_t& n, std::size_t 
       st.tls_handshakes.add();
       if (SSL_session_reused(ssl_) == 1) st.tls_resumed.add();
       st.tls_versions[SSL_version(ssl_) == TLS1_3_VERSION ? 1 : 0].add();
+      st.tls_ciphers[tls_cipher_index(SSL_CIPHER_get_name(SSL_get_current_cipher(ssl_)))].add();
       st.tls_handshake_time.observe(std::chrono::duration_cast<std::chrono::nanoseconds>(
                                         std::chrono::steady_clock::now() - first_byte_at_).count());
       break;
@@ -283,6 +306,11 @@ send_status tls_stream::send(std::span<const iovec> iov, std::size_t total) {
 
 void tls_stream::on_sent(std::error_code ec, std::size_t) {
   in_flight_ = false;
+  if (refusing_) {  // the clear-text 400 is out: the owner's next receive ends the connection
+    refusing_ = false;
+    if (!closed_) owner_.on_readable();
+    return;
+  }
   sending_.clear();
   if (!ec && !out_.empty() && !closed_) {
     const send_status s = flush();

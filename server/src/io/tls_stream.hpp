@@ -70,6 +70,7 @@ private:
 
   recv_status pull(bool wait);
   recv_status fail(tls_failure why);
+  recv_status refuse_plaintext();
   bool handle_error(int ret, recv_status& out);
   send_status flush();  // sends what OpenSSL wrote, unless a send is in flight
 
@@ -89,12 +90,13 @@ private:
   std::vector<piece> out_, sending_;
   std::vector<iovec> sending_iov_;
   bool in_flight_ = false;          // an inner send is in flight
+  bool refusing_ = false;           // it is the clear-text 400 to a plain-HTTP request
   bool owner_send_ = false;         // the owner's send is in out_ or sending_: on_sent when it is out
   std::size_t owner_bytes_ = 0;     // its plaintext bytes
   bool handshake_done_ = false;
   bool closed_ = false;
-  bool pull_wait_ = true;
-  std::chrono::steady_clock::time_point first_byte_at_{};  // the first ciphertext received           // receive's `wait`, for the pulls it makes
+  bool pull_wait_ = true;  // receive's `wait`, for the pulls it makes
+  std::chrono::steady_clock::time_point first_byte_at_{};  // the first ciphertext received
   tls_failure failure_ = tls_failure::none;
 };
 

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <memory>
 #include <mutex>
@@ -24,13 +25,46 @@ struct settings {
   std::string ciphers;           // TLS 1.2 cipher list; empty: OpenSSL's default
   std::string client_auth = "none";  // none, optional, require
   std::string client_ca;         // PEM CA file (client_auth optional/require)
+  std::chrono::microseconds ticket_key_lifetime{3'600'000'000};  // a new ticket key each lifetime
   bool enabled() const noexcept { return !certificate.empty(); }
+};
+
+/// The keys that encrypt session tickets: the current one encrypts, the one before it still decrypts
+/// (and OpenSSL then issues a fresh ticket), anything older is a full handshake. A listener's keys
+/// outlive certificate reloads (its contexts share them), so a new certificate does not end resumption.
+/// Handshakes on every worker read them; rotate() runs on the server's maintenance timer.
+class ticket_keys {
+public:
+  explicit ticket_keys(std::chrono::microseconds lifetime);
+  /// A new current key once the current one is a lifetime old; true if it made one.
+  bool rotate_if_due(std::chrono::steady_clock::time_point now);
+  std::uint64_t rotations() const noexcept;
+  std::chrono::microseconds lifetime() const noexcept { return lifetime_; }
+
+  struct key {
+    unsigned char name[16];
+    unsigned char aes[32];
+    unsigned char hmac[32];
+  };
+  /// The key to encrypt with.
+  key current() const;
+  /// The key named so: 1 the current, 2 the previous (renew the ticket), 0 none.
+  int find(const unsigned char* name, key& out) const;
+
+private:
+  static key make();
+  std::chrono::microseconds lifetime_;
+  mutable std::mutex mu_;
+  key current_{}, previous_{};
+  bool has_previous_ = false;
+  std::chrono::steady_clock::time_point made_;
+  std::uint64_t rotations_ = 0;
 };
 
 class context {
 public:
   /// Loads the files; throws config::error naming `prefix` + the key, the file and OpenSSL's reason.
-  context(const settings& s, const std::string& prefix);
+  context(const settings& s, const std::string& prefix, std::shared_ptr<ticket_keys> keys);
   ~context();
   context(const context&) = delete;
   context& operator=(const context&) = delete;
@@ -40,6 +74,7 @@ public:
 
 private:
   ssl_ctx_st* ctx_ = nullptr;
+  std::shared_ptr<ticket_keys> keys_;  // the ticket callback finds them through the SSL_CTX
 };
 
 /// The context new connections use; reload() replaces it if the new files load, else keeps it.
@@ -52,11 +87,14 @@ public:
   /// True if a file's modification time changed since the last load (checked each rotation interval).
   bool files_changed() const;
   const std::string& prefix() const noexcept { return prefix_; }
+  ticket_keys& tickets() noexcept { return *keys_; }
+  const ticket_keys& tickets() const noexcept { return *keys_; }
 
 private:
   std::vector<std::filesystem::file_time_type> stamps() const;
   settings settings_;
   std::string prefix_;
+  std::shared_ptr<ticket_keys> keys_;
   mutable std::mutex mu_;
   std::shared_ptr<const context> current_;
   std::vector<std::filesystem::file_time_type> stamps_;

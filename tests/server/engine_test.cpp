@@ -126,9 +126,12 @@ TEST_CASE("engine: each malformed request gets its status, closes, and no answer
 
 TEST_CASE("engine: 404 and 405 come from the route table, with its Allow line") {
   CHECK(statuses(every_split("GET /nowhere HTTP/1.1\r\nHost: a\r\n\r\n").out) == std::vector<unsigned>{404});
-  const answer echo = every_split("GET /echo HTTP/1.1\r\nHost: a\r\n\r\n");
+  const answer json = every_split("POST /json HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n");
+  CHECK(statuses(json.out) == std::vector<unsigned>{405});
+  CHECK(json.out.find("Allow: GET, HEAD\r\n") != std::string::npos);
+  const answer echo = every_split("TRACE /echo HTTP/1.1\r\nHost: a\r\n\r\n");  // /echo takes the others
   CHECK(statuses(echo.out) == std::vector<unsigned>{405});
-  CHECK(echo.out.find("Allow: POST\r\n") != std::string::npos);
+  CHECK(echo.out.find("Allow: GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS\r\n") != std::string::npos);
   const answer plain = every_split("DELETE /plaintext?x=1 HTTP/1.1\r\nHost: a\r\n\r\n");
   CHECK(plain.out.find("Allow: GET, HEAD\r\n") != std::string::npos);
   CHECK(statuses(every_split("GET http://a/plaintext HTTP/1.1\r\nHost: a\r\n\r\n").out) == std::vector<unsigned>{200});

@@ -126,7 +126,7 @@ TEST_CASE("fortio: every bad value is named with the parameter and what is wrong
   CHECK(error_of(list).find("more than 16 values") != std::string::npos);
 }
 
-TEST_CASE("fortio: the per-thread draws are uniform in [0, 100): each outcome within four standard deviations") {
+TEST_CASE("fortio: the per-thread draws lie from 0 to under 100, each outcome within four standard deviations") {
   // 10,000 draws through a distribution like status=404:10,503:5,429:1 (the rest: the default).
   fortio::params p;
   std::string e;

@@ -124,6 +124,7 @@ void engine::complete_request() {
   env_.stats.requests[static_cast<std::size_t>(route_)].add();
   exchange x(*this);
   handler_->respond(x);
+  reset_answer();
   head_ = streaming_ = echo_ = false;  // a request that fails before its headers are complete is no HEAD
   phase_ = phase::idle;
   const auto now = clock::now();  // one clock read: the latency, and the idle deadline
@@ -209,6 +210,7 @@ int engine::on_message_begin() {
   keep_alive_ = true;
   handler_ = nullptr;
   route_ = route::not_found;
+  reset_answer();
   return 0;
 }
 
@@ -219,6 +221,20 @@ int engine::on_url(const char* at, std::size_t n) {
   const std::size_t room = path_.size() - path_len_;
   std::memcpy(path_.data() + path_len_, at, std::min(room, n));
   path_len_ += std::min(room, n);
+  if (url_len_ > path_.size()) {  // all of a long target, for the handler (a query of fortio's grammar)
+    if (!long_target_) {
+      try {
+        long_target_ = env_.pool.get(ctx_.limits.max_uri_bytes);
+      } catch (const std::bad_alloc&) {
+        return reject(503, error_kind::out_of_memory);
+      }
+      std::memcpy(long_target_.data(), path_.data(), path_len_);
+      long_target_.resize(path_len_);
+    }
+    const std::size_t more = url_len_ - long_target_.size();  // this call's bytes not yet copied
+    std::memcpy(long_target_.data() + long_target_.size(), at + (n - more), more);
+    long_target_.resize(url_len_);
+  }
   return 0;
 }
 
@@ -335,6 +351,7 @@ int engine::on_headers_complete() {
     return reject(413, error_kind::body_too_large);
   exchange x(*this);
   handler_->on_headers(x);
+  if (answer_oom_) return reject(503, error_kind::out_of_memory);  // set_answer found no buffer
   const bool has_body = (parser_.flags & F_CHUNKED) != 0 ||
                         ((parser_.flags & F_CONTENT_LENGTH) != 0 && parser_.content_length > 0);
   if (has_body) {
@@ -429,8 +446,8 @@ void engine::write_head(unsigned status, std::string_view content_type, std::siz
                         std::string_view extra_headers, bool last) {
   last_status_ = status;
   last_length_ = content_length;
-  // Written straight into the output: at most max_head_bytes (extra headers are capped at 128).
-  char* const head = out_.space(max_head_bytes);
+  // Written straight into the output: at most max_head_bytes and the extra headers.
+  char* const head = out_.space(max_head_bytes + extra_headers.size());
   char* p = head;
   auto put = [&](std::string_view s) {
     if (s.empty()) return;  // an empty view may have a null data()
@@ -457,7 +474,7 @@ void engine::write_head(unsigned status, std::string_view content_type, std::siz
     put(std::string_view(num, static_cast<std::size_t>(r.ptr - num)));
   }
   put("\r\n");
-  if (extra_headers.size() < 128) put(extra_headers);
+  put(extra_headers);
   if (last) put("Connection: close\r\n");
   else if (parser_.http_minor == 0) put("Connection: keep-alive\r\n");
   put("\r\n");
@@ -474,18 +491,47 @@ void engine::start_echo_stream() {
   if (streaming_) return;
   // keep_alive_ is settled when the message completes (a trailer may still say close); what the headers
   // said is known now.
-  write_head(200, "application/octet-stream",
-             (parser_.flags & F_CHUNKED) != 0 ? chunked_length : static_cast<std::size_t>(echo_length_), {},
-             llhttp_should_keep_alive(&parser_) == 0 || last_response());
+  write_head(answer_status_, "application/octet-stream",
+             (parser_.flags & F_CHUNKED) != 0 ? chunked_length : static_cast<std::size_t>(echo_length_),
+             exchange(*this).answer_headers(), closing_ || llhttp_should_keep_alive(&parser_) == 0 || last_response());
   streaming_ = true;
 }
 
 std::string_view exchange::path() const noexcept { return path_of(target()); }
 std::string_view exchange::query() const noexcept { return query_of(target()); }
 
+void exchange::set_answer(unsigned status, std::string_view extra_headers, bool close) noexcept {
+  e_.answer_status_ = status;
+  if (close) e_.closing_ = true;
+  if (extra_headers.empty()) return;
+  try {
+    e_.answer_text_ = e_.env_.pool.get(extra_headers.size());
+  } catch (const std::bad_alloc&) {
+    e_.answer_oom_ = true;  // the engine answers 503 (this runs inside an llhttp callback: no throw)
+    return;
+  }
+  std::memcpy(e_.answer_text_.data(), extra_headers.data(), extra_headers.size());
+  e_.answer_text_.resize(extra_headers.size());
+}
+
+void exchange::body_pattern(std::size_t n) {
+  static const std::string pattern = [] {
+    constexpr std::string_view cycle = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz-_";
+    std::string p(output_batch::buffer_bytes, '\0');
+    for (std::size_t i = 0; i < p.size(); ++i) p[i] = cycle[i % cycle.size()];
+    return p;
+  }();
+  if (e_.head_) return;
+  while (n > 0) {
+    const std::size_t k = std::min(n, pattern.size());
+    e_.out_.append(std::string_view(pattern).substr(0, k));
+    n -= k;
+  }
+}
+
 void exchange::end_echo() {
   if (!e_.streaming_) {
-    e_.write_head(200, "application/octet-stream", 0, {}, e_.closing_);  // no body was sent
+    e_.write_head(e_.answer_status_, "application/octet-stream", 0, answer_headers(), e_.closing_);  // no body was sent
   } else if ((e_.parser_.flags & F_CHUNKED) != 0) {
     e_.out_.append("0\r\n\r\n");
   }

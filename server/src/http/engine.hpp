@@ -251,6 +251,25 @@ private:
   clock::time_point deadline_{};
   unsigned last_status_ = 0;           // of the last answer head written (access log)
   std::size_t last_length_ = 0;
+  // A target longer than path_: all of it (up to max_uri_bytes), in a pooled buffer held only while the
+  // request is being answered.
+  bufpool::buffer long_target_;
+  // What the handler decided at on_headers for the answer (exchange::set_answer): its status, its
+  // extra header lines (in a pooled buffer, held only until the answer is written), and a note for
+  // the handler's respond (exchange::note).
+  unsigned answer_status_ = 200;
+  bufpool::buffer answer_text_;
+  std::uint8_t note_kind_ = 0;
+  std::uint64_t note_value_ = 0;
+  bool answer_oom_ = false;
+  void reset_answer() noexcept {
+    answer_oom_ = false;
+    answer_status_ = 200;
+    answer_text_.reset();
+    long_target_.reset();
+    note_kind_ = 0;
+    note_value_ = 0;
+  }
 };
 
 /// A request as its handler sees it, and the way it answers.
@@ -258,9 +277,12 @@ class exchange {
 public:
   explicit exchange(engine& e) noexcept : e_(e) {}
   llhttp_method_t method() const noexcept { return static_cast<llhttp_method_t>(e_.parser_.method); }
-  /// The request target as received, up to its first 128 bytes (target_complete: all of it).
-  std::string_view target() const noexcept { return {e_.path_.data(), e_.path_len_}; }
-  bool target_complete() const noexcept { return e_.url_len_ == e_.path_len_; }
+  /// The request target as received, all of it (up to http.max_uri_bytes).
+  std::string_view target() const noexcept {
+    if (e_.long_target_) return {reinterpret_cast<const char*>(e_.long_target_.data()), e_.long_target_.size()};
+    return {e_.path_.data(), e_.path_len_};
+  }
+  bool target_complete() const noexcept { return e_.url_len_ == target().size(); }
   std::string_view path() const noexcept;
   std::string_view query() const noexcept;
   unsigned version_minor() const noexcept { return e_.parser_.http_minor; }
@@ -279,6 +301,24 @@ public:
   void echo_body() noexcept { e_.echo_ = true; }
   /// From respond, after echo_body: ends the echoed answer.
   void end_echo();
+  /// From on_headers: the answer's status and extra header lines ("Name: value\r\n" each; kept in a
+  /// pooled buffer until the answer is written: an echoed body's head is written when its first piece
+  /// arrives), and whether the connection closes after it (Connection: close).
+  void set_answer(unsigned status, std::string_view extra_headers, bool close) noexcept;
+  unsigned answer_status() const noexcept { return e_.answer_status_; }
+  std::string_view answer_headers() const noexcept {
+    return e_.answer_text_ ? std::string_view(reinterpret_cast<const char*>(e_.answer_text_.data()), e_.answer_text_.size())
+                           : std::string_view{};
+  }
+  /// A note from on_headers to respond about the same request (a kind and a value; 0 when none).
+  void note(std::uint8_t kind, std::uint64_t value) noexcept {
+    e_.note_kind_ = kind;
+    e_.note_value_ = value;
+  }
+  std::uint8_t note_kind() const noexcept { return e_.note_kind_; }
+  std::uint64_t note_value() const noexcept { return e_.note_value_; }
+  /// n bytes of a fixed pattern as the body (nothing for HEAD), copied into pooled output buffers.
+  void body_pattern(std::size_t n);
 
 private:
   engine& e_;

@@ -65,7 +65,7 @@ table make_public_table(const std::atomic<bool>& draining) {
   table t;
   t.add("/plaintext", {HTTP_GET}, route::plaintext, plaintext_handler());
   t.add("/json", {HTTP_GET}, route::json, json_handler());
-  t.add("/echo", {HTTP_POST}, route::echo, echo_handler());
+  t.add("/echo", {HTTP_GET, HTTP_POST, HTTP_PUT, HTTP_DELETE, HTTP_PATCH, HTTP_OPTIONS}, route::echo, echo_handler());
   t.add("/healthz", {HTTP_GET}, route::healthz, healthz_handler(draining));
   return t;
 }

@@ -224,6 +224,7 @@ int engine::on_url(const char* at, std::size_t n) {
   if (url_len_ > path_.size()) {  // all of a long target, for the handler (a query of fortio's grammar)
     if (!long_target_) {
       try {
+        answer_used_ = true;
         long_target_ = env_.pool.get(ctx_.limits.max_uri_bytes);
       } catch (const std::bad_alloc&) {
         return reject(503, error_kind::out_of_memory);
@@ -501,6 +502,7 @@ std::string_view exchange::path() const noexcept { return path_of(target()); }
 std::string_view exchange::query() const noexcept { return query_of(target()); }
 
 void exchange::set_answer(unsigned status, std::string_view extra_headers, bool close) noexcept {
+  e_.answer_used_ = true;
   e_.answer_status_ = status;
   if (close) e_.closing_ = true;
   if (extra_headers.empty()) return;

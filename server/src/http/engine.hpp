@@ -262,7 +262,10 @@ private:
   std::uint8_t note_kind_ = 0;
   std::uint64_t note_value_ = 0;
   bool answer_oom_ = false;
+  bool answer_used_ = false;  // any of the above was set for this request (else nothing to reset)
   void reset_answer() noexcept {
+    if (!answer_used_) return;  // the common case: one branch per request
+    answer_used_ = false;
     answer_oom_ = false;
     answer_status_ = 200;
     answer_text_.reset();
@@ -312,6 +315,7 @@ public:
   }
   /// A note from on_headers to respond about the same request (a kind and a value; 0 when none).
   void note(std::uint8_t kind, std::uint64_t value) noexcept {
+    e_.answer_used_ = true;
     e_.note_kind_ = kind;
     e_.note_value_ = value;
   }

@@ -10,6 +10,7 @@ BUFPOOL_RUN_PACKAGES=(
   libspdlog-dev libcli11-dev node-llhttp  # the server and load generator (llhttp's C sources)
   liburing-dev                            # the server's io_uring backend (and bench/ceiling's responder)
   libssl-dev                              # TLS (OpenSSL 3.0)
+  libdeflate-dev                          # gzip answers of /echo (docs/benchmarks.md 12: faster than zlib)
 )
 # Everything (scripts/test): the above, then tests, benchmarks, fuzzing and the Boost.Asio build.
 BUFPOOL_PACKAGES=(
@@ -20,6 +21,7 @@ BUFPOOL_PACKAGES=(
   chromium                                # renders the HTML report and the dashboard in tests
   prometheus                              # promtool and a real Prometheus scrape /metrics in a test
   openssl curl                            # TLS tests from outside: openssl s_client / s_server, curl
+  zlib1g-dev                              # bench/gzip-compare (zlib against libdeflate)
 )
 
 # ensure_packages [PACKAGE...]: installs whichever are missing (default: all of BUFPOOL_PACKAGES).

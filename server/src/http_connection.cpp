@@ -169,6 +169,7 @@ void http_connection::read() {
     switch (process_input()) {
       case outcome::need_input: continue;
       case outcome::writing:
+      case outcome::waiting:
       case outcome::closed: return;
     }
   }
@@ -176,7 +177,7 @@ void http_connection::read() {
 
 void http_connection::on_readable() {
   // While an answer is being written, on_sent() decides what comes next.
-  if (state_ == state::closed || writing_ || yielded_ || budget_wait_) return;
+  if (state_ == state::closed || writing_ || yielded_ || budget_wait_ || delayed_) return;
   if (state_ == state::lingering) linger();
   else read();
 }
@@ -199,14 +200,17 @@ void http_connection::yield() {
 // After a pause (a yield, a wait for the budget): reads on, or lingers on, unless something else
 // already drives the connection (a write, a wait for input, the other pause) or it is closed.
 void http_connection::continue_input() {
-  if (state_ == state::closed || writing_ || stream_->waiting() || yielded_ || budget_wait_) return;
+  if (state_ == state::closed || writing_ || stream_->waiting() || yielded_ || budget_wait_ || delayed_) return;
   if (state_ == state::lingering) linger();
   else read();
 }
 
-// Parses what the engine holds, answering every complete request; sends the answers.
-http_connection::outcome http_connection::process_input() {
-  switch (engine_.parse()) {
+// What the engine's parse (or wake) came to: sends the answers, waits for a delayed one, closes.
+http_connection::outcome http_connection::handle(http::engine::result r) {
+  switch (r) {
+    case http::engine::result::wait:
+      wait_for_answer();
+      return outcome::waiting;
     case http::engine::result::out_of_memory:
       fail_out_of_memory();
       return writing_ ? outcome::writing : outcome::closed;
@@ -231,6 +235,31 @@ http_connection::outcome http_connection::process_input() {
     case write_result::written: return after_write() ? outcome::need_input : outcome::closed;
   }
   return outcome::closed;
+}
+
+// ---- delayed answers ------------------------------------------------------------------------------
+
+// A request's answer is delayed (exchange::defer): nothing is read meanwhile, and the connection holds
+// no pooled buffer unless pipelined input waits behind the request (its read buffer). One timer per
+// connection, made on its first delay; the deadline is a backstop a write timeout after it.
+void http_connection::wait_for_answer() {
+  if (delayed_) return;
+  if (!engine_.has_input()) engine_.drop_input();
+  delayed_ = true;
+  deadline_ = engine_.wake_at() + ctx_.cfg.write_timeout;
+  if (!delay_timer_) delay_timer_ = std::make_unique<asio::steady_timer>(w_.context());
+  delay_timer_->expires_at(engine_.wake_at());
+  // The generation: a wait cancelled (drain, the backstop) must not answer a later delay early.
+  delay_timer_->async_wait(asio::bind_allocator(alloc(), [self = shared_from_this(), gen = delay_gen_](std::error_code) {
+    if (gen == self->delay_gen_) self->answer_delayed();
+  }));
+}
+
+void http_connection::answer_delayed() {
+  if (!delayed_ || state_ == state::closed) return;
+  delayed_ = false;
+  ++delay_gen_;
+  if (handle(engine_.wake()) == outcome::need_input) read();
 }
 
 // ---- output ---------------------------------------------------------------------------------------
@@ -305,7 +334,7 @@ void http_connection::on_sent(std::error_code ec, std::size_t n) {
     return;
   }
   if (!after_write()) return;
-  if (engine_.has_input()) {  // pipelined requests left over from the last read
+  if (engine_.has_input() || engine_.waiting()) {  // pipelined requests left over, or a delayed answer
     if (process_input() == outcome::need_input) read();
     return;
   }
@@ -364,6 +393,12 @@ void http_connection::close_now() {
   if (state_ == state::closed) return;
   const std::shared_ptr<http_connection> keep = shared_from_this();  // the stream may drop a hold
   state_ = state::closed;
+  if (delayed_) {
+    delayed_ = false;
+    ++delay_gen_;
+    delay_timer_->cancel();
+  }
+  engine_.cancel_wait();
   stream_->close();
   w_.unlink(this);
   engine_.drop_input();
@@ -386,6 +421,10 @@ void http_connection::on_deadline() {
   }
   if (state_ != state::open) {  // lingering
     close_now();
+    return;
+  }
+  if (delayed_) {  // the timer's backstop
+    answer_delayed();
     return;
   }
   if (handshaking_) {  // a TLS handshake that did not finish in time (slowloris on the handshake)
@@ -417,6 +456,11 @@ void http_connection::on_deadline() {
 void http_connection::drain() {
   if (ctx_.admin) return;  // the admin port answers until the very end (/healthz: 503)
   auto self = shared_from_this();
+  if (delayed_) {  // answered now (with Connection: close: the engine sees the worker draining)
+    delay_timer_->cancel();
+    answer_delayed();
+    return;
+  }
   if (engine_.current_phase() == http::engine::phase::idle && !writing_ && !engine_.has_input()) {
     close_now();
     return;

@@ -14,6 +14,7 @@
 #include <string>
 
 #include <asio/ip/tcp.hpp>
+#include <asio/steady_timer.hpp>
 
 #include <spdlog/logger.h>
 
@@ -62,7 +63,7 @@ protected:
 
 private:
   enum class state : std::uint8_t { open, lingering, closed };
-  enum class outcome : std::uint8_t { need_input, writing, closed };
+  enum class outcome : std::uint8_t { need_input, writing, waiting, closed };
 
   // io::stream_owner
   void on_readable() override;
@@ -75,7 +76,10 @@ private:
   void read();
   void yield();
   void continue_input();
-  outcome process_input();
+  outcome process_input() { return handle(engine_.parse()); }
+  outcome handle(http::engine::result r);
+  void wait_for_answer();
+  void answer_delayed();
   enum class write_result : std::uint8_t { written, pending, failed };
   write_result flush();
   bool send_held_output();
@@ -100,7 +104,11 @@ private:
   bool yielded_ = false;      // a read is posted to let other connections run
   bool budget_wait_ = false;  // queued in worker::wait_for_budget
   bool active_counted_ = true;
-  bool handshaking_ = false;  // TLS: the handshake is not done (its own deadline, limits.handshake_timeout)
+  bool handshaking_ = false;
+  bool delayed_ = false;      // a delayed answer's timer is armed (engine_.waiting())
+  std::uint32_t delay_gen_ = 0;  // which arming of the timer is current
+  // The delayed answers' timer, made on the first delay (a connection that never waits pays 8 bytes).
+  std::unique_ptr<asio::steady_timer> delay_timer_;  // TLS: the handshake is not done (its own deadline, limits.handshake_timeout)
   std::string peer_;          // "address:port", filled on the first access-log line
 };
 

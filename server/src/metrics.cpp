@@ -217,6 +217,17 @@ std::string server::metrics() const {
         static_cast<double>(tls_reloads_.load()));
   w.one("bufpool_tls_reload_failures_total", "counter", "Certificate reloads refused (the old certificate stays).",
         static_cast<double>(tls_reload_failures_.load()));
+  w.one("bufpool_echo_delayed_total", "counter", "/echo and /debug answers delayed by a delay parameter.",
+        static_cast<double>(t.echo_delayed));
+  w.one("bufpool_echo_delayed_waiting", "gauge", "Delayed answers waiting for their timer now.",
+        static_cast<double>(t.echo_delayed_waiting));
+  w.family("bufpool_echo_capped_total", "counter", "Asks over echo.max_delay or echo.max_size, capped.");
+  w.sample("bufpool_echo_capped_total", "param=\"delay\"", t.echo_capped_delay);
+  w.sample("bufpool_echo_capped_total", "param=\"size\"", t.echo_capped_size);
+  w.family("bufpool_echo_gzip_total", "counter",
+           "Answers asked to be compressed and accepting gzip: compressed, or sent as they are (too large).");
+  w.sample("bufpool_echo_gzip_total", "outcome=\"compressed\"", t.echo_gzip);
+  w.sample("bufpool_echo_gzip_total", "outcome=\"skipped\"", t.echo_gzip_skipped);
   w.one("bufpool_io_uring", "gauge", "1 when the HTTP data path runs on io_uring, 0 on epoll (io.backend).",
         uring_ ? 1.0 : 0.0);
 

@@ -324,7 +324,7 @@ server::server(server_settings settings) : settings_(std::move(settings)), start
     access_log_->set_pattern("%Y-%m-%dT%H:%M:%S.%e %v");
     access_log_->set_level(spdlog::level::info);
   }
-  public_ctx_ = std::make_unique<http_context>(settings_.http, false, routes::make_public_table(draining_),
+  public_ctx_ = std::make_unique<http_context>(settings_.http, false, routes::make_public_table(draining_, settings_.echo_target),
                                                access_log_.get());
   public_ctx_->tls = tls_.get();
   admin_ctx_ = std::make_unique<http_context>(
@@ -572,6 +572,11 @@ nlohmann::json server::stats() const {
                 {"bytes_in", t.bytes_in},
                 {"bytes_out", t.bytes_out},
                 {"echo_bytes", t.echo_bytes},
+                {"echo_target", {{"delayed", t.echo_delayed},
+                                 {"delayed_waiting", t.echo_delayed_waiting},
+                                 {"capped", {{"delay", t.echo_capped_delay}, {"size", t.echo_capped_size}}},
+                                 {"gzip", t.echo_gzip},
+                                 {"gzip_skipped", t.echo_gzip_skipped}}},
                 {"tls", {{"enabled", !tls_listeners.empty()},
                          {"listeners", tls_listeners},
                          {"handshakes", t.tls_handshakes},

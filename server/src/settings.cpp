@@ -1,6 +1,8 @@
 // The one table of server settings, and its conversion into server_settings.
 #include "settings.hpp"
 
+#include "routes/fortio.hpp"
+
 #include <bufpool/version.hpp>
 
 #include <unistd.h>
@@ -119,6 +121,16 @@ config::schema build() {
                 "server-wide budget of pooled buffer bytes in use; when reached, connections wait to read "
                 "(0: an eighth of physical memory)",
                 0, std::int64_t{1} << 50));
+  s.add(dur("echo.max_delay", "1.5s", "/echo: the longest delay a client may ask for (larger asks are capped and "
+            "counted; fortio's -max-echo-delay)", 0, 3600 * us_per_s));
+  s.add(integer("echo.max_size", 256 * 1024, "/echo: the largest answer size a client may ask for, in bytes (larger "
+                "asks are capped and counted; fortio's -maxpayloadsizekb)", 0, std::int64_t{1} << 30));
+  s.add({"echo.default_params", value_kind::string, "",
+         "/echo: parameters in fortio's grammar for requests that bring none (fortio's "
+         "-echo-server-default-params), e.g. \"delay=0.5s:50,1s:40&status=418\"",
+         0, 0, {}, {"--echo-default-params"}, true});
+  s.add({"echo.any_path", value_kind::boolean, false, "every path no other route takes answers as /echo (as fortio does)",
+         0, 0, {}, {}, false});
   s.add(dur("echo.idle_timeout", "60s", "an echo connection that sends nothing this long is closed", us_per_ms,
             3600 * us_per_s));
   s.add(dur("shutdown.grace", "10s", "on SIGINT/SIGTERM, how long requests in flight may take", 0, 3600 * us_per_s));
@@ -190,6 +202,16 @@ server_settings settings_from(const nlohmann::json& v) {
   }
   s.backing = config::at(v, "pool.backing").get<std::string>() == "heap" ? pool_backing::heap : pool_backing::chunks;
   s.echo_idle_timeout = config::duration_at(v, "echo.idle_timeout");
+  s.echo_target.max_delay = config::duration_at(v, "echo.max_delay");
+  s.echo_target.max_size = size_at(v, "echo.max_size");
+  s.echo_target.default_params = config::at(v, "echo.default_params").get<std::string>();
+  s.echo_target.any_path = config::at(v, "echo.any_path").get<bool>();
+  if (!s.echo_target.default_params.empty()) {  // checked here, so that a bad one stops the start
+    routes::fortio::params p;
+    std::string why;
+    if (!routes::fortio::parse(s.echo_target.default_params, p, why))
+      throw config::error({"config: echo.default_params = \"" + s.echo_target.default_params + "\": " + why});
+  }
   s.shutdown_grace = config::duration_at(v, "shutdown.grace");
   s.pool.enabled = config::at(v, "pool.enabled").get<bool>();
   s.pool.min_class = size_at(v, "pool.min_class");

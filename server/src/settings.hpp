@@ -40,6 +40,15 @@ struct http_settings {
   std::size_t max_pipeline = 32;           // responses gathered into one write
 };
 
+/// /echo as a load-test target (fortio's server flags: -max-echo-delay, -maxpayloadsizekb,
+/// -echo-server-default-params); docs/design.md 2.8.
+struct echo_target_settings {
+  std::chrono::microseconds max_delay{1'500'000};  // a larger delay is capped to this (and counted)
+  std::size_t max_size = 256 * 1024;                 // a larger size is capped to this (and counted)
+  std::string default_params;  // fortio's grammar; in force for a request without parameters of its own
+  bool any_path = false;       // every path no other route takes behaves as /echo
+};
+
 struct server_settings {
   std::size_t threads = 0;  // 0: one per core
   accept_mode accept = accept_mode::reuseport;
@@ -54,6 +63,7 @@ struct server_settings {
   std::string access_log;           // "" off, "-" stdout, else a file
 
   http_settings http;
+  echo_target_settings echo_target;
   tls::settings http_tls;   // HTTPS on the HTTP listener when its certificate is set
   tls::settings echo_tls;   // TLS on the echo listener
   tls::settings admin_tls;  // HTTPS on the admin listener

@@ -13,10 +13,10 @@ namespace bufpool::server {
 
 /// Routes, public and admin, counted by kind.
 enum class route : std::uint8_t {
-  plaintext, json, echo, healthz, stats, metrics, dashboard, not_found, method_not_allowed, count
+  plaintext, json, echo, debug, healthz, stats, metrics, dashboard, not_found, method_not_allowed, count
 };
-inline constexpr const char* route_names[] = {"plaintext", "json",      "echo",      "healthz",           "stats",
-                                              "metrics",   "dashboard", "not_found", "method_not_allowed"};
+inline constexpr const char* route_names[] = {"plaintext", "json",    "echo",      "debug",     "healthz",
+                                              "stats",     "metrics", "dashboard", "not_found", "method_not_allowed"};
 static_assert(std::size(route_names) == static_cast<std::size_t>(route::count));
 
 /// Why a request or connection failed.
@@ -98,6 +98,9 @@ struct worker_stats {
   std::array<counter, 7> tls_failures;
   /// Completed handshakes by cipher suite, in tls_cipher_names' order (the last: any other).
   std::array<counter, 12> tls_ciphers;
+  // /echo as a load-test target: delayed answers (in all; waiting now), asks capped by echo.max_delay
+  // and echo.max_size, gzip answers (compressed; asked and accepted but sent uncompressed: too large).
+  counter echo_delayed, echo_delayed_waiting, echo_capped_delay, echo_capped_size, echo_gzip, echo_gzip_skipped;
 
   void count_status(unsigned status) noexcept {
     if (status >= 100 && status < 600) status_class[status / 100 - 1].add();
@@ -138,6 +141,8 @@ struct stats_totals {
   std::uint64_t tls_handshake_sum_ns = 0;
   std::array<std::uint64_t, 7> tls_failures{};
   std::array<std::uint64_t, 12> tls_ciphers{};
+  std::uint64_t echo_delayed = 0, echo_delayed_waiting = 0, echo_capped_delay = 0, echo_capped_size = 0, echo_gzip = 0,
+                echo_gzip_skipped = 0;
   std::array<std::array<std::uint64_t, latency_bucket_ns.size() + 1>, static_cast<std::size_t>(route::count)> latency{};
   std::array<std::uint64_t, static_cast<std::size_t>(route::count)> latency_sum_ns{};
 
@@ -163,6 +168,12 @@ struct stats_totals {
     tls_handshake_sum_ns += s.tls_handshake_time.sum_ns.get();
     for (std::size_t i = 0; i < tls_failures.size(); ++i) tls_failures[i] += s.tls_failures[i].get();
     for (std::size_t i = 0; i < tls_ciphers.size(); ++i) tls_ciphers[i] += s.tls_ciphers[i].get();
+    echo_delayed += s.echo_delayed.get();
+    echo_delayed_waiting += s.echo_delayed_waiting.get();
+    echo_capped_delay += s.echo_capped_delay.get();
+    echo_capped_size += s.echo_capped_size.get();
+    echo_gzip += s.echo_gzip.get();
+    echo_gzip_skipped += s.echo_gzip_skipped.get();
     for (std::size_t r = 0; r < latency.size(); ++r) {
       for (std::size_t b = 0; b < latency[r].size(); ++b) latency[r][b] += s.latency[r].buckets[b].get();
       latency_sum_ns[r] += s.latency[r].sum_ns.get();

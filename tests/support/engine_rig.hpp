@@ -41,11 +41,13 @@ struct engine_rig : srv::http::engine_events {
   std::string out;        // every byte the engine answered, in order
   bool closed = false;    // the connection would close (last answer out, or an error)
   bool out_of_memory = false;
+  std::size_t waits = 0;  // delayed answers (result::wait)
   std::vector<srv::error_kind> failures;
 
-  explicit engine_rig(bufpool::pool& p, const srv::http_settings& l = {}, bool admin = false)
+  explicit engine_rig(bufpool::pool& p, const srv::http_settings& l = {}, bool admin = false,
+                      const srv::echo_target_settings& echo = {})
       : pool(p), limits(l),
-        table(admin ? srv::routes::make_admin_table(draining, {}, {}) : srv::routes::make_public_table(draining)) {
+        table(admin ? srv::routes::make_admin_table(draining, {}, {}) : srv::routes::make_public_table(draining, echo)) {
     ctx = std::make_unique<srv::http::engine_context>(srv::http::engine_context{limits, table, !admin, false});
     env = std::make_unique<srv::http::engine_env>(srv::http::engine_env{pool, stats, date, draining});
     e = std::make_unique<srv::http::engine>(*ctx, *env, *this);
@@ -65,6 +67,10 @@ struct engine_rig : srv::http::engine_events {
           return;
         case result::need_input: return;
         case result::close: closed = true; return;
+        case result::wait:  // a delayed answer: the rig's timer fires at once
+          ++waits;
+          r = e->wake();
+          continue;
         case result::send: {
           std::size_t total = 0;
           for (const iovec& v : e->output(total)) out.append(static_cast<const char*>(v.iov_base), v.iov_len);
@@ -73,7 +79,7 @@ struct engine_rig : srv::http::engine_events {
             closed = true;
             return;
           }
-          if (!e->has_input()) return;
+          if (!e->has_input() && !e->waiting()) return;
           r = e->parse();
         }
       }

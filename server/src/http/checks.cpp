@@ -12,6 +12,28 @@ std::string_view trim(std::string_view s) noexcept {
   return s;
 }
 
+bool takes_gzip(std::string_view list) noexcept {
+  while (!list.empty()) {
+    const auto comma = list.find(',');
+    std::string_view item = list.substr(0, comma);
+    list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 1);
+    std::string_view params;
+    if (const auto semi = item.find(';'); semi != std::string_view::npos) {
+      params = item.substr(semi + 1);
+      item = item.substr(0, semi);
+    }
+    item = trim(item);
+    if (!iequals(item, "gzip") && !iequals(item, "x-gzip") && item != "*") continue;
+    // q=0, q=0.0, q=0.000 refuse it; any other weight (or none) takes it.
+    params = trim(params);
+    if (params.size() >= 2 && (params[0] == 'q' || params[0] == 'Q') && params[1] == '=') {
+      std::string_view q = trim(params.substr(2));
+      if (!q.empty() && q[0] == '0' && q.find_first_not_of("0.", 0) == std::string_view::npos) continue;
+    }
+    return true;
+  }
+  return false;
+}
 
 unsigned check_transfer_encoding(std::string_view list) noexcept {
   std::size_t chunked = 0;

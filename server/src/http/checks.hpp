@@ -51,6 +51,9 @@ inline char last_non_blank(const char* begin, const char* end, char otherwise) n
 
 std::string_view trim(std::string_view s) noexcept;
 
+/// An Accept-Encoding value takes gzip: a "gzip", "x-gzip" or "*" item whose q is not 0 (RFC 9110 12.5.3).
+bool takes_gzip(std::string_view accept_encoding) noexcept;
+
 /// The Host value, checked as it streams by (nothing copied): one authority, no blank inside it.
 class host_scan {
 public:

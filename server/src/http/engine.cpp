@@ -7,6 +7,7 @@
 #include <cstring>
 #include <new>
 
+#include "http/gzip.hpp"
 #include "routes/table.hpp"
 
 namespace bufpool::server::http {
@@ -53,6 +54,7 @@ struct llhttp_callbacks {
       llhttp_settings_init(&x);
       x.on_message_begin = [](llhttp_t* p) { return e(p).on_message_begin(); };
       x.on_url = [](llhttp_t* p, const char* at, std::size_t n) { return e(p).on_url(at, n); };
+      x.on_url_complete = [](llhttp_t* p) { return e(p).on_url_complete(); };
       x.on_header_field = [](llhttp_t* p, const char* at, std::size_t n) { return e(p).on_header_field(at, n); };
       x.on_header_field_complete = [](llhttp_t* p) { return e(p).on_header_field_complete(); };
       x.on_header_value = [](llhttp_t* p, const char* at, std::size_t n) { return e(p).on_header_value(at, n); };
@@ -71,7 +73,7 @@ struct llhttp_callbacks {
 };
 
 engine::engine(const engine_context& ctx, engine_env& env, engine_events& events)
-    : ctx_(ctx), env_(env), events_(events), out_(env.pool) {
+    : ctx_(ctx), env_(env), events_(events), out_(env.pool), held_(env.pool) {
   llhttp_init(&parser_, HTTP_REQUEST, &llhttp_callbacks::get());
   parser_.data = this;
 }
@@ -80,7 +82,7 @@ engine::engine(const engine_context& ctx, engine_env& env, engine_events& events
 
 engine::result engine::parse() {
   const char* base = reinterpret_cast<const char*>(in_.data());
-  while (in_begin_ < in_end_ && !closing_ && !oom_) {
+  while (in_begin_ < in_end_ && !closing_ && !oom_ && !waiting_) {
     execute(base + in_begin_, in_end_ - in_begin_);
     if (batch_ >= ctx_.limits.max_pipeline) break;
   }
@@ -92,7 +94,30 @@ engine::result engine::parse() {
   // All parsed: llhttp keeps the state, the bytes are no longer needed; the buffer stays as the spare.
   if (in_begin_ >= in_end_) in_begin_ = in_end_ = 0;
   if (!out_.empty()) return result::send;
+  if (waiting_) return result::wait;
   return closing_ ? result::close : result::need_input;
+}
+
+engine::result engine::wake() {
+  if (!waiting_) return parse();
+  waiting_ = false;
+  env_.stats.echo_delayed_waiting.sub();
+  try {
+    complete_request();
+  } catch (const std::bad_alloc&) {
+    fail(503, error_kind::out_of_memory);
+    if (oom_) {
+      oom_ = false;
+      return result::out_of_memory;
+    }
+  }
+  return parse();
+}
+
+void engine::cancel_wait() noexcept {
+  if (!waiting_) return;
+  waiting_ = false;
+  env_.stats.echo_delayed_waiting.sub();
 }
 
 // One llhttp_execute over [data, data + n), remembering where it started (for the obs-fold check).
@@ -208,6 +233,7 @@ int engine::on_message_begin() {
   host_seen_ = expect_continue_ = te_seen_ = te_overflow_ = continue_sent_ = head_ = false;
   streaming_ = chunk_open_ = echo_ = false;
   keep_alive_ = true;
+  accepts_gzip_ = false;
   handler_ = nullptr;
   route_ = route::not_found;
   reset_answer();
@@ -239,9 +265,35 @@ int engine::on_url(const char* at, std::size_t n) {
   return 0;
 }
 
+// The target is whole: the route is known (a handler may ask for the headers).
+int engine::on_url_complete() {
+  const routes::match m = ctx_.routes.find(static_cast<llhttp_method_t>(parser_.method), {path_.data(), path_len_});
+  handler_ = m.handler;
+  route_ = m.stats;
+  allow_ = m.allow;
+  if (handler_->wants_headers()) {
+    answer_used_ = capturing_ = true;
+    try {
+      capture_ = env_.pool.get(ctx_.limits.max_header_bytes);
+    } catch (const std::bad_alloc&) {
+      return reject(503, error_kind::out_of_memory);
+    }
+    capture_.resize(0);
+  }
+  return 0;
+}
+
+void engine::capture(std::string_view bytes) noexcept {
+  const std::size_t n = std::min(bytes.size(), capture_.capacity() - capture_.size());
+  if (n == 0) return;
+  std::memcpy(capture_.data() + capture_.size(), bytes.data(), n);
+  capture_.resize(capture_.size() + n);
+}
+
 int engine::on_header_field(const char* at, std::size_t n) {
   header_bytes_ += n + 4;  // ": " and CRLF
   if (header_bytes_ > ctx_.limits.max_header_bytes) return reject(431, error_kind::headers_too_large);
+  if (capturing_) capture({at, n});
   for (std::size_t i = 0; i < n; ++i)
     if (!is_tchar(at[i])) return reject(400, error_kind::bad_request);  // "X A", "Host :"
   const std::size_t room = field_.size() - std::min(field_.size(), field_len_);
@@ -255,6 +307,7 @@ int engine::on_header_field_complete() {
   if (field_len_ == 0) return reject(400, error_kind::bad_request);  // ": value"
   value_len_ = 0;
   header_ = header::other;
+  if (capturing_) capture(": ");
   const std::string_view name(field_.data(), std::min(field_len_, field_.size()));
   if (field_len_ <= field_.size()) {
     if (iequals(name, "host")) {
@@ -266,6 +319,8 @@ int engine::on_header_field_complete() {
       header_ = header::transfer_encoding;
     } else if (iequals(name, "expect")) {
       header_ = header::expect;
+    } else if (iequals(name, "accept-encoding")) {
+      header_ = header::accept_encoding;
     }
   }
   field_len_ = 0;
@@ -275,6 +330,7 @@ int engine::on_header_field_complete() {
 int engine::on_header_value(const char* at, std::size_t n) {
   header_bytes_ += n;
   if (header_bytes_ > ctx_.limits.max_header_bytes) return reject(431, error_kind::headers_too_large);
+  if (capturing_) capture({at, n});
   // An empty value ("X-Empty:" or "X-Empty: ") is allowed (RFC 9110 5.5); llhttp reports it as an
   // empty span that may point past the line's end, so it has no byte before it to check.
   if (n == 0) return 0;
@@ -299,6 +355,7 @@ int engine::on_header_value(const char* at, std::size_t n) {
 }
 
 int engine::on_header_value_complete() {
+  if (capturing_) capture("\n");
   if (header_ == header::other) return 0;
   if (header_ == header::host) {
     // One authority: no inner whitespace (checked as it came), no longer than a DNS name with a port.
@@ -309,6 +366,10 @@ int engine::on_header_value_complete() {
   const std::string_view value = trim(std::string_view(value_.data(), std::min(value_len_, value_.size())));
   switch (header_) {
     case header::host: break;
+    case header::accept_encoding:
+      // Several fields make one list: any of them that takes gzip is enough.
+      if (value_len_ <= value_.size() && takes_gzip(value)) accepts_gzip_ = true;
+      break;
     case header::expect:
       expect_continue_ = value_len_ <= value_.size() && iequals(value, "100-continue");
       break;
@@ -344,10 +405,12 @@ int engine::on_headers_complete() {
   }
   head_ = parser_.method == HTTP_HEAD;
   echo_length_ = parser_.content_length;  // llhttp counts it down as the body is read
-  const routes::match m = ctx_.routes.find(static_cast<llhttp_method_t>(parser_.method), {path_.data(), path_len_});
-  handler_ = m.handler;
-  route_ = m.stats;
-  allow_ = m.allow;
+  if (handler_ == nullptr) {  // on_url_complete routes; this is only a safety net
+    const routes::match m = ctx_.routes.find(static_cast<llhttp_method_t>(parser_.method), {path_.data(), path_len_});
+    handler_ = m.handler;
+    route_ = m.stats;
+    allow_ = m.allow;
+  }
   if ((parser_.flags & F_CONTENT_LENGTH) != 0 && parser_.content_length > ctx_.limits.max_body_bytes)
     return reject(413, error_kind::body_too_large);
   exchange x(*this);
@@ -379,7 +442,7 @@ int engine::on_chunk_header() {
     if (size >= (std::uint64_t{1} << 63)) return reject(400, error_kind::bad_request);  // no sane size
     return reject(413, error_kind::body_too_large);
   }
-  if (size == 0 || !echo_) return 0;
+  if (size == 0 || !echo_ || hold_) return 0;
   try {
     start_echo_stream();
     char line[24];
@@ -421,6 +484,10 @@ int engine::on_body(const char* at, std::size_t n) {
   if (body_bytes_ > ctx_.limits.max_body_bytes) return reject(413, error_kind::body_too_large);
   if (!echo_) return 0;  // read and discarded
   try {
+    if (hold_) {  // kept whole, answered once the request is complete
+      held_.append(std::string_view(at, n));
+      return 0;
+    }
     start_echo_stream();
     out_.append(std::string_view(at, n));  // copied into the output: the read buffer can go back at once
   } catch (const std::bad_alloc&) {
@@ -433,6 +500,14 @@ int engine::on_body(const char* at, std::size_t n) {
 // call; pauses only when the batch is full or the connection is to close.
 int engine::on_message_complete() {
   keep_alive_ = llhttp_should_keep_alive(&parser_) != 0;
+  if (defer_.count() > 0) {  // answered by wake(), once the delay is over; nothing after it is parsed till then
+    waiting_ = true;
+    wake_at_ = clock::now() + defer_;
+    defer_ = {};
+    env_.stats.echo_delayed_waiting.add();
+    env_.stats.echo_delayed.add();
+    return HPE_PAUSED;
+  }
   try {
     complete_request();
   } catch (const std::bad_alloc&) {
@@ -516,9 +591,56 @@ void exchange::set_answer(unsigned status, std::string_view extra_headers, bool 
   e_.answer_text_.resize(extra_headers.size());
 }
 
+void engine::write_whole(unsigned status, std::string_view content_type, const std::string_view* body,
+                         std::string_view extra_headers) {
+  const bool bodiless = status < 200 || status == 204 || status == 304;
+  std::size_t length = bodiless ? 0 : body != nullptr ? body->size() : held_.bytes();
+  bufpool::buffer zipped;
+  if (gzip_ && accepts_gzip_ && length > 0) {
+    const std::size_t max_out = env_.pool.class_size(env_.pool.class_count() - 1);
+    if (body != nullptr) {
+      zipped = http::gzip(env_.pool, *body, max_out);
+    } else if (length <= max_out) {  // the held pieces, made contiguous in one pooled buffer first
+      bufpool::buffer whole = env_.pool.get(length);
+      std::size_t at = 0;
+      for (const auto& b : held_.pieces()) {
+        std::memcpy(whole.data() + at, b.data(), b.size());
+        at += b.size();
+      }
+      zipped = http::gzip(env_.pool, {reinterpret_cast<const char*>(whole.data()), length}, max_out);
+    }
+    if (zipped) env_.stats.echo_gzip.add();
+    else env_.stats.echo_gzip_skipped.add();
+  }
+  // The extra header lines, and the coding's own.
+  constexpr std::string_view vary = "Vary: Accept-Encoding\r\n";
+  constexpr std::string_view coding = "Content-Encoding: gzip\r\n";
+  const std::size_t extra_len = extra_headers.size() + (gzip_ ? vary.size() : 0) + (zipped ? coding.size() : 0);
+  bufpool::buffer text;
+  std::string_view extra = extra_headers;
+  if (extra_len != extra_headers.size()) {
+    text = env_.pool.get(extra_len);
+    char* p = reinterpret_cast<char*>(text.data());
+    if (!extra_headers.empty()) std::memcpy(p, extra_headers.data(), extra_headers.size());
+    std::memcpy(p + extra_headers.size(), vary.data(), vary.size());
+    if (zipped) std::memcpy(p + extra_headers.size() + vary.size(), coding.data(), coding.size());
+    extra = {p, extra_len};
+  }
+  if (zipped) length = zipped.size();
+  write_head(status, content_type, length, extra, closing_);
+  if (head_ || bodiless) {
+    held_.clear();
+    return;
+  }
+  if (zipped) out_.push(std::move(zipped));
+  else if (body != nullptr) out_.append(*body);
+  else out_.splice(held_);
+  held_.clear();
+}
+
 void exchange::body_pattern(std::size_t n) {
   static const std::string pattern = [] {
-    constexpr std::string_view cycle = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz-_";
+    constexpr std::string_view cycle = exchange::pattern_cycle;
     std::string p(output_batch::buffer_bytes, '\0');
     for (std::size_t i = 0; i < p.size(); ++i) p[i] = cycle[i % cycle.size()];
     return p;
@@ -532,6 +654,10 @@ void exchange::body_pattern(std::size_t n) {
 }
 
 void exchange::end_echo() {
+  if (e_.hold_) {  // the body was held whole: one answer with its length (compressed if asked)
+    e_.write_whole(e_.answer_status_, "application/octet-stream", nullptr, answer_headers());
+    return;
+  }
   if (!e_.streaming_) {
     e_.write_head(e_.answer_status_, "application/octet-stream", 0, answer_headers(), e_.closing_);  // no body was sent
   } else if ((e_.parser_.flags & F_CHUNKED) != 0) {

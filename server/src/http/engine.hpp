@@ -75,6 +75,8 @@ public:
     send,           // a batch is ready (output()); input may be left (has_input)
     close,          // the last answer is out (or none could be sent): close, lingering
     out_of_memory,  // no buffer could be had: the owner sends the static 503 or closes
+    wait,           // a request's answer is delayed (wake_at()): the owner reads nothing and calls wake()
+                    // then; the batch before it has gone out (send came first) and none is held
   };
   /// Sent when no buffer can be had: from static memory, so it needs no allocation.
   static constexpr std::string_view out_of_memory_response =
@@ -138,6 +140,16 @@ public:
     return true;
   }
 
+  // ---- a delayed answer (exchange::defer) ----
+  /// A request is complete and its answer waits for wake_at(); nothing is parsed after it meanwhile.
+  bool waiting() const noexcept { return waiting_; }
+  clock::time_point wake_at() const noexcept { return wake_at_; }
+  /// The delay is over (or the worker drains): the delayed request is answered, and what is held of
+  /// the input after it is parsed on. Returns what parse() would.
+  result wake();
+  /// The connection closes while a request waits: the waiting count is given back.
+  void cancel_wait() noexcept;
+
   // ---- events from the owner ----
   /// The header or body deadline passed: a 408 (or the echo answer cut short); closing() after it.
   result timeout();
@@ -155,7 +167,7 @@ private:
   friend class exchange;
   friend struct llhttp_callbacks;
   /// The header whose value is being parsed, when it is one the engine checks itself.
-  enum class header : std::uint8_t { other, host, transfer_encoding, expect };
+  enum class header : std::uint8_t { other, host, transfer_encoding, expect, accept_encoding };
   /// write_head's content_length for an answer sent with Transfer-Encoding: chunked.
   static constexpr std::size_t chunked_length = ~std::size_t{0};
 
@@ -174,6 +186,12 @@ private:
   void append_body(std::string_view body) {
     if (!head_) out_.append(body);
   }
+  /// The answer's body `body` (or the held body when body is null), compressed when the handler asked
+  /// for gzip, the request accepts it and the result fits one pooled buffer; with its head.
+  void write_whole(unsigned status, std::string_view content_type, const std::string_view* body,
+                   std::string_view extra_headers);
+  /// Appends to the captured header text (exchange::captured_headers); false when it is full.
+  void capture(std::string_view bytes) noexcept;
   void set_deadline(clock::time_point d) noexcept {
     deadline_ = d;
     deadline_changed_ = true;
@@ -183,6 +201,7 @@ private:
   // llhttp callbacks (they never throw: llhttp is C; an allocation failure becomes a 503).
   int on_message_begin();
   int on_url(const char* at, std::size_t n);
+  int on_url_complete();
   int on_header_field(const char* at, std::size_t n);
   int on_header_field_complete();
   int on_header_value(const char* at, std::size_t n);
@@ -262,7 +281,22 @@ private:
   std::uint8_t note_kind_ = 0;
   std::uint64_t note_value_ = 0;
   bool answer_oom_ = false;
-  bool answer_used_ = false;  // any of the above was set for this request (else nothing to reset)
+  bool answer_used_ = false;  // any of the above or below was set for this request (else nothing to reset)
+  // A delayed answer (exchange::defer): the delay asked at on_headers; once the request is complete,
+  // waiting_ and the time it is due.
+  clock::duration defer_{};
+  clock::time_point wake_at_{};
+  bool waiting_ = false;
+  // The body is held whole (exchange::hold_body: a delayed or compressed echo, /debug) in held_, and
+  // answered with a Content-Length once the request is complete.
+  bool hold_ = false;
+  bool gzip_ = false;          // the handler asked for a compressed answer (exchange::gzip_answer)
+  bool accepts_gzip_ = false;  // the request's Accept-Encoding takes gzip
+  output_batch held_;
+  // The request's header lines ("Name: value\n"), kept for a handler that wants them
+  // (handler::wants_headers; /debug), in a pooled buffer held while the request is answered.
+  bufpool::buffer capture_;
+  bool capturing_ = false;
   void reset_answer() noexcept {
     if (!answer_used_) return;  // the common case: one branch per request
     answer_used_ = false;
@@ -272,6 +306,10 @@ private:
     long_target_.reset();
     note_kind_ = 0;
     note_value_ = 0;
+    defer_ = {};
+    hold_ = gzip_ = capturing_ = false;
+    held_.clear();
+    capture_.reset();
   }
 };
 
@@ -323,6 +361,47 @@ public:
   std::uint64_t note_value() const noexcept { return e_.note_value_; }
   /// n bytes of a fixed pattern as the body (nothing for HEAD), copied into pooled output buffers.
   void body_pattern(std::size_t n);
+
+  /// From on_headers: answer once the request is complete and `d` has passed. The connection reads
+  /// nothing meanwhile and holds no pooled buffer for it (unless it holds the body, hold_body, or
+  /// pipelined bytes after it were read with it).
+  void defer(clock::duration d) noexcept {
+    e_.answer_used_ = true;
+    e_.defer_ = d;
+  }
+  /// From on_headers: the request body is kept whole (pooled), for respond to answer with
+  /// (end_echo: as the body; held_body: to read). Its size is limited by http.max_body_bytes.
+  void hold_body() noexcept {
+    e_.answer_used_ = true;
+    e_.echo_ = true;
+    e_.hold_ = true;
+  }
+  /// From on_headers: the answer is compressed if the request accepts gzip (Accept-Encoding) and the
+  /// compressed body fits one pooled buffer; either way it carries Vary: Accept-Encoding.
+  void gzip_answer() noexcept {
+    e_.answer_used_ = true;
+    e_.gzip_ = true;
+  }
+  bool accepts_gzip() const noexcept { return e_.accepts_gzip_; }
+  bool gzip_asked() const noexcept { return e_.gzip_; }
+  /// body_pattern's bytes: this cycle, repeated.
+  static constexpr std::string_view pattern_cycle = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz-_";
+  /// From respond: a whole answer (head and body), compressed where gzip_answer asked.
+  void write_whole(unsigned status, std::string_view content_type, std::string_view body,
+                   std::string_view extra_headers = {}) {
+    e_.write_whole(status, content_type, &body, extra_headers);
+  }
+  /// The held body's pieces (hold_body), in order.
+  std::span<const bufpool::buffer> held_body() const noexcept { return e_.held_.pieces(); }
+  /// The request's header lines as received ("Name: value\n" each; the handler wants_headers()).
+  /// Complete unless it was cut at http.max_header_bytes.
+  std::string_view captured_headers() const noexcept {
+    return e_.capture_ ? std::string_view(reinterpret_cast<const char*>(e_.capture_.data()), e_.capture_.size())
+                       : std::string_view{};
+  }
+  std::string_view method_name() const noexcept { return llhttp_method_name(method()); }
+  worker_stats& stats() noexcept { return e_.env_.stats; }
+  bufpool::pool& pool() noexcept { return e_.env_.pool; }
 
 private:
   engine& e_;

@@ -15,6 +15,9 @@ public:
   virtual void on_headers(exchange&) const {}
   /// The request is complete: write the answer (exchange::write_head, exchange::body).
   virtual void respond(exchange&) const = 0;
+  /// The handler reads the request's header lines (exchange::captured_headers): the engine keeps them
+  /// for its requests, in a pooled buffer. Asked once the target is parsed.
+  virtual bool wants_headers() const { return false; }
 };
 
 }  // namespace bufpool::server::http

@@ -26,6 +26,12 @@ void output_batch::append(std::string_view bytes) {
   }
 }
 
+void output_batch::splice(output_batch& from) {
+  for (auto& b : from.out_) out_.push_back(std::move(b));
+  if (!from.out_.empty()) open_ = from.open_;
+  from.clear();
+}
+
 std::span<const iovec> output_batch::gather(std::size_t& total) {
   iov_.clear();
   total = 0;

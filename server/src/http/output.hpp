@@ -40,6 +40,15 @@ public:
   }
   /// The gather list of everything appended, and its total in bytes.
   std::span<const iovec> gather(std::size_t& total);
+  /// The buffers appended so far.
+  std::span<const bufpool::buffer> pieces() const noexcept { return out_; }
+  /// Appends b whole (no copy); the next bytes go to a new buffer.
+  void push(bufpool::buffer b) {
+    out_.push_back(std::move(b));
+    open_ = false;
+  }
+  /// Moves every buffer of `from` to the end of this batch (no copy); `from` is left empty.
+  void splice(output_batch& from);
   /// Every buffer back to the pool.
   void clear() noexcept {
     out_.clear();

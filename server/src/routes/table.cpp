@@ -58,14 +58,17 @@ match table::find(llhttp_method_t method, std::string_view target) const noexcep
     if ((e.methods & bit(method)) == 0) return {not_allowed_.get(), route::method_not_allowed, e.allow};
     return {e.handler.get(), e.stats, {}};
   }
-  return {not_found_.get(), route::not_found, {}};
+  return {not_found_.get(), not_found_stats_, {}};
 }
 
-table make_public_table(const std::atomic<bool>& draining) {
+table make_public_table(const std::atomic<bool>& draining, const echo_target_settings& echo) {
   table t;
   t.add("/plaintext", {HTTP_GET}, route::plaintext, plaintext_handler());
   t.add("/json", {HTTP_GET}, route::json, json_handler());
-  t.add("/echo", {HTTP_GET, HTTP_POST, HTTP_PUT, HTTP_DELETE, HTTP_PATCH, HTTP_OPTIONS}, route::echo, echo_handler());
+  t.add("/echo", {HTTP_GET, HTTP_POST, HTTP_PUT, HTTP_DELETE, HTTP_PATCH, HTTP_OPTIONS}, route::echo, echo_handler(echo));
+  t.add("/debug", {HTTP_GET, HTTP_POST, HTTP_PUT, HTTP_DELETE, HTTP_PATCH, HTTP_OPTIONS}, route::debug,
+        debug_handler(echo));
+  if (echo.any_path) t.set_fallback(route::echo, echo_handler(echo));  // as fortio: any other path echoes
   t.add("/healthz", {HTTP_GET}, route::healthz, healthz_handler(draining));
   return t;
 }

@@ -16,6 +16,7 @@
 #include <llhttp.h>
 
 #include "http/handler.hpp"
+#include "settings.hpp"
 #include "stats.hpp"
 
 namespace bufpool::server::routes {
@@ -33,6 +34,11 @@ public:
   /// Registers handler h for path and methods (HEAD comes with GET).
   void add(std::string path, std::initializer_list<llhttp_method_t> methods, route stats,
            std::unique_ptr<http::handler> h);
+  /// Every path no entry takes goes to h (counted as `stats`) instead of the 404 handler.
+  void set_fallback(route stats, std::unique_ptr<http::handler> h) {
+    not_found_ = std::move(h);
+    not_found_stats_ = stats;
+  }
   /// path: the request target (origin- or absolute-form; the query is ignored).
   match find(llhttp_method_t method, std::string_view target) const noexcept;
 
@@ -46,11 +52,13 @@ private:
   };
   std::vector<entry> entries_;
   std::unique_ptr<http::handler> not_found_;
+  route not_found_stats_ = route::not_found;
   std::unique_ptr<http::handler> not_allowed_;
 };
 
-/// The public listener's routes: /plaintext, /json, /echo, /healthz.
-table make_public_table(const std::atomic<bool>& draining);
+/// The public listener's routes: /plaintext, /json, /echo, /debug, /healthz (and, with echo.any_path,
+/// every other path as /echo).
+table make_public_table(const std::atomic<bool>& draining, const echo_target_settings& echo = {});
 /// The admin listener's routes: /stats, /metrics, / (the dashboard), /healthz.
 table make_admin_table(const std::atomic<bool>& draining, std::function<std::string()> stats_json,
                        std::function<std::string()> metrics_text);
@@ -58,7 +66,8 @@ table make_admin_table(const std::atomic<bool>& draining, std::function<std::str
 // The handlers, each defined in the file of its area.
 std::unique_ptr<http::handler> plaintext_handler();                              // bench.cpp
 std::unique_ptr<http::handler> json_handler();                                   // bench.cpp
-std::unique_ptr<http::handler> echo_handler();                                   // echo.cpp
+std::unique_ptr<http::handler> echo_handler(const echo_target_settings& cfg);      // echo.cpp
+std::unique_ptr<http::handler> debug_handler(const echo_target_settings& cfg);     // echo.cpp
 std::unique_ptr<http::handler> healthz_handler(const std::atomic<bool>& draining);  // health.cpp
 std::unique_ptr<http::handler> text_handler(std::string_view content_type,
                                             std::function<std::string()> body);  // admin.cpp

@@ -1,0 +1,20 @@
+// gzip for answers (fortio's gzip parameter): libdeflate, level 1, one compressor per thread, the
+// result in one pooled buffer. libdeflate was measured against zlib on the answers /echo compresses
+// (docs/benchmarks.md 12): 1.3-1.8x faster on 256 KiB, about even on 4 KiB. It compresses whole
+// buffers only, so the input is one contiguous span and the output one pooled buffer of at most the
+// pool's largest class; an answer that does not fit there goes out uncompressed (identity is always an
+// acceptable coding), which the caller counts.
+#pragma once
+
+#include <string_view>
+
+#include <bufpool/buffer.hpp>
+#include <bufpool/pool.hpp>
+
+namespace bufpool::server::http {
+
+/// `in` as one gzip member in a pooled buffer of at most `max_out` bytes; an empty buffer when the
+/// result would not fit. Throws std::bad_alloc when no buffer (or no compressor) can be had.
+bufpool::buffer gzip(bufpool::pool& pool, std::string_view in, std::size_t max_out);
+
+}  // namespace bufpool::server::http

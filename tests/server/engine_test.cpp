@@ -214,3 +214,43 @@ TEST_CASE("engine: at most max_pipeline answers per batch, and the rest of the i
   }
   CHECK(batches == std::vector<std::size_t>{2, 2, 1});
 }
+
+TEST_CASE("engine: a delayed answer waits (result::wait) and the pipelined requests after it keep their order") {
+  const std::string req = "GET /echo?delay=1ms&size=2 HTTP/1.1\r\nHost: a\r\n\r\n"
+                          "POST /echo?delay=1ms HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc"
+                          "GET /plaintext HTTP/1.1\r\nHost: a\r\n\r\n";
+  const answer a = every_split(req);
+  CHECK(statuses(a.out) == std::vector<unsigned>{200, 200, 200});
+  const auto first = a.out.find("\r\n\r\n01HTTP/1.1 200");
+  const auto second = a.out.find("Content-Length: 3\r\n\r\nabcHTTP/1.1 200");
+  CHECK(first != std::string::npos);
+  CHECK(second != std::string::npos);
+  CHECK(first < second);
+  CHECK(a.out.find("Hello, World!") > second);
+  engine_rig r(test_pool());
+  r.feed(req);
+  CHECK(r.waits == 2);
+  CHECK(r.stats.echo_delayed.get() == 2);
+  CHECK(r.stats.echo_delayed_waiting.get() == 0);
+}
+
+TEST_CASE("engine: /debug shows the request line, every header and the body, whatever the split") {
+  const answer a = every_split("POST /debug?x=1 HTTP/1.1\r\nHost: a\r\nX-One: 1\r\nX-Two:  two  \r\nContent-Length: 4\r\n\r\nbody");
+  CHECK(statuses(a.out) == std::vector<unsigned>{200});
+  CHECK(a.out.find("\r\n\r\nPOST /debug?x=1 HTTP/1.1\n\nheaders:\n\nHost: a\nX-One: 1\nX-Two: two  \n") != std::string::npos);
+  CHECK(a.out.find("\nbody:\n\nbody\n") != std::string::npos);
+}
+
+TEST_CASE("engine: Accept-Encoding takes gzip unless its weight is 0") {
+  using srv::http::takes_gzip;
+  CHECK(takes_gzip("gzip"));
+  CHECK(takes_gzip("deflate, GZIP;q=0.5"));
+  CHECK(takes_gzip("br, *"));
+  CHECK(takes_gzip("x-gzip"));
+  CHECK(takes_gzip(" gzip ; q=1.0"));
+  CHECK_FALSE(takes_gzip(""));
+  CHECK_FALSE(takes_gzip("deflate, br"));
+  CHECK_FALSE(takes_gzip("gzip;q=0"));
+  CHECK_FALSE(takes_gzip("gzip; q=0.000"));
+  CHECK_FALSE(takes_gzip("gzipx"));
+}

@@ -232,7 +232,13 @@ http_connection::outcome http_connection::handle(http::engine::result r) {
       if (!engine_.has_input()) engine_.drop_input();
       return outcome::writing;
     case write_result::failed: return outcome::closed;
-    case write_result::written: return after_write() ? outcome::need_input : outcome::closed;
+    case write_result::written:
+      if (!after_write()) return outcome::closed;
+      if (engine_.waiting()) {  // the batch before a delayed answer is out: now its timer (read nothing)
+        wait_for_answer();
+        return outcome::waiting;
+      }
+      return outcome::need_input;
   }
   return outcome::closed;
 }

@@ -91,6 +91,12 @@ TEST_CASE("target: pipelined requests behind a delayed one keep their order") {
   CHECK(rs[2].body == "012");
   CHECK(rs[3].body == "four");
   CHECK(rs[4].body == "Hello, World!");
+  // An answer sent at once, then a delayed one, and nothing more from the client: the timer is armed
+  // all the same (not only when more input comes).
+  REQUIRE(c.send(get("/echo?size=1") + get("/echo?delay=100ms&size=2")));
+  const auto two = c.read_responses(2);
+  CHECK(two[0].body == "0");
+  CHECK(two[1].body == "01");
   // Many connections waiting at once: each answered, none holding a read buffer meanwhile.
   std::vector<std::unique_ptr<client>> many;
   for (int i = 0; i < 100; ++i) {

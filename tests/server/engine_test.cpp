@@ -254,3 +254,17 @@ TEST_CASE("engine: Accept-Encoding takes gzip unless its weight is 0") {
   CHECK_FALSE(takes_gzip("gzip; q=0.000"));
   CHECK_FALSE(takes_gzip("gzipx"));
 }
+
+TEST_CASE("engine: close=true with a body, a delay or both is answered whole, whatever the split") {
+  for (const char* query : {"close=true", "close=true&delay=1ms", "close=true&delay=1ms&size=3", "close=true&size=3"}) {
+    CAPTURE(query);
+    const std::string req = std::string("POST /echo?") + query +
+                            " HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello"
+                            "GET /plaintext HTTP/1.1\r\nHost: a\r\n\r\n";
+    const answer a = every_split(req);
+    CHECK(statuses(a.out) == std::vector<unsigned>{200});
+    CHECK(a.closed);
+    CHECK(a.out.find("Connection: close\r\n") != std::string::npos);
+    CHECK((a.out.ends_with("\r\n\r\nhello") || a.out.ends_with("\r\n\r\n012")));
+  }
+}

@@ -139,7 +139,7 @@ void engine::execute(const char* data, std::size_t n) {
 }
 
 bool engine::last_response() const noexcept {
-  return !keep_alive_ || requests_ + 1 >= ctx_.limits.max_requests_per_connection ||
+  return !keep_alive_ || answer_close_ || requests_ + 1 >= ctx_.limits.max_requests_per_connection ||
          (ctx_.close_when_draining && env_.draining.load(std::memory_order_relaxed));
 }
 
@@ -579,7 +579,9 @@ std::string_view exchange::query() const noexcept { return query_of(target()); }
 void exchange::set_answer(unsigned status, std::string_view extra_headers, bool close) noexcept {
   e_.answer_used_ = true;
   e_.answer_status_ = status;
-  if (close) e_.closing_ = true;
+  // Applied when the request is complete (complete_request): closing_ now would stop the parsing of
+  // this request's own body.
+  if (close) e_.answer_close_ = true;
   if (extra_headers.empty()) return;
   try {
     e_.answer_text_ = e_.env_.pool.get(extra_headers.size());

@@ -281,6 +281,7 @@ private:
   std::uint8_t note_kind_ = 0;
   std::uint64_t note_value_ = 0;
   bool answer_oom_ = false;
+  bool answer_close_ = false;  // the handler asked to close after this answer (set_answer)
   bool answer_used_ = false;  // any of the above or below was set for this request (else nothing to reset)
   // A delayed answer (exchange::defer): the delay asked at on_headers; once the request is complete,
   // waiting_ and the time it is due.
@@ -301,6 +302,7 @@ private:
     if (!answer_used_) return;  // the common case: one branch per request
     answer_used_ = false;
     answer_oom_ = false;
+    answer_close_ = false;
     answer_status_ = 200;
     answer_text_.reset();
     long_target_.reset();

@@ -155,7 +155,12 @@ std::optional<duration> parse_duration(std::string_view s) noexcept {
 }
 
 bool parse(std::string_view query, params& out, std::string& error) {
-  out = params{};
+  // Only the counts and scalars: the arrays behind them (about 9 KiB) are read up to their counts, and
+  // zeroing them on every request cost four times the rest of the request (callgrind).
+  out.delay.count = out.status.count = out.size.count = 0;
+  out.close = out.gzip = 0;
+  out.header_count = out.text_len = 0;
+  out.any = false;
   char value_buf[max_header_text];
   std::size_t start = 0;
   while (start <= query.size()) {

@@ -87,8 +87,11 @@ TOML
   fi
 }
 
-# The project's version: the one place is bufpool/CMakeLists.txt's project() line.
-bufpool_version() { sed -n 's/^project(bufpool VERSION \([0-9.]*\).*/\1/p' bufpool/CMakeLists.txt; }
+# The project's version: the one place is bufpool/include/bufpool/version.hpp.
+bufpool_version() {
+  awk '/^#define BUFPOOL_VERSION_(MAJOR|MINOR|PATCH) [0-9]+$/ { v = v (v == "" ? "" : ".") $3 } END { print v }' \
+    bufpool/include/bufpool/version.hpp
+}
 
 # container_build: builds ./Dockerfile as bufpool-server:VERSION and :latest (docker format, which
 # keeps HEALTHCHECK), and removes the build stage's dangling image.

@@ -2,6 +2,7 @@
 // slots, and pooled buffers work with Asio I/O directly.
 #include <chrono>
 #include <latch>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -93,4 +94,67 @@ TEST_CASE("buffer: asio reads into and writes from pooled buffers") {
   net::read(b, net::buffer(in));
   writer.join();
   CHECK(std::memcmp(in.data(), out.data(), 3000) == 0);
+}
+
+// Issue 21: every stop() posted again, and the destructor calls stop(): a timer destroyed after its
+// io_contexts used them after they were gone, even when stop() had been called while they lived
+// (ASan: heap-use-after-free). Now stop() is idempotent and the contexts tell the timer they go.
+TEST_CASE("rotation_timer: stop() is idempotent, and the timer may be destroyed after its io_contexts") {
+  pool p;
+  SUBCASE("stopped while the contexts lived") {
+    std::optional<bufpool::rotation_timer> t;
+    {
+      net::io_context c1, c2;
+      t.emplace(p, std::vector<net::io_context*>{&c1, &c2}, 2ms);
+      t->start();
+      c1.run_for(30ms);
+      t->stop();
+      t->stop();
+      c1.run_for(5ms);
+    }
+    t->stop();
+    t.reset();  // after the contexts
+  }
+  SUBCASE("never stopped, its timer armed when the contexts went") {
+    std::optional<bufpool::rotation_timer> t;
+    {
+      net::io_context c1, c2;
+      t.emplace(p, std::vector<net::io_context*>{&c1, &c2}, 2ms);
+      t->start();
+      c1.run_for(20ms);
+      CHECK(t->rotations() >= 1);
+    }
+    const auto n = t->rotations();
+    t->start();  // a stopped timer does not start again
+    CHECK(t->rotations() == n);
+  }
+  SUBCASE("never started") {
+    std::optional<bufpool::rotation_timer> t;
+    {
+      net::io_context c;
+      t.emplace(p, std::vector<net::io_context*>{&c}, 2ms);
+    }
+  }
+}
+
+TEST_CASE("rotation_timer: runs on executors: a strand of a thread_pool, and an io_context's executor") {
+  pool p;
+  net::thread_pool tp(2);
+  auto strand = net::make_strand(tp.get_executor());
+  {
+    bufpool::rotation_timer t(p, std::vector{strand}, 2ms);
+    t.start();
+    CHECK(eventually([&] { return t.rotations() >= 3; }));
+    t.stop();
+  }
+  net::io_context c;
+  bufpool::rotation_timer t2(p, std::vector{c.get_executor()}, 2ms);
+  t2.start();
+  c.run_for(30ms);
+  CHECK(t2.rotations() >= 1);
+  t2.stop();
+  CHECK_THROWS_AS(bufpool::rotation_timer(p, std::vector<net::any_io_executor>{}), std::invalid_argument);
+  CHECK_THROWS_AS(bufpool::rotation_timer(p, std::vector<net::any_io_executor>{net::any_io_executor()}),
+                  std::invalid_argument);
+  tp.join();
 }

@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <span>
+#include <string_view>
 #include <stdexcept>
 #include <utility>
 
@@ -16,6 +17,7 @@ namespace bufpool {
 
 class pool;
 class pool_core;
+class shared_buffer;
 
 /// A byte buffer from a bufpool::pool. Move-only; returns itself on destruction.
 class buffer {
@@ -50,6 +52,12 @@ public:
   explicit operator bool() const noexcept { return h_ != nullptr; }
   /// The bytes in use as a span.
   std::span<std::byte> span() const noexcept { return {data(), size_}; }
+  /// The first byte as a char, for text protocols (no cast at every use).
+  char* chars() const noexcept { return reinterpret_cast<char*>(data()); }
+  /// The bytes in use as chars.
+  std::span<char> as_chars() const noexcept { return {chars(), size_}; }
+  /// The bytes in use as text (a view: valid while the buffer is held and not resized).
+  std::string_view view() const noexcept { return {chars(), size_}; }
   /// The bytes in use as an Asio buffer, so that asio::buffer(b) and asio::buffer(b, n) work.
   operator net::mutable_buffer() const noexcept { return net::mutable_buffer(data(), size_); }
 
@@ -62,13 +70,93 @@ public:
   }
   /// The pool that handed the buffer out; nullptr for an empty handle.
   pool* owner() const noexcept;
+  /// Makes the buffer shared and read-only: copies of the result share it, and the last one to go
+  /// returns it to the pool. The count lives in the buffer's own header (no allocation, no bigger
+  /// class). The handle becomes empty.
+  shared_buffer share() && noexcept;
 
 private:
   friend class pool_core;
+  friend class shared_buffer;
   buffer(detail::buffer_header* h, std::size_t n) noexcept : h_(h), size_(n) {}
 
   detail::buffer_header* h_ = nullptr;
   std::size_t size_ = 0;
 };
+
+/// A read-only pooled buffer with many holders (fan-out: one message written to many sockets). Copies
+/// share the buffer through a reference count in its header; slice() gives a part of it that shares
+/// the same count. The last holder to go, on any thread, returns the buffer to its pool (or frees it
+/// when the pool is gone, as a buffer does). Copy: one relaxed atomic increment; release: one
+/// acquire-release decrement.
+class shared_buffer {
+public:
+  shared_buffer() noexcept = default;
+  shared_buffer(const shared_buffer& o) noexcept : h_(o.h_), data_(o.data_), size_(o.size_) {
+    if (h_ != nullptr) h_->refs.fetch_add(1, std::memory_order_relaxed);
+  }
+  shared_buffer(shared_buffer&& o) noexcept
+      : h_(std::exchange(o.h_, nullptr)), data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)) {}
+  shared_buffer& operator=(const shared_buffer& o) noexcept {
+    if (this != &o) {
+      shared_buffer copy(o);
+      swap(copy);
+    }
+    return *this;
+  }
+  shared_buffer& operator=(shared_buffer&& o) noexcept {
+    if (this != &o) {
+      reset();
+      swap(o);
+    }
+    return *this;
+  }
+  ~shared_buffer() { reset(); }
+  void swap(shared_buffer& o) noexcept {
+    std::swap(h_, o.h_);
+    std::swap(data_, o.data_);
+    std::swap(size_, o.size_);
+  }
+
+  const std::byte* data() const noexcept { return data_; }
+  std::size_t size() const noexcept { return size_; }
+  bool empty() const noexcept { return size_ == 0; }
+  explicit operator bool() const noexcept { return h_ != nullptr; }
+  std::span<const std::byte> span() const noexcept { return {data_, size_}; }
+  const char* chars() const noexcept { return reinterpret_cast<const char*>(data_); }
+  std::string_view view() const noexcept { return {chars(), size_}; }
+  /// As an Asio buffer: asio::buffer(s), and an element of a ConstBufferSequence (bufpool::chain).
+  operator net::const_buffer() const noexcept { return net::const_buffer(data_, size_); }
+
+  /// Bytes [offset, offset + length) of this view, sharing the buffer; throws std::out_of_range when
+  /// they are not all inside it.
+  shared_buffer slice(std::size_t offset, std::size_t length) const {
+    if (offset > size_ || length > size_ - offset) throw std::out_of_range("bufpool::shared_buffer::slice");
+    shared_buffer s(*this);
+    s.data_ += offset;
+    s.size_ = length;
+    return s;
+  }
+  /// Holders of the buffer now (a hint: other threads may change it).
+  std::uint32_t use_count() const noexcept { return h_ ? h_->refs.load(std::memory_order_relaxed) : 0; }
+  /// Drops this holder; the last returns the buffer.
+  void reset() noexcept;
+
+private:
+  friend class buffer;
+  detail::buffer_header* h_ = nullptr;
+  const std::byte* data_ = nullptr;
+  std::size_t size_ = 0;
+};
+
+inline shared_buffer buffer::share() && noexcept {
+  shared_buffer s;
+  if (h_ == nullptr) return s;
+  h_->refs.store(1, std::memory_order_relaxed);  // held by this handle alone until now
+  s.data_ = h_->data();
+  s.size_ = std::exchange(size_, 0);
+  s.h_ = std::exchange(h_, nullptr);
+  return s;
+}
 
 }  // namespace bufpool

@@ -104,6 +104,7 @@ public:
 
 private:
   friend class buffer;
+  friend class shared_buffer;
   friend class pool;
   friend struct detail::thread_exit_hook;
   ~pool_core();  // through retire()
@@ -191,6 +192,16 @@ inline void buffer::reset() noexcept {
     detail::buffer_header* h = std::exchange(h_, nullptr);
     h->owner->put_header(h);
   }
+}
+
+// The last holder returns the buffer. acq_rel: every holder's reads of the data happen before the
+// buffer is reused (release on each decrement, acquire by the one that sees 1), as in shared_ptr.
+inline void shared_buffer::reset() noexcept {
+  if (h_ == nullptr) return;
+  detail::buffer_header* h = std::exchange(h_, nullptr);
+  data_ = nullptr;
+  size_ = 0;
+  if (h->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) h->owner->put_header(h);
 }
 
 // ---- construction ---------------------------------------------------------------------------------

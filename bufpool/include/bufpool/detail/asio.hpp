@@ -17,12 +17,18 @@
 
 #if defined(BUFPOOL_USE_BOOST_ASIO)
 #include <boost/asio/buffer.hpp>
+#include <boost/system/error_code.hpp>
 namespace bufpool {
 namespace net = ::boost::asio;
+/// The error code type of the Asio in use.
+using net_error_code = ::boost::system::error_code;
 }
 #else
 #include <asio/buffer.hpp>
+#include <system_error>
 namespace bufpool {
 namespace net = ::asio;
+/// The error code type of the Asio in use.
+using net_error_code = ::std::error_code;
 }
 #endif

@@ -1,0 +1,202 @@
+// The library in Asio's buffer language (issue 21): char access, shared buffers and slices, chains as
+// ConstBufferSequences, the read that borrows only when readable, the std::allocator adapter. Sockets
+// on 127.0.0.1 only; every wait is bounded.
+#include <chrono>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <doctest/doctest.h>
+
+#include <bufpool/bufpool.hpp>
+
+#include "net.hpp"
+#include "test_support.hpp"
+
+using namespace std::chrono_literals;
+using bufpool::buffer;
+using bufpool::pool;
+using bufpool::shared_buffer;
+
+namespace {
+
+std::int64_t outstanding(const pool& p) { return p.snapshot().totals.outstanding; }
+
+buffer text(pool& p, std::string_view s) {
+  buffer b = p.get(s.size());
+  std::memcpy(b.chars(), s.data(), s.size());
+  return b;
+}
+
+// A connected pair of TCP sockets on 127.0.0.1.
+struct socket_pair {
+  net::ip::tcp::socket a, b;
+  explicit socket_pair(net::io_context& io) : a(io), b(io) {
+    net::ip::tcp::acceptor acc(io, {net::ip::make_address("127.0.0.1"), 0});
+    a.connect(acc.local_endpoint());
+    acc.accept(b);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("buffer: char access and a string_view of the bytes in use") {
+  pool p;
+  buffer b = text(p, "GET / HTTP/1.1\r\n");
+  CHECK(b.view() == "GET / HTTP/1.1\r\n");
+  CHECK(b.as_chars().size() == 16);
+  CHECK(static_cast<void*>(b.chars()) == static_cast<void*>(b.data()));
+  b.resize(3);
+  CHECK(b.view() == "GET");
+}
+
+TEST_CASE("shared_buffer: copies and slices share one count in the header, the last returns the buffer") {
+  pool p;
+  {
+    buffer b = text(p, "hello, shared world");
+    const std::size_t cap = b.capacity();
+    shared_buffer s = std::move(b).share();
+    CHECK_FALSE(b);
+    CHECK(s.use_count() == 1);
+    CHECK(s.view() == "hello, shared world");
+    shared_buffer c = s;
+    shared_buffer part = s.slice(7, 6);
+    CHECK(part.view() == "shared");
+    CHECK(s.use_count() == 3);
+    CHECK_THROWS_AS(s.slice(10, 100), std::out_of_range);
+    CHECK_THROWS_AS(s.slice(20, 0), std::out_of_range);
+    CHECK(s.slice(19, 0).empty());
+    s.reset();
+    c.reset();
+    CHECK(outstanding(p) == 1);  // the slice still holds it
+    CHECK(part.use_count() == 1);
+    CHECK(cap >= 19);
+  }
+  CHECK(outstanding(p) == 0);
+  bufpool::test::check_identities(p.snapshot());
+  // Sharing costs no bigger class: a 64 KiB message stays in the 64 KiB class.
+  shared_buffer big = p.get(65536).share();
+  CHECK(big.size() == 65536);
+  CHECK(p.snapshot().oversize.outstanding == 0);
+}
+
+TEST_CASE("shared_buffer: released on many threads at once, the buffer comes back exactly once") {
+  pool p;
+  for (int round = 0; round < 200 / bufpool::test::scale_down; ++round) {
+    shared_buffer s = text(p, "fan-out message").share();
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t)
+      threads.emplace_back([copy = s]() mutable {
+        CHECK(copy.view() == "fan-out message");
+        copy.reset();
+      });
+    s.reset();
+    for (auto& t : threads) t.join();
+  }
+  CHECK(outstanding(p) == 0);
+  bufpool::test::check_identities(p.snapshot());
+}
+
+TEST_CASE("shared_buffer: the last holder after the pool is gone frees the memory") {
+  bufpool::test::counting_resource mem;
+  shared_buffer survivor;
+  {
+    bufpool::pool_options o;
+    o.memory = &mem;
+    pool p(o);
+    survivor = text(p, "outlives its pool").share();
+  }
+  CHECK(survivor.view() == "outlives its pool");
+  survivor.reset();
+  CHECK(mem.allocations.load() == mem.frees.load());
+}
+
+TEST_CASE("chain: a ConstBufferSequence of pooled pieces, written by one gather write, consumed in part") {
+  pool p;
+  net::io_context io;
+  socket_pair sp(io);
+  bufpool::chain c;
+  c.append(text(p, "HEAD"));
+  shared_buffer body = text(p, "-body-").share();
+  c.append(body);
+  c.append(body.slice(1, 4));
+  c.append(buffer{});  // empty pieces are not kept
+  CHECK(c.size() == 3);
+  CHECK(c.bytes() == 14);
+  static_assert(net::is_const_buffer_sequence<bufpool::chain>::value);
+  std::size_t written = 0;
+  net::async_write(sp.a, c, [&](bufpool::net_error_code ec, std::size_t n) {
+    CHECK_FALSE(ec);
+    written = n;
+  });
+  io.run_for(2s);
+  CHECK(written == 14);
+  std::string got(14, '\0');
+  net::read(sp.b, net::buffer(got));
+  CHECK(got == "HEAD-body-body");
+  c.consume(6);  // "HEAD" and "-b" of the second piece
+  CHECK(c.size() == 2);
+  CHECK(c.begin()->view() == "ody-");
+  c.consume(100);
+  CHECK(c.empty());
+  body.reset();
+  CHECK(outstanding(p) == 0);
+}
+
+TEST_CASE("async_read_some: an idle connection holds no buffer, one is taken when bytes arrive") {
+  pool p;
+  net::io_context io;
+  constexpr int n = 200;
+  std::vector<std::unique_ptr<socket_pair>> pairs;
+  std::vector<std::string> got(n);
+  int done = 0;
+  for (int i = 0; i < n; ++i) {
+    pairs.push_back(std::make_unique<socket_pair>(io));
+    bufpool::async_read_some(pairs.back()->b, p, 4096, [&, i](bufpool::net_error_code ec, buffer b) {
+      CHECK_FALSE(ec);
+      got[static_cast<std::size_t>(i)] = std::string(b.view());
+      ++done;
+    });
+  }
+  io.run_for(50ms);
+  CHECK(done == 0);
+  CHECK(outstanding(p) == 0);  // n reads waiting, no buffer held
+  net::write(pairs[7]->a, net::buffer(std::string_view("ping")));
+  for (int k = 0; k < 200 && done == 0; ++k) io.run_for(10ms);
+  CHECK(done == 1);
+  CHECK(got[7] == "ping");
+  CHECK(outstanding(p) == 0);  // the handler's buffer went back when it returned
+  // End of stream: eof and an empty buffer (a pair of its own: the others still have a read waiting).
+  socket_pair closing(io);
+  bufpool::net_error_code end;
+  bool eof_seen = false;
+  bufpool::async_read_some(closing.b, p, 4096, [&](bufpool::net_error_code ec, buffer b) {
+    end = ec;
+    eof_seen = !b;
+  });
+  closing.a.shutdown(net::ip::tcp::socket::shutdown_send);
+  for (int k = 0; k < 200 && !eof_seen; ++k) io.run_for(10ms);
+  CHECK(end == net::error::eof);
+  CHECK(eof_seen);
+}
+
+TEST_CASE("allocator: containers on pooled memory, freed on any thread") {
+  pool p;
+  {
+    std::vector<int, bufpool::allocator<int>> v{bufpool::allocator<int>(p)};
+    for (int i = 0; i < 10000; ++i) v.push_back(i);
+    CHECK(v[9999] == 9999);
+    CHECK(outstanding(p) >= 1);
+    std::basic_string<char, std::char_traits<char>, bufpool::allocator<char>> s{bufpool::allocator<char>(p)};
+    s.assign(1000, 'x');
+    CHECK(s.size() == 1000);
+    auto moved = std::make_unique<std::vector<int, bufpool::allocator<int>>>(std::move(v));
+    std::thread([m = std::move(moved)]() mutable { m.reset(); }).join();
+  }
+  CHECK(outstanding(p) == 0);
+  CHECK(bufpool::allocator<int>(p) == bufpool::allocator<char>(p));
+  pool other;
+  CHECK_FALSE(bufpool::allocator<int>(p) == bufpool::allocator<int>(other));
+}

@@ -3,6 +3,7 @@
 // on 127.0.0.1 only; every wait is bounded.
 #include <chrono>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -199,4 +200,137 @@ TEST_CASE("allocator: containers on pooled memory, freed on any thread") {
   CHECK(bufpool::allocator<int>(p) == bufpool::allocator<char>(p));
   pool other;
   CHECK_FALSE(bufpool::allocator<int>(p) == bufpool::allocator<int>(other));
+}
+
+static_assert(net::is_dynamic_buffer_v1<bufpool::byte_queue>::value);
+static_assert(net::is_dynamic_buffer_v2<bufpool::byte_queue_view>::value);
+static_assert(!net::is_dynamic_buffer_v2<bufpool::byte_queue>::value);  // no ambiguity between the two faces
+
+namespace {
+// Lines of 16 B to 100 KiB, each ending in CRLF, sent in one stream.
+std::vector<std::string> mixed_lines() {
+  std::vector<std::string> lines;
+  for (std::size_t n : {16u, 100u, 4095u, 4096u, 4097u, 20000u, 102400u, 16u, 1u, 0u, 65536u}) {
+    std::string s(n, 'a');
+    for (std::size_t i = 0; i < n; ++i) s[i] = static_cast<char>('a' + i % 26);
+    lines.push_back(s);
+  }
+  return lines;
+}
+
+// Reads every line with `read_line(callback)`, checking each and consuming it; returns lines read.
+template <class ReadLine>
+std::size_t read_lines(net::io_context& io, bufpool::byte_queue& q, const std::vector<std::string>& lines,
+                       ReadLine read_line) {
+  std::size_t index = 0;
+  bool failed = false;
+  std::function<void()> next = [&] {
+    read_line([&](bufpool::net_error_code ec, std::size_t n) {
+      if (ec) {
+        MESSAGE("read failed: " << ec.message() << " after " << index << " lines");
+        failed = true;
+        return;
+      }
+      const std::string_view line = q.linearize().substr(0, n - 2);
+      CHECK(line == lines[index]);
+      q.consume(n);
+      if (++index < lines.size()) next();
+    });
+  };
+  next();
+  io.restart();  // an earlier run may have run out of work
+  for (int k = 0; k < 500 && index < lines.size() && !failed; ++k) io.run_for(10ms);
+  return index;
+}
+}  // namespace
+
+// As Beast's algorithms use a DynamicBuffer_v1 they hold by reference: prepare, read_some, commit,
+// look at data(). (Asio's own algorithms move a v1 buffer into the operation, so they take the v2
+// face, bufpool::dynamic_buffer(queue); the queue is not copyable, which keeps that mistake from
+// compiling.)
+template <class Handler>
+void read_until_crlf_v1(net::ip::tcp::socket& s, bufpool::byte_queue& q, Handler handler) {
+  const std::string_view have = q.linearize();
+  if (const auto at = have.find("\r\n"); at != std::string_view::npos) {
+    net::post(s.get_executor(), [handler, at]() mutable { handler(bufpool::net_error_code(), at + 2); });
+    return;
+  }
+  s.async_read_some(q.prepare(4096), [&s, &q, handler](bufpool::net_error_code ec, std::size_t n) mutable {
+    q.commit(n);
+    if (ec) return handler(ec, 0);
+    read_until_crlf_v1(s, q, handler);
+  });
+}
+
+TEST_CASE("byte_queue: lines of 16 B to 100 KiB through the v1 face (Beast's way) and the v2 face (async_read_until)") {
+  pool p;
+  net::io_context io;
+  const auto lines = mixed_lines();
+  std::string wire;
+  for (const auto& l : lines) wire += l + "\r\n";
+  for (const bool v2 : {false, true}) {
+    CAPTURE(v2);
+    socket_pair sp(io);
+    bufpool::byte_queue q(p);
+    std::thread writer([&] { net::write(sp.a, net::buffer(wire)); });
+    const std::size_t read = read_lines(io, q, lines, [&](auto handler) {
+      if (v2) net::async_read_until(sp.b, bufpool::dynamic_buffer(q), "\r\n", handler);
+      else read_until_crlf_v1(sp.b, q, handler);
+    });
+    writer.join();
+    CHECK(read == lines.size());
+    CHECK(q.size() == 0);
+    CHECK(q.blocks() == 0);  // an empty queue holds no block
+  }
+  CHECK(outstanding(p) == 0);
+}
+
+TEST_CASE("byte_queue: max_size is honoured: a longer line fails with not_found, as Asio specifies") {
+  pool p;
+  net::io_context io;
+  socket_pair sp(io);
+  bufpool::byte_queue q(p, 256, 1000);
+  net::write(sp.a, net::buffer(std::string(5000, 'x') + "\r\n"));
+  bufpool::net_error_code got;
+  bool done = false;
+  net::async_read_until(sp.b, bufpool::dynamic_buffer(q), "\r\n", [&](bufpool::net_error_code ec, std::size_t) {
+    got = ec;
+    done = true;
+  });
+  for (int k = 0; k < 200 && !done; ++k) io.run_for(10ms);
+  CHECK(got == net::error::not_found);
+  CHECK(q.size() <= 1000);
+  CHECK_THROWS_AS(q.prepare(2000), std::length_error);
+}
+
+TEST_CASE("byte_queue: growing adds blocks without copying, consume returns them, linearize makes one view") {
+  pool p;
+  bufpool::byte_queue q(p, 256);
+  auto put = [&](std::string_view s) {
+    auto m = q.prepare(s.size());
+    net::buffer_copy(m, net::buffer(s));
+    q.commit(s.size());
+  };
+  put(std::string(300, 'a'));
+  const auto* first = q.front().data();
+  put(std::string(300, 'b'));
+  CHECK(q.front().data() == first);  // what was read did not move
+  CHECK(q.blocks() == 3);
+  CHECK(q.front().size() == 256);
+  q.consume(256);
+  CHECK(q.blocks() == 2);
+  CHECK(outstanding(p) == 2);
+  const std::string_view all = q.linearize();
+  CHECK(all == std::string(44, 'a') + std::string(300, 'b'));
+  CHECK(q.blocks() == 1);
+  // The v2 face: grow, write through data(pos, n), shrink.
+  auto d = bufpool::dynamic_buffer(q);
+  const std::size_t before = d.size();
+  d.grow(10);
+  net::buffer_copy(d.data(before, 10), net::buffer(std::string_view("0123456789")));
+  d.shrink(5);
+  CHECK(q.linearize().substr(before) == "01234");
+  q.consume(q.size());
+  CHECK(q.blocks() == 0);
+  CHECK(outstanding(p) == 0);
 }

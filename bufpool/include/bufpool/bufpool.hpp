@@ -3,6 +3,7 @@
 
 #include "allocator.hpp"
 #include "buffer.hpp"
+#include "byte_queue.hpp"
 #include "chain.hpp"
 #include "chunk_resource.hpp"
 #include "io.hpp"

@@ -144,6 +144,7 @@ public:
 
 private:
   friend class buffer;
+  static void release_last(detail::buffer_header* h) noexcept;
   detail::buffer_header* h_ = nullptr;
   const std::byte* data_ = nullptr;
   std::size_t size_ = 0;

@@ -201,8 +201,11 @@ inline void shared_buffer::reset() noexcept {
   detail::buffer_header* h = std::exchange(h_, nullptr);
   data_ = nullptr;
   size_ = 0;
-  if (h->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) h->owner->put_header(h);
+  if (h->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) [[unlikely]] release_last(h);
 }
+
+// Kept out of line: a copy's release is the common case and stays two instructions.
+BUFPOOL_NOINLINE inline void shared_buffer::release_last(detail::buffer_header* h) noexcept { h->owner->put_header(h); }
 
 // ---- construction ---------------------------------------------------------------------------------
 

@@ -179,7 +179,14 @@ public:
   explicit byte_queue_view(byte_queue& q) noexcept : q_(&q) {}
   std::size_t size() const noexcept { return q_->size_; }
   std::size_t max_size() const noexcept { return q_->max_; }
-  std::size_t capacity() const noexcept { return q_->capacity(); }
+  /// What the blocks held take, but never less than the readable bytes plus a block, and plus as many
+  /// again as are readable (up to 64 KiB): Asio's read algorithms size each read as capacity() - size()
+  /// (at least 512 bytes), and a queue that holds no block while empty would otherwise read a long
+  /// line 512 bytes at a time. So reads grow geometrically with the unfinished line, as a string's do.
+  std::size_t capacity() const noexcept {
+    const std::size_t ahead = std::max(q_->block_, std::min<std::size_t>(q_->size_, 65536));
+    return std::max(q_->capacity(), q_->size_ + ahead);
+  }
   const_buffers_type data(std::size_t pos, std::size_t n) const {
     pos = std::min(pos, q_->size_);
     return q_->span_of(q_->cbufs_, pos, std::min(n, q_->size_ - pos));

@@ -266,11 +266,15 @@ int engine::on_url(const char* at, std::size_t n) {
 }
 
 // The target is whole: the route is known (a handler may ask for the headers).
-int engine::on_url_complete() {
+void engine::route_request() noexcept {
   const routes::match m = ctx_.routes.find(static_cast<llhttp_method_t>(parser_.method), {path_.data(), path_len_});
   handler_ = m.handler;
   route_ = m.stats;
   allow_ = m.allow;
+}
+
+int engine::on_url_complete() {
+  route_request();
   if (handler_->wants_headers()) {
     answer_used_ = capturing_ = true;
     try {
@@ -405,12 +409,7 @@ int engine::on_headers_complete() {
   }
   head_ = parser_.method == HTTP_HEAD;
   echo_length_ = parser_.content_length;  // llhttp counts it down as the body is read
-  if (handler_ == nullptr) {  // on_url_complete routes; this is only a safety net
-    const routes::match m = ctx_.routes.find(static_cast<llhttp_method_t>(parser_.method), {path_.data(), path_len_});
-    handler_ = m.handler;
-    route_ = m.stats;
-    allow_ = m.allow;
-  }
+  if (handler_ == nullptr) route_request();  // on_url_complete routes; this is only a safety net
   if ((parser_.flags & F_CONTENT_LENGTH) != 0 && parser_.content_length > ctx_.limits.max_body_bytes)
     return reject(413, error_kind::body_too_large);
   exchange x(*this);

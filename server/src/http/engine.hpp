@@ -202,6 +202,8 @@ private:
   int on_message_begin();
   int on_url(const char* at, std::size_t n);
   int on_url_complete();
+  /// Looks the request up in the route table (handler_, route_, allow_).
+  void route_request() noexcept;
   int on_header_field(const char* at, std::size_t n);
   int on_header_field_complete();
   int on_header_value(const char* at, std::size_t n);

@@ -1,8 +1,8 @@
 // Length-prefixed frames with Asio and bufpool alone (issue 21, program 3): an 8-byte header (the
 // body's length, little-endian) and a body. The server runs an io_context per thread (two), reads the
-// header and the body into pooled buffers, and echoes each frame with one gather write of a
-// bufpool::chain (header and body, no copy); the chain is then dropped on the *other* io_context's
-// thread, so buffers go back to the pool from a thread that did not take them. A rotation_timer ages
+// header, then the body into a pooled buffer taken with headroom for the header, and echoes each frame
+// as that one buffer: the header is prepended in front of the body (no second buffer, no copy, one
+// write). The frame, shared, is then dropped on the *other* io_context's thread, so buffers go back to the pool from a thread that did not take them. A rotation_timer ages
 // the pool on both contexts; the statistics are printed as JSON at the end.
 // Run alone it drives itself: CLIENTS clients send FRAMES frames each (0 to 32 KiB), check every echo,
 // and it exits 0 (1 on error).  Usage: bufpool-example-framed [CLIENTS=8] [FRAMES=500]
@@ -34,9 +34,7 @@ public:
 
 private:
   void read_header() {
-    head_ = pool_.get(header_bytes);
-    const asio::mutable_buffer view = asio::buffer(head_);
-    asio::async_read(socket_, view, [self = shared_from_this()](std::error_code ec, std::size_t) {
+    asio::async_read(socket_, asio::buffer(head_), [self = shared_from_this()](std::error_code ec, std::size_t) {
       if (!ec) self->read_body();
     });
   }
@@ -44,17 +42,17 @@ private:
     std::uint64_t length = 0;
     std::memcpy(&length, head_.data(), header_bytes);
     if (length > (1u << 20)) return;  // a bad frame: drop the connection
-    body_ = pool_.get(static_cast<std::size_t>(length));
+    body_ = pool_.get(static_cast<std::size_t>(length), header_bytes);  // room for the header in front
     const asio::mutable_buffer view = asio::buffer(body_);
     asio::async_read(socket_, view, [self = shared_from_this()](std::error_code ec, std::size_t) {
       if (!ec) self->echo();
     });
   }
   void echo() {
-    auto frame = std::make_shared<bufpool::chain>();
-    frame->append(std::move(head_));
-    frame->append(std::move(body_));
-    asio::async_write(socket_, *frame, [self = shared_from_this(), frame](std::error_code ec, std::size_t) mutable {
+    std::memcpy(body_.prepend(header_bytes).data(), head_.data(), header_bytes);  // header + body, one buffer
+    bufpool::shared_buffer frame = std::move(body_).share();
+    const asio::const_buffer view = frame;
+    asio::async_write(socket_, view, [self = shared_from_this(), frame](std::error_code ec, std::size_t) mutable {
       asio::post(self->other_, [f = std::move(frame)] {});  // the buffers go back on the other thread
       if (!ec) self->read_header();
     });
@@ -62,7 +60,8 @@ private:
   asio::ip::tcp::socket socket_;
   bufpool::pool& pool_;
   asio::io_context& other_;
-  bufpool::buffer head_, body_;
+  std::array<std::byte, header_bytes> head_{};
+  bufpool::buffer body_;
 };
 
 }  // namespace

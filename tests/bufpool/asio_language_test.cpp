@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstring>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <string>
 #include <thread>
@@ -51,6 +52,47 @@ TEST_CASE("buffer: char access and a string_view of the bytes in use") {
   CHECK(static_cast<void*>(b.chars()) == static_cast<void*>(b.data()));
   b.resize(3);
   CHECK(b.view() == "GET");
+}
+
+TEST_CASE("buffer: headroom, prepend and trim_front move the view inside one buffer") {
+  pool p;
+  buffer b = p.get(1000, 8);
+  CHECK(b.size() == 1000);
+  CHECK(b.headroom() == 8);
+  CHECK(b.capacity() == 1024 - 8);  // 1008 bytes ask for the 1 KiB class; the view starts 8 bytes in
+  std::byte* body = b.data();
+  std::memset(body, 'b', 1000);
+  // A header written in front of the body: the same storage, no copy, the body where it was.
+  std::span<std::byte> head = b.prepend(8);
+  CHECK(head.data() + 8 == body);
+  std::memcpy(head.data(), "LEN=1000", 8);
+  CHECK(b.data() == head.data());
+  CHECK(b.size() == 1008);
+  CHECK(b.headroom() == 0);
+  CHECK(b.view().substr(0, 9) == "LEN=1000b");
+  CHECK_THROWS_AS(b.prepend(1), std::length_error);
+  // A parser strips the header again; the bytes stay in the storage, in front of the view.
+  b.trim_front(8);
+  CHECK(b.data() == body);
+  CHECK(b.headroom() == 8);
+  CHECK_THROWS_AS(b.trim_front(1001), std::length_error);
+  // A shared buffer made from it sees the view, not the headroom; asio::buffer too.
+  CHECK(net::buffer(b).data() == body);
+  shared_buffer s = std::move(b).share();
+  CHECK(s.data() == body);
+  CHECK(s.size() == 1000);
+  s.reset();
+  // A buffer taken again from the class starts with no headroom.
+  buffer again = p.get(1000);
+  CHECK(again.headroom() == 0);
+  CHECK(again.capacity() == 1024);
+  // release() gives the storage's start, which put_raw() takes back.
+  buffer r = p.get(10, 54);
+  std::byte* storage = r.data() - 54;
+  CHECK(r.release() == storage);
+  p.put_raw(storage);
+  CHECK(p.snapshot().totals.outstanding == 1);  // `again` alone
+  CHECK_THROWS_AS(p.get(std::numeric_limits<std::size_t>::max(), 2), std::bad_alloc);
 }
 
 TEST_CASE("shared_buffer: copies and slices share one count in the header, the last returns the buffer") {

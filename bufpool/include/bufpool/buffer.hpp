@@ -1,6 +1,9 @@
 // buffer: the move-only handle to a pooled byte buffer. Destroying it returns the buffer to the pool
-// that handed it out, from whatever thread destroys it. Invariant: size() <= capacity(); a
-// default-constructed or moved-from handle holds nothing.
+// that handed it out, from whatever thread destroys it. The handle's view starts headroom() bytes into
+// the buffer's storage (0 unless pool::get(n, headroom), trim_front() or prepend() moved it), so a
+// frame header can be written in front of a body already in place. Invariants: headroom() + size()
+// <= headroom() + capacity() == the storage's size; a default-constructed or moved-from handle holds
+// nothing.
 #pragma once
 
 #include <cstddef>
@@ -24,12 +27,14 @@ class buffer {
 public:
   /// An empty handle that holds no buffer.
   buffer() noexcept = default;
-  buffer(buffer&& other) noexcept : h_(std::exchange(other.h_, nullptr)), size_(std::exchange(other.size_, 0)) {}
+  buffer(buffer&& other) noexcept
+      : h_(std::exchange(other.h_, nullptr)), size_(std::exchange(other.size_, 0)), off_(std::exchange(other.off_, 0)) {}
   buffer& operator=(buffer&& other) noexcept {
     if (this != &other) {
       reset();
       h_ = std::exchange(other.h_, nullptr);
       size_ = std::exchange(other.size_, 0);
+      off_ = std::exchange(other.off_, 0);
     }
     return *this;
   }
@@ -37,16 +42,33 @@ public:
   buffer& operator=(const buffer&) = delete;
   ~buffer() { reset(); }
 
-  /// The first byte; nullptr for an empty handle.
-  std::byte* data() const noexcept { return h_ ? h_->data() : nullptr; }
+  /// The first byte in use; nullptr for an empty handle.
+  std::byte* data() const noexcept { return h_ ? h_->data() + off_ : nullptr; }
   /// The bytes in use (what get() was asked for, or what resize() set).
   std::size_t size() const noexcept { return size_; }
-  /// The bytes available: the request rounded up to its size class.
-  std::size_t capacity() const noexcept { return h_ ? h_->capacity : 0; }
+  /// The bytes available from data() on: the request rounded up to its size class, less headroom().
+  std::size_t capacity() const noexcept { return h_ ? h_->capacity - off_ : 0; }
+  /// The bytes of storage in front of data(): what prepend() can still take.
+  std::size_t headroom() const noexcept { return off_; }
   /// Sets size() to `n`; throws std::length_error if `n > capacity()`. Contents are kept.
   void resize(std::size_t n) {
     if (n > capacity()) throw std::length_error("bufpool::buffer::resize beyond capacity");
     size_ = n;
+  }
+  /// Grows the view by `k` bytes at the front (into the headroom) and returns them, to be filled: a
+  /// frame header written in front of its body, no copy. Throws std::length_error if k > headroom().
+  std::span<std::byte> prepend(std::size_t k) {
+    if (k > off_) throw std::length_error("bufpool::buffer::prepend beyond the headroom");
+    off_ -= k;
+    size_ += k;
+    return {data(), k};
+  }
+  /// Drops the first `k` bytes in use from the view (they become headroom). Throws std::length_error
+  /// if k > size().
+  void trim_front(std::size_t k) {
+    if (k > size_) throw std::length_error("bufpool::buffer::trim_front beyond the bytes in use");
+    off_ += k;
+    size_ -= k;
   }
   /// True when the handle holds a buffer.
   explicit operator bool() const noexcept { return h_ != nullptr; }
@@ -63,9 +85,11 @@ public:
 
   /// Returns the buffer to its pool now; the handle becomes empty.
   void reset() noexcept;
-  /// Detaches the buffer from the handle. The caller must return it later with pool::put_raw().
+  /// Detaches the buffer from the handle. The caller must return it later with pool::put_raw(). Returns
+  /// the start of the storage, which is data() less headroom().
   std::byte* release() noexcept {
     size_ = 0;
+    off_ = 0;
     return h_ ? std::exchange(h_, nullptr)->data() : nullptr;
   }
   /// The pool that handed the buffer out; nullptr for an empty handle.
@@ -82,6 +106,7 @@ private:
 
   detail::buffer_header* h_ = nullptr;
   std::size_t size_ = 0;
+  std::size_t off_ = 0;  // headroom: where the view starts in the storage
 };
 
 /// A read-only pooled buffer with many holders (fan-out: one message written to many sockets). Copies
@@ -154,7 +179,7 @@ inline shared_buffer buffer::share() && noexcept {
   shared_buffer s;
   if (h_ == nullptr) return s;
   h_->refs.store(1, std::memory_order_relaxed);  // held by this handle alone until now
-  s.data_ = h_->data();
+  s.data_ = h_->data() + std::exchange(off_, 0);
   s.size_ = std::exchange(size_, 0);
   s.h_ = std::exchange(h_, nullptr);
   return s;

@@ -70,6 +70,9 @@ public:
   /// A buffer with size() == n and capacity() == n rounded up to its class (exactly n above
   /// max_class, unpooled). Throws std::bad_alloc only when a new allocation fails.
   buffer get(std::size_t n);
+  /// A buffer of `headroom + n` bytes whose view starts after the headroom: size() == n, headroom()
+  /// == headroom, for buffer::prepend(). Throws std::bad_alloc as get(n) does, and when the sum wraps.
+  buffer get(std::size_t n, std::size_t headroom);
   /// Returns `b` now (same as destroying it). A buffer of another pool goes back to its own pool
   /// (reported as wrong_pool in debug mode).
   void put(buffer&& b) noexcept;
@@ -189,6 +192,7 @@ inline pool* buffer::owner() const noexcept { return h_ ? h_->owner->handle() : 
 inline void buffer::reset() noexcept {
   if (h_ != nullptr) {
     size_ = 0;
+    off_ = 0;
     detail::buffer_header* h = std::exchange(h_, nullptr);
     h->owner->put_header(h);
   }
@@ -354,6 +358,14 @@ BUFPOOL_INLINE buffer pool_core::get(std::size_t n) {
   return get_slow(n);
 }
 
+inline buffer pool_core::get(std::size_t n, std::size_t headroom) {
+  if (n > std::numeric_limits<std::size_t>::max() - headroom) throw std::bad_alloc();
+  buffer b = get(headroom + n);
+  b.off_ = headroom;
+  b.size_ = n;
+  return b;
+}
+
 BUFPOOL_INLINE void pool_core::put_header(header* h) noexcept {
   const std::size_t cls = h->cls;
   if (cls < fast_classes_ && slot_ < detail::tls_size) [[likely]] {
@@ -376,6 +388,7 @@ BUFPOOL_INLINE void pool_core::put_header(header* h) noexcept {
 inline void pool_core::put(buffer&& b) noexcept {
   if (header* h = std::exchange(b.h_, nullptr)) {
     b.size_ = 0;
+    b.off_ = 0;
     if (h->owner != this) [[unlikely]]
       put_foreign(h);
     else
@@ -903,6 +916,9 @@ public:
   /// A buffer with size() == n and capacity() == n rounded up to its class (exactly n above
   /// max_class, unpooled). Throws std::bad_alloc when a new allocation fails or n cannot be served.
   BUFPOOL_INLINE buffer get(std::size_t n) { return core_->get(n); }
+  /// A buffer of `headroom + n` bytes whose view starts after the headroom (size() == n, headroom() ==
+  /// headroom), so that buffer::prepend() can put a header in front of the body without a copy.
+  buffer get(std::size_t n, std::size_t headroom) { return core_->get(n, headroom); }
   /// Returns `b` now (same as destroying it). A buffer of another pool goes back to its own pool
   /// (reported as wrong_pool in debug mode).
   void put(buffer&& b) noexcept { core_->put(std::move(b)); }

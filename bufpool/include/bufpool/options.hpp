@@ -17,6 +17,22 @@
 
 namespace bufpool {
 
+/// The sampled leak detector's level (pool_options::leaks).
+enum class leak_detection {
+  off,      ///< nothing recorded; the pool's inline fast path as is
+  sampled,  ///< 1 get in pool_options::leak_sample_every records its call stack
+  all,      ///< every get records its call stack (tests, hunting a leak)
+};
+
+inline const char* to_string(leak_detection l) noexcept {
+  switch (l) {
+    case leak_detection::off: return "off";
+    case leak_detection::sampled: return "sampled";
+    case leak_detection::all: return "all";
+  }
+  return "unknown";
+}
+
 /// What a debug-mode check found.
 enum class error_kind {
   double_return,    ///< a buffer was returned while already in the pool
@@ -66,6 +82,13 @@ struct pool_options {
   bool enabled = true;
   /// Debug checks: poison on return, double-return, wrong-pool and leak detection.
   bool debug = BUFPOOL_DEBUG_DEFAULT != 0;
+  /// The sampled leak detector, for production (Netty's ResourceLeakDetector): sampled gets record
+  /// their call stack; pool::leaks() lists, by call stack, the sampled buffers still out, and the
+  /// pool's destruction reports each such site once (error_kind::leak_at_destroy). Off costs nothing;
+  /// on, every get and put takes the pool's out-of-line path (docs/benchmarks.md section 13).
+  leak_detection leaks = leak_detection::off;
+  /// With leaks == sampled: 1 get in this many (per thread) is sampled. At least 1.
+  std::uint32_t leak_sample_every = 128;
   /// Where buffer memory comes from; nullptr means std::pmr::new_delete_resource(). Called only on a miss
   /// (allocate) and when the pool frees a buffer (deallocate). Must outlive the pool.
   std::pmr::memory_resource* memory = nullptr;
@@ -88,6 +111,7 @@ inline void validate(const pool_options& o) {
     fail("ring_capacity", o.ring_capacity, "must be a power of two in [1, 65536]");
   if (o.max_idle_bytes < o.max_class)
     fail("max_idle_bytes", o.max_idle_bytes, "must be >= max_class");
+  if (o.leak_sample_every == 0) fail("leak_sample_every", 0, "must be >= 1");
 }
 
 }  // namespace bufpool

@@ -37,6 +37,7 @@
 
 #include "buffer.hpp"
 #include "detail/buffer_header.hpp"
+#include "detail/leak_tracker.hpp"
 #include "detail/spmc_ring.hpp"
 #include "detail/thread_cache.hpp"
 #include "options.hpp"
@@ -86,6 +87,11 @@ public:
 
   /// Statistics, gathered now. Exact when nothing runs concurrently.
   pool_snapshot snapshot() const;
+  /// The leak detector's sites: sampled buffers taken at least `min_age` ago and still out, grouped by
+  /// call stack. Empty when pool_options::leaks is off.
+  std::vector<leak_site> leaks(std::chrono::nanoseconds min_age) const {
+    return leaks_ ? leaks_->sites(min_age) : std::vector<leak_site>{};
+  }
   /// Bytes (capacities) of the buffers the calling thread has taken and not returned itself: a buffer
   /// returned on another thread counts there, so one thread's figure can be negative. Reads only this
   /// thread's counters (no atomic read-modify-write, O(classes)): meant for a per-thread memory budget.
@@ -125,6 +131,7 @@ private:
   /// The calling thread's spare credit; valid once local_cache() returned its (non-orphan) cache.
   std::size_t& own_credit() noexcept { return detail::tls_entries[slot_].credit; }
   buffer get_slow(std::size_t n);
+  buffer get_slow_untracked(std::size_t n);
   void put_header(header* h) noexcept;
   void put_slow(header* h) noexcept;
   void put_foreign(header* h) noexcept;
@@ -146,7 +153,9 @@ private:
   std::size_t nclasses_;
   std::size_t credit_chunk_;
   bool debug_;
-  std::size_t fast_classes_;  // classes served by the inline fast path: nclasses_, or 0 in debug mode
+  std::size_t fast_classes_;  // classes served by the inline fast path: nclasses_, or 0 in debug mode,
+                              // with pooling off, or with the leak detector on
+  std::unique_ptr<detail::leak_tracker> leaks_;  // pool_options::leaks; nullptr when off
   std::uint32_t slot_ = 0;  // index in every thread's tls_entries
   std::uint64_t uid_ = 0;   // never reused, tells this pool from a dead one in the same slot
   // make_key(uid_, epoch_): what a thread's entry holds when it is caught up with every rotation.
@@ -222,7 +231,9 @@ inline pool_core::pool_core(pool_options options, pool* handle)
   // make every other thread's returns drop (at most two chunks each, see trim_credit).
   credit_chunk_ = std::min(4 * (opts_.max_class + sizeof(header)), opts_.max_idle_bytes / 16);
   debug_ = opts_.debug;
-  fast_classes_ = (debug_ || !opts_.enabled) ? 0 : nclasses_;
+  if (opts_.leaks != leak_detection::off)
+    leaks_ = std::make_unique<detail::leak_tracker>(opts_.leaks == leak_detection::all ? 1 : opts_.leak_sample_every);
+  fast_classes_ = (debug_ || !opts_.enabled || leaks_) ? 0 : nclasses_;
   idle_credit_.store(opts_.max_idle_bytes, std::memory_order_relaxed);
   victim_ = std::make_unique<victim_list[]>(nclasses_);
   freed_by_rotation_ = std::make_unique<std::atomic<std::uint64_t>[]>(nclasses_);
@@ -292,6 +303,14 @@ inline void pool_core::retire() noexcept {
   if (out > 0 && debug_)
     report(error_kind::leak_at_destroy, nullptr, static_cast<std::size_t>(out),
            "pool destroyed with " + std::to_string(out) + " buffer(s) still handed out");
+  if (out > 0 && leaks_) {  // each site once, with its call stack
+    try {
+      for (const leak_site& s : leaks_->sites(std::chrono::nanoseconds(0)))
+        report(error_kind::leak_at_destroy, nullptr, s.sampled,
+               "pool destroyed with " + detail::leak_tracker::describe(s, leaks_->sample_every()));
+    } catch (...) {  // out of memory while describing: the counts above are what can be said
+    }
+  }
   handle_ = nullptr;
   if (out <= 0) {
     delete this;
@@ -492,6 +511,12 @@ inline void pool_core::detach(detail::thread_cache* tc, std::size_t credit) noex
 }
 
 BUFPOOL_NOINLINE inline buffer pool_core::get_slow(std::size_t n) {
+  buffer b = get_slow_untracked(n);
+  if (leaks_) [[unlikely]] leaks_->on_get(b.h_, n);
+  return b;
+}
+
+inline buffer pool_core::get_slow_untracked(std::size_t n) {
   const std::size_t cls = class_index(n);
   detail::thread_cache* tc = local_cache();
   if (cls >= nclasses_) {
@@ -555,6 +580,7 @@ BUFPOOL_NOINLINE inline buffer pool_core::get_slow(std::size_t n) {
 
 BUFPOOL_NOINLINE inline void pool_core::put_slow(header* h) noexcept {
   if (debug_ && !on_debug_put(h)) return;
+  if (h->sampled != 0) [[unlikely]] leaks_->on_put(h);
   if (retired_) [[unlikely]] {
     release_retired(h);
     return;
@@ -835,6 +861,11 @@ inline pool_snapshot pool_core::snapshot() const {
   s.max_idle_bytes = opts_.max_idle_bytes;
   s.debug = debug_;
   s.enabled = opts_.enabled;
+  if (leaks_) {
+    s.leak_detection = to_string(opts_.leaks);
+    s.leak_sample_every = leaks_->sample_every();
+    s.leak_tracked = leaks_->tracked();
+  }
   s.classes.resize(nclasses_);
   auto add = [&](const detail::thread_cache& tc, bool count_pooled) {
     for (std::size_t c = 0; c < nclasses_; ++c) {
@@ -930,6 +961,13 @@ public:
   void rotate_local() noexcept { core_->rotate_local(); }
   /// Statistics, gathered now. Exact when nothing runs concurrently.
   pool_snapshot snapshot() const { return core_->snapshot(); }
+  /// The sampled leak detector's findings (pool_options::leaks): the sampled buffers taken at least
+  /// `min_age` ago and still out, grouped by the call stack that took them, the largest group first.
+  /// Empty when the detector is off. Names in the stacks need the program linked with -rdynamic
+  /// (CMake: ENABLE_EXPORTS); without it they show the binary and an offset (addr2line reads them).
+  std::vector<leak_site> leaks(std::chrono::nanoseconds min_age = std::chrono::nanoseconds(0)) const {
+    return core_->leaks(min_age);
+  }
   /// Bytes the calling thread has taken and not returned itself (see pool_core).
   std::int64_t thread_outstanding_bytes() noexcept { return core_->thread_outstanding_bytes(); }
   /// The options the pool was built with.

@@ -8,8 +8,10 @@
 // While threads run, a snapshot is not an atomic cut: each counter is read once, in no common instant.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 namespace bufpool {
@@ -44,6 +46,15 @@ struct oversize_stats {
   std::int64_t outstanding_bytes = 0;
 };
 
+/// One place in the program that took sampled buffers and did not return them (pool::leaks()).
+struct leak_site {
+  std::vector<std::string> stack;    ///< the call stack of the get, innermost first, the pool's frames left out
+  std::size_t sampled = 0;           ///< sampled buffers taken here and still out
+  std::size_t estimated = 0;         ///< sampled x the sampling interval: about how many in all
+  std::size_t bytes = 0;             ///< bytes the sampled ones asked for
+  std::chrono::nanoseconds oldest{0};  ///< how long ago the oldest of them was taken
+};
+
 /// Everything a pool reports.
 struct pool_snapshot {
   std::size_t min_class = 0;
@@ -52,6 +63,9 @@ struct pool_snapshot {
   std::size_t max_idle_bytes = 0;
   bool debug = false;
   bool enabled = true;
+  const char* leak_detection = "off";  ///< pool_options::leaks: "off", "sampled" or "all"
+  std::uint32_t leak_sample_every = 0; ///< 1 in this many gets is sampled (0 when off)
+  std::size_t leak_tracked = 0;        ///< sampled buffers out now (not all of them leaks)
   std::size_t threads = 0;          ///< threads currently attached to the pool
   std::size_t thread_caches = 0;    ///< per-thread caches ever created (reused after a thread exits)
   class_stats totals;               ///< sum over classes

@@ -41,6 +41,7 @@ struct alignas(64) buffer_header {
   std::uint32_t cls;                 ///< size-class index, or oversize_class
   std::atomic<std::uint32_t> state;  ///< buffer_state; kept in debug mode only
   std::atomic<std::uint32_t> refs;   ///< holders of a shared_buffer (set by buffer::share); else unused
+  std::uint32_t sampled;             ///< 1 while the leak detector holds a record of the buffer (its holder's)
 
   std::byte* data() noexcept { return reinterpret_cast<std::byte*>(this + 1); }
   static buffer_header* from_data(std::byte* p) noexcept { return reinterpret_cast<buffer_header*>(p) - 1; }

@@ -53,8 +53,9 @@ public:
 
   /// After a get: records `h` if this get is sampled.
   void on_get(buffer_header* h, std::size_t size) noexcept {
-    if (leak_countdown > 1) {
-      --leak_countdown;
+    // The countdown is the thread's, shared by pools of different rates: clamped to this one's.
+    if (const std::uint32_t c = std::min(leak_countdown, every_); c > 1) {
+      leak_countdown = c - 1;
       return;
     }
     leak_countdown = every_;

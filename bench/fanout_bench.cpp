@@ -1,5 +1,6 @@
-// The fan-out of issue 21 (examples/asio/fanout.cpp's shape) with two message types, in one run:
-// bufpool::shared_buffer (one pool get per message, the count in the buffer's header) and
+// The fan-out of issue 21 (examples/asio/fanout.cpp's shape) with three message types, in one run:
+// bufpool::shared_buffer (one pool get per message, the count in the buffer's header), its one-thread
+// twin bufpool::local_shared_buffer (the count without atomic operations), and
 // std::shared_ptr<const std::string> (the peer: std::make_shared, so one allocation for the count and
 // the string object, plus the string's bytes). Each message (1 to 64 KiB, sizes from a fixed seed)
 // is made once from a source pattern (one copy in both variants: the bytes arriving) and written to
@@ -51,6 +52,7 @@ double thread_cpu_s() {
 using string_message = std::shared_ptr<const std::string>;
 
 asio::const_buffer view(const bufpool::shared_buffer& m) { return m; }
+asio::const_buffer view(const bufpool::local_shared_buffer& m) { return m; }
 asio::const_buffer view(const string_message& m) { return asio::buffer(*m); }
 
 constexpr std::size_t max_window = 16;
@@ -96,6 +98,10 @@ struct publisher {
       bufpool::buffer b = pool.get(n);
       std::memcpy(b.data(), pattern.data(), n);
       return std::move(b).share();
+    } else if constexpr (std::is_same_v<Message, bufpool::local_shared_buffer>) {
+      bufpool::buffer b = pool.get(n);
+      std::memcpy(b.data(), pattern.data(), n);
+      return std::move(b).share_local();
     } else {
       return std::make_shared<const std::string>(pattern.data(), n);
     }
@@ -216,8 +222,11 @@ int main(int argc, char** argv) {
   };
   const result a = run<bufpool::shared_buffer>(seconds, nsubs, window, sizes, pattern);
   print("bufpool::shared_buffer", a);
+  const result l = run<bufpool::local_shared_buffer>(seconds, nsubs, window, sizes, pattern);
+  print("bufpool::local_shared_buffer", l);
   const result b = run<string_message>(seconds, nsubs, window, sizes, pattern);
   print("std::shared_ptr<const std::string>", b);
-  std::printf("ratio (shared_buffer / shared_ptr): %.2fx messages/s\n", a.messages_per_s / b.messages_per_s);
+  std::printf("ratio to shared_ptr: shared_buffer %.2fx, local_shared_buffer %.2fx messages/s\n",
+              a.messages_per_s / b.messages_per_s, l.messages_per_s / b.messages_per_s);
   return 0;
 }

@@ -32,6 +32,20 @@ void BM_pool_get_put(benchmark::State& state) {
 }
 BENCHMARK(BM_pool_get_put)->ThreadRange(1, 2)->UseRealTime();
 
+// The same with the sampled leak detector on (pool_options::leaks): every get and put through the
+// out-of-line path, 1 in Arg gets recording its call stack (Arg 1: leak_detection::all).
+void BM_pool_get_put_leak_detection(benchmark::State& state) {
+  bufpool::pool_options o;
+  o.leaks = state.range(0) == 1 ? bufpool::leak_detection::all : bufpool::leak_detection::sampled;
+  o.leak_sample_every = static_cast<std::uint32_t>(state.range(0));
+  bufpool::pool p(o);
+  for (auto _ : state) {
+    bufpool::buffer b = p.get(size_4k);
+    benchmark::DoNotOptimize(b.data());
+  }
+}
+BENCHMARK(BM_pool_get_put_leak_detection)->Arg(1)->Arg(128)->Arg(1024);
+
 // A shared_buffer's copy and release (issue 21's aim: at most 2 ns uncontended), beside the same for a
 // std::shared_ptr<const std::string> (the peer).
 void BM_shared_buffer_copy_release(benchmark::State& state) {
@@ -42,6 +56,16 @@ void BM_shared_buffer_copy_release(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_shared_buffer_copy_release);
+
+// Its one-thread twin: the count changed with plain loads and stores.
+void BM_local_shared_buffer_copy_release(benchmark::State& state) {
+  const bufpool::local_shared_buffer s = shared_pool().get(size_4k).share_local();
+  for (auto _ : state) {
+    bufpool::local_shared_buffer c = s;
+    benchmark::DoNotOptimize(c.data());
+  }
+}
+BENCHMARK(BM_local_shared_buffer_copy_release);
 
 void BM_shared_ptr_copy_release(benchmark::State& state) {
   // libstdc++ skips the atomics while the process has never had a second thread

@@ -125,6 +125,28 @@ TEST_CASE("shared_buffer: copies and slices share one count in the header, the l
   CHECK(p.snapshot().oversize.outstanding == 0);
 }
 
+TEST_CASE("local_shared_buffer: copies and slices on one thread share the count, the last returns the buffer") {
+  pool p;
+  buffer b = text(p, "one thread, many holders");
+  std::byte* data = b.data();
+  bufpool::local_shared_buffer s = std::move(b).share_local();
+  CHECK_FALSE(b);
+  CHECK(s.use_count() == 1);
+  std::vector<bufpool::local_shared_buffer> holders(100, s);
+  CHECK(s.use_count() == 101);
+  bufpool::local_shared_buffer part = s.slice(4, 6);
+  CHECK(part.view() == "thread");
+  CHECK(s.use_count() == 102);
+  CHECK(net::buffer(part).data() == static_cast<const void*>(data + 4));
+  CHECK_THROWS_AS(s.slice(20, 10), std::out_of_range);
+  holders.clear();
+  s.reset();
+  CHECK(p.snapshot().totals.outstanding == 1);  // `part` still holds it
+  part = bufpool::local_shared_buffer();
+  CHECK(p.snapshot().totals.outstanding == 0);
+  CHECK(p.snapshot().totals.puts == 1);  // returned exactly once
+}
+
 TEST_CASE("shared_buffer: released on many threads at once, the buffer comes back exactly once") {
   pool p;
   for (int round = 0; round < 200 / bufpool::test::scale_down; ++round) {

@@ -21,6 +21,7 @@ namespace bufpool {
 class pool;
 class pool_core;
 class shared_buffer;
+class local_shared_buffer;
 
 /// A byte buffer from a bufpool::pool. Move-only; returns itself on destruction.
 class buffer {
@@ -98,10 +99,13 @@ public:
   /// returns it to the pool. The count lives in the buffer's own header (no allocation, no bigger
   /// class). The handle becomes empty.
   shared_buffer share() && noexcept;
+  /// The same for holders on one thread only (local_shared_buffer: no atomic operation per copy).
+  local_shared_buffer share_local() && noexcept;
 
 private:
   friend class pool_core;
   friend class shared_buffer;
+  friend class local_shared_buffer;
   buffer(detail::buffer_header* h, std::size_t n) noexcept : h_(h), size_(n) {}
 
   detail::buffer_header* h_ = nullptr;
@@ -169,11 +173,93 @@ public:
 
 private:
   friend class buffer;
+  friend class local_shared_buffer;
   static void release_last(detail::buffer_header* h) noexcept;
   detail::buffer_header* h_ = nullptr;
   const std::byte* data_ = nullptr;
   std::size_t size_ = 0;
 };
+
+/// shared_buffer's one-thread twin (Rust's Rc beside Arc; Seastar's temporary_buffer::share): for
+/// fan-out where every holder lives on one thread (an io_context per thread), the count in the header
+/// is changed with plain loads and stores, no atomic read-modify-write, so a copy and its release cost
+/// about what a pointer copy does (docs/benchmarks.md 13). Holders on two threads at once are a data
+/// race; a message that crosses threads is a shared_buffer. The last holder returns the buffer.
+class local_shared_buffer {
+public:
+  local_shared_buffer() noexcept = default;
+  local_shared_buffer(const local_shared_buffer& o) noexcept : h_(o.h_), data_(o.data_), size_(o.size_) {
+    if (h_ != nullptr) h_->refs.store(h_->refs.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  }
+  local_shared_buffer(local_shared_buffer&& o) noexcept
+      : h_(std::exchange(o.h_, nullptr)), data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)) {}
+  local_shared_buffer& operator=(const local_shared_buffer& o) noexcept {
+    if (this != &o) {
+      local_shared_buffer copy(o);
+      swap(copy);
+    }
+    return *this;
+  }
+  local_shared_buffer& operator=(local_shared_buffer&& o) noexcept {
+    if (this != &o) {
+      reset();
+      swap(o);
+    }
+    return *this;
+  }
+  ~local_shared_buffer() { reset(); }
+  void swap(local_shared_buffer& o) noexcept {
+    std::swap(h_, o.h_);
+    std::swap(data_, o.data_);
+    std::swap(size_, o.size_);
+  }
+
+  const std::byte* data() const noexcept { return data_; }
+  std::size_t size() const noexcept { return size_; }
+  bool empty() const noexcept { return size_ == 0; }
+  explicit operator bool() const noexcept { return h_ != nullptr; }
+  std::span<const std::byte> span() const noexcept { return {data_, size_}; }
+  const char* chars() const noexcept { return reinterpret_cast<const char*>(data_); }
+  std::string_view view() const noexcept { return {chars(), size_}; }
+  operator net::const_buffer() const noexcept { return net::const_buffer(data_, size_); }
+  /// Bytes [offset, offset + length), sharing the buffer; throws std::out_of_range outside it.
+  local_shared_buffer slice(std::size_t offset, std::size_t length) const {
+    if (offset > size_ || length > size_ - offset) throw std::out_of_range("bufpool::local_shared_buffer::slice");
+    local_shared_buffer s(*this);
+    s.data_ += offset;
+    s.size_ = length;
+    return s;
+  }
+  std::uint32_t use_count() const noexcept { return h_ ? h_->refs.load(std::memory_order_relaxed) : 0; }
+  /// Drops this holder; the last returns the buffer.
+  void reset() noexcept {
+    if (h_ == nullptr) return;
+    detail::buffer_header* h = std::exchange(h_, nullptr);
+    data_ = nullptr;
+    size_ = 0;
+    const std::uint32_t r = h->refs.load(std::memory_order_relaxed);
+    if (r == 1) [[unlikely]]
+      shared_buffer::release_last(h);
+    else
+      h->refs.store(r - 1, std::memory_order_relaxed);
+  }
+
+private:
+  friend class buffer;
+  detail::buffer_header* h_ = nullptr;
+  const std::byte* data_ = nullptr;
+  std::size_t size_ = 0;
+};
+
+inline local_shared_buffer buffer::share_local() && noexcept {
+  local_shared_buffer s;
+  if (h_ == nullptr) return s;
+  h_->refs.store(1, std::memory_order_relaxed);
+  s.data_ = h_->data() + std::exchange(off_, 0);
+  s.size_ = std::exchange(size_, 0);
+  s.h_ = std::exchange(h_, nullptr);
+  return s;
+}
 
 inline shared_buffer buffer::share() && noexcept {
   shared_buffer s;

@@ -560,6 +560,15 @@ nlohmann::json server::stats() const {
     tls_listeners.push_back(h->prefix().substr(0, h->prefix().find('.')));
     ticket_rotations += h->tickets().rotations();
   }
+  // The leak detector's sites (pool.leak_detection): sampled buffers out for longer than
+  // pool.leak_report_age, by the call stack that took them. Empty when it is off.
+  json leaks = json::array();
+  for (const leak_site& site : pool_->leaks(settings_.leak_report_age))
+    leaks.push_back({{"sampled", site.sampled},
+                     {"estimated", site.estimated},
+                     {"bytes", site.bytes},
+                     {"oldest_s", std::chrono::duration<double>(site.oldest).count()},
+                     {"stack", site.stack}});
   return json{{"server",
                {{"uptime_s", uptime},
                 {"threads", workers_.size()},
@@ -599,7 +608,8 @@ nlohmann::json server::stats() const {
                                 {"dropped", access_pool_ ? access_pool_->overrun_counter() : 0}}},
                 {"process", {{"open_fds", open_fd_count()}}},
                 {"settings", settings_.effective}}},
-              {"pool", pool}};
+              {"pool", pool},
+              {"pool_leaks", std::move(leaks)}};
 }
 
 }  // namespace bufpool::server

@@ -146,6 +146,14 @@ config::schema build() {
   s.add(integer("pool.max_idle_bytes", 64 << 20, "cap on idle pooled memory (data and 64-byte headers)", 64, std::int64_t{1} << 40));
   s.add(dur("pool.rotation_interval", "10s", "victim rotation interval: unused buffers are freed within two", us_per_ms,
             3600 * us_per_s));
+  s.add({"pool.leak_detection", value_kind::choice, "off",
+         "the sampled leak detector: off; sampled (1 get in pool.leak_sample_every records its call stack); all",
+         0, 0, {"off", "sampled", "all"}, {}, false});
+  s.add(integer("pool.leak_sample_every", 1024, "leak_detection sampled: 1 get in this many per thread", 1,
+                std::int64_t{1} << 31));
+  s.add(dur("pool.leak_report_age", "60s",
+            "/stats lists (pool_leaks) the sampled buffers out for longer than this, by call stack", 0,
+            30 * 24 * 3600 * us_per_s));
   return s;
 }
 
@@ -219,6 +227,10 @@ server_settings settings_from(const nlohmann::json& v) {
   s.pool.ring_capacity = static_cast<std::uint32_t>(size_at(v, "pool.ring_capacity"));
   s.pool.max_idle_bytes = size_at(v, "pool.max_idle_bytes");
   s.rotation_interval = config::duration_at(v, "pool.rotation_interval");
+  const std::string leaks = config::at(v, "pool.leak_detection").get<std::string>();
+  s.pool.leaks = leaks == "all" ? leak_detection::all : leaks == "sampled" ? leak_detection::sampled : leak_detection::off;
+  s.pool.leak_sample_every = static_cast<std::uint32_t>(size_at(v, "pool.leak_sample_every"));
+  s.leak_report_age = config::duration_at(v, "pool.leak_report_age");
   try {
     validate(s.pool);
   } catch (const std::invalid_argument& e) {

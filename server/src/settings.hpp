@@ -79,6 +79,7 @@ struct server_settings {
   /// the server's own.
   std::pmr::memory_resource* connection_memory = nullptr;
   std::chrono::microseconds rotation_interval{10'000'000};
+  std::chrono::microseconds leak_report_age{60'000'000};  // /stats pool_leaks: sampled buffers out this long
   nlohmann::json effective;  // the configuration in force, echoed in /stats
 };
 

@@ -147,7 +147,7 @@ void engine::complete_request() {
   if (last_response()) closing_ = true;
   ++requests_;
   env_.stats.requests[static_cast<std::size_t>(route_)].add();
-  exchange x(*this);
+  h1_exchange x(*this);
   handler_->respond(x);
   reset_answer();
   head_ = streaming_ = echo_ = false;  // a request that fails before its headers are complete is no HEAD
@@ -412,7 +412,7 @@ int engine::on_headers_complete() {
   if (handler_ == nullptr) route_request();  // on_url_complete routes; this is only a safety net
   if ((parser_.flags & F_CONTENT_LENGTH) != 0 && parser_.content_length > ctx_.limits.max_body_bytes)
     return reject(413, error_kind::body_too_large);
-  exchange x(*this);
+  h1_exchange x(*this);
   handler_->on_headers(x);
   if (answer_oom_) return reject(503, error_kind::out_of_memory);  // set_answer found no buffer
   const bool has_body = (parser_.flags & F_CHUNKED) != 0 ||
@@ -568,14 +568,11 @@ void engine::start_echo_stream() {
   // said is known now.
   write_head(answer_status_, "application/octet-stream",
              (parser_.flags & F_CHUNKED) != 0 ? chunked_length : static_cast<std::size_t>(echo_length_),
-             exchange(*this).answer_headers(), closing_ || llhttp_should_keep_alive(&parser_) == 0 || last_response());
+             h1_exchange(*this).answer_headers(), closing_ || llhttp_should_keep_alive(&parser_) == 0 || last_response());
   streaming_ = true;
 }
 
-std::string_view exchange::path() const noexcept { return path_of(target()); }
-std::string_view exchange::query() const noexcept { return query_of(target()); }
-
-void exchange::set_answer(unsigned status, std::string_view extra_headers, bool close) noexcept {
+void h1_exchange::set_answer(unsigned status, std::string_view extra_headers, bool close) noexcept {
   e_.answer_used_ = true;
   e_.answer_status_ = status;
   // Applied when the request is complete (complete_request): closing_ now would stop the parsing of
@@ -639,7 +636,7 @@ void engine::write_whole(unsigned status, std::string_view content_type, const s
   held_.clear();
 }
 
-void exchange::body_pattern(std::size_t n) {
+void h1_exchange::body_pattern(std::size_t n) {
   static const std::string pattern = [] {
     constexpr std::string_view cycle = exchange::pattern_cycle;
     std::string p(output_batch::buffer_bytes, '\0');
@@ -654,7 +651,7 @@ void exchange::body_pattern(std::size_t n) {
   }
 }
 
-void exchange::end_echo() {
+void h1_exchange::end_echo() {
   if (e_.hold_) {  // the body was held whole: one answer with its length (compressed if asked)
     e_.write_whole(e_.answer_status_, "application/octet-stream", nullptr, answer_headers());
     return;

@@ -29,6 +29,7 @@
 
 #include "http/checks.hpp"
 #include "http/env.hpp"
+#include "http/exchange.hpp"
 #include "http/handler.hpp"
 #include "http/output.hpp"
 #include "settings.hpp"
@@ -164,7 +165,7 @@ public:
   }
 
 private:
-  friend class exchange;
+  friend class h1_exchange;
   friend struct llhttp_callbacks;
   /// The header whose value is being parsed, when it is one the engine checks itself.
   enum class header : std::uint8_t { other, host, transfer_encoding, expect, accept_encoding };
@@ -317,95 +318,74 @@ private:
   }
 };
 
-/// A request as its handler sees it, and the way it answers.
-class exchange {
+/// The HTTP/1.1 engine's side of http::exchange (exchange.hpp): a view of the engine's request and
+/// answer state, made on the stack for each handler call.
+class h1_exchange final : public exchange {
 public:
-  explicit exchange(engine& e) noexcept : e_(e) {}
-  llhttp_method_t method() const noexcept { return static_cast<llhttp_method_t>(e_.parser_.method); }
-  /// The request target as received, all of it (up to http.max_uri_bytes).
-  std::string_view target() const noexcept {
+  explicit h1_exchange(engine& e) noexcept : e_(e) {}
+  llhttp_method_t method() const noexcept override { return static_cast<llhttp_method_t>(e_.parser_.method); }
+  std::string_view target() const noexcept override {
     if (e_.long_target_) return {reinterpret_cast<const char*>(e_.long_target_.data()), e_.long_target_.size()};
     return {e_.path_.data(), e_.path_len_};
   }
-  bool target_complete() const noexcept { return e_.url_len_ == target().size(); }
-  std::string_view path() const noexcept;
-  std::string_view query() const noexcept;
-  unsigned version_minor() const noexcept { return e_.parser_.http_minor; }
-  /// A HEAD request: body() writes nothing.
-  bool head() const noexcept { return e_.head_; }
-  /// A 405's Allow header line ("Allow: GET, HEAD\r\n"), from the route table.
-  std::string_view allow() const noexcept { return e_.allow_; }
-
-  void write_head(unsigned status, std::string_view content_type, std::size_t content_length,
-                  std::string_view extra_headers = {}) {
-    e_.write_head(status, content_type, content_length, extra_headers, e_.closing_);
+  bool target_complete() const noexcept override { return e_.url_len_ == target().size(); }
+  unsigned version_minor() const noexcept override { return e_.parser_.http_minor; }
+  bool head() const noexcept override { return e_.head_; }
+  std::string_view allow() const noexcept override { return e_.allow_; }
+  std::string_view captured_headers() const noexcept override {
+    return e_.capture_ ? std::string_view(reinterpret_cast<const char*>(e_.capture_.data()), e_.capture_.size())
+                       : std::string_view{};
   }
-  void body(std::string_view bytes) { e_.append_body(bytes); }
-  /// From on_headers: the request body streams back as the answer's body (Content-Length, or chunked
-  /// for a chunked request), each piece as it is parsed.
-  void echo_body() noexcept { e_.echo_ = true; }
-  /// From respond, after echo_body: ends the echoed answer.
-  void end_echo();
-  /// From on_headers: the answer's status and extra header lines ("Name: value\r\n" each; kept in a
-  /// pooled buffer until the answer is written: an echoed body's head is written when its first piece
-  /// arrives), and whether the connection closes after it (Connection: close).
-  void set_answer(unsigned status, std::string_view extra_headers, bool close) noexcept;
-  unsigned answer_status() const noexcept { return e_.answer_status_; }
-  std::string_view answer_headers() const noexcept {
+  bool accepts_gzip() const noexcept override { return e_.accepts_gzip_; }
+
+  void echo_body() noexcept override { e_.echo_ = true; }
+  void set_answer(unsigned status, std::string_view extra_headers, bool close) noexcept override;
+  unsigned answer_status() const noexcept override { return e_.answer_status_; }
+  std::string_view answer_headers() const noexcept override {
     return e_.answer_text_ ? std::string_view(reinterpret_cast<const char*>(e_.answer_text_.data()), e_.answer_text_.size())
                            : std::string_view{};
   }
-  /// A note from on_headers to respond about the same request (a kind and a value; 0 when none).
-  void note(std::uint8_t kind, std::uint64_t value) noexcept {
+  void note(std::uint8_t kind, std::uint64_t value) noexcept override {
     e_.answer_used_ = true;
     e_.note_kind_ = kind;
     e_.note_value_ = value;
   }
-  std::uint8_t note_kind() const noexcept { return e_.note_kind_; }
-  std::uint64_t note_value() const noexcept { return e_.note_value_; }
-  /// n bytes of a fixed pattern as the body (nothing for HEAD), copied into pooled output buffers.
-  void body_pattern(std::size_t n);
-
-  /// From on_headers: answer once the request is complete and `d` has passed. The connection reads
-  /// nothing meanwhile and holds no pooled buffer for it (unless it holds the body, hold_body, or
-  /// pipelined bytes after it were read with it).
-  void defer(clock::duration d) noexcept {
+  std::uint8_t note_kind() const noexcept override { return e_.note_kind_; }
+  std::uint64_t note_value() const noexcept override { return e_.note_value_; }
+  /// The connection reads nothing meanwhile and holds no pooled buffer for it (unless it holds the
+  /// body, hold_body, or pipelined bytes after it were read with it).
+  void defer(clock::duration d) noexcept override {
     e_.answer_used_ = true;
     e_.defer_ = d;
   }
-  /// From on_headers: the request body is kept whole (pooled), for respond to answer with
-  /// (end_echo: as the body; held_body: to read). Its size is limited by http.max_body_bytes.
-  void hold_body() noexcept {
+  void hold_body() noexcept override {
     e_.answer_used_ = true;
     e_.echo_ = true;
     e_.hold_ = true;
   }
-  /// From on_headers: the answer is compressed if the request accepts gzip (Accept-Encoding) and the
-  /// compressed body fits one pooled buffer; either way it carries Vary: Accept-Encoding.
-  void gzip_answer() noexcept {
+  void gzip_answer() noexcept override {
     e_.answer_used_ = true;
     e_.gzip_ = true;
   }
-  bool accepts_gzip() const noexcept { return e_.accepts_gzip_; }
-  bool gzip_asked() const noexcept { return e_.gzip_; }
-  /// body_pattern's bytes: this cycle, repeated.
-  static constexpr std::string_view pattern_cycle = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz-_";
-  /// From respond: a whole answer (head and body), compressed where gzip_answer asked.
+  bool gzip_asked() const noexcept override { return e_.gzip_; }
+
+  void write_head(unsigned status, std::string_view content_type, std::size_t content_length,
+                  std::string_view extra_headers) override {
+    e_.write_head(status, content_type, content_length, extra_headers, e_.closing_);
+  }
+  void body(std::string_view bytes) override { e_.append_body(bytes); }
+  void body_pattern(std::size_t n) override;
   void write_whole(unsigned status, std::string_view content_type, std::string_view body,
-                   std::string_view extra_headers = {}) {
+                   std::string_view extra_headers) override {
     e_.write_whole(status, content_type, &body, extra_headers);
   }
-  /// The held body's pieces (hold_body), in order.
-  std::span<const bufpool::buffer> held_body() const noexcept { return e_.held_.pieces(); }
-  /// The request's header lines as received ("Name: value\n" each; the handler wants_headers()).
-  /// Complete unless it was cut at http.max_header_bytes.
-  std::string_view captured_headers() const noexcept {
-    return e_.capture_ ? std::string_view(reinterpret_cast<const char*>(e_.capture_.data()), e_.capture_.size())
-                       : std::string_view{};
-  }
-  std::string_view method_name() const noexcept { return llhttp_method_name(method()); }
-  worker_stats& stats() noexcept { return e_.env_.stats; }
-  bufpool::pool& pool() noexcept { return e_.env_.pool; }
+  /// Ends the echoed answer: the held body as one answer with its length, the chunked terminator, or an
+  /// empty answer when no body came.
+  void end_echo() override;
+  std::span<const bufpool::buffer> held_body() const noexcept override { return e_.held_.pieces(); }
+
+  worker_stats& stats() noexcept override { return e_.env_.stats; }
+  bufpool::pool& pool() noexcept override { return e_.env_.pool; }
 
 private:
   engine& e_;

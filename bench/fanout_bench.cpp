@@ -28,26 +28,9 @@
 #include <asio.hpp>
 #include <bufpool/bufpool.hpp>
 
-namespace {
-thread_local bool counting = false;
-std::atomic<std::uint64_t> news{0};
-}  // namespace
-
-void* operator new(std::size_t n) {
-  if (counting) news.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
-  throw std::bad_alloc();
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+#include "support.hpp"
 
 namespace {
-
-double thread_cpu_s() {
-  timespec ts{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
-}
 
 using string_message = std::shared_ptr<const std::string>;
 
@@ -168,21 +151,21 @@ result run(double seconds, std::size_t nsubs, std::size_t window, const std::vec
     run_for(warm);
     (void)t0;
     const std::uint64_t p0 = pub.published, w0 = pub.written, g0 = pool.snapshot().totals.gets + pool.snapshot().oversize.gets;
-    const double c0 = thread_cpu_s();
-    news.store(0);
-    counting = true;
+    const double c0 = bench::thread_cpu_s();
+    bench::news.store(0);
+    bench::counting = true;
     const auto m0 = std::chrono::steady_clock::now();
     run_for(seconds);
     const auto m1 = std::chrono::steady_clock::now();
-    counting = false;
-    const double c1 = thread_cpu_s();
+    bench::counting = false;
+    const double c1 = bench::thread_cpu_s();
     const auto snap = pool.snapshot();
     const double dt = std::chrono::duration<double>(m1 - m0).count();
     const double msgs = static_cast<double>(pub.published - p0);
     r.messages_per_s = msgs / dt;
     r.writes_per_s = static_cast<double>(pub.written - w0) / dt;
     r.cpu_us_per_message = (c1 - c0) * 1e6 / msgs;
-    r.allocs_per_message = static_cast<double>(news.load()) / msgs;
+    r.allocs_per_message = static_cast<double>(bench::news.load()) / msgs;
     r.gets_per_message = static_cast<double>(snap.totals.gets + snap.oversize.gets - g0) / msgs;
     pub.stopping = true;
     for (auto& s : pub.subs) s->socket.close();

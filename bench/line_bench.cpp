@@ -21,26 +21,9 @@
 #include <asio.hpp>
 #include <bufpool/bufpool.hpp>
 
-namespace {
-thread_local bool counting = false;
-std::atomic<std::uint64_t> news{0};
-}  // namespace
-
-void* operator new(std::size_t n) {
-  if (counting) news.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
-  throw std::bad_alloc();
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+#include "support.hpp"
 
 namespace {
-
-double thread_cpu_s() {
-  timespec ts{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
-}
 
 std::atomic<std::uint64_t> lines_done{0};
 
@@ -107,29 +90,13 @@ void run(const char* name, double seconds, int clients) {
         while (back[got - 1] != '\n');
       }
     });
-  double cpu0 = 0, cpu1 = 0;
-  std::uint64_t lines0 = 0, lines1 = 0, news0 = 0, news1 = 0;
-  std::thread server([&] {
-    const auto warm_end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
-    while (std::chrono::steady_clock::now() < warm_end) io.run_for(std::chrono::milliseconds(50));
-    counting = true;
-    cpu0 = thread_cpu_s();
-    lines0 = lines_done.load();
-    news0 = news.load();
-    const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
-    while (std::chrono::steady_clock::now() < end) io.run_for(std::chrono::milliseconds(50));
-    cpu1 = thread_cpu_s();
-    lines1 = lines_done.load();
-    news1 = news.load();
-    counting = false;
-    stop = true;
-    io.run_for(std::chrono::milliseconds(500));  // let the drivers finish their last line
-  });
+  bench::measured m;
+  std::thread server([&] { m = bench::warm_then_measure(io, seconds, lines_done, stop); });
   server.join();
   for (auto& d : drivers) d.join();
-  const double n = static_cast<double>(lines1 - lines0);
+  const double n = static_cast<double>(m.events);
   std::printf("%-34s %10.0f lines/s %8.2f us server CPU/line %8.3f allocations/line\n", name, n / seconds,
-              1e6 * (cpu1 - cpu0) / n, static_cast<double>(news1 - news0) / n);
+              1e6 * m.cpu_s / n, static_cast<double>(m.allocations) / n);
 }
 
 }  // namespace

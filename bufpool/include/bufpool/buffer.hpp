@@ -20,8 +20,12 @@ namespace bufpool {
 
 class pool;
 class pool_core;
-class shared_buffer;
-class local_shared_buffer;
+template <bool Atomic>
+class basic_shared_buffer;
+/// Holders on any threads (see basic_shared_buffer).
+using shared_buffer = basic_shared_buffer<true>;
+/// Holders on one thread only: no atomic operation per copy (see basic_shared_buffer).
+using local_shared_buffer = basic_shared_buffer<false>;
 
 /// A byte buffer from a bufpool::pool. Move-only; returns itself on destruction.
 class buffer {
@@ -104,8 +108,8 @@ public:
 
 private:
   friend class pool_core;
-  friend class shared_buffer;
-  friend class local_shared_buffer;
+  template <bool>
+  friend class basic_shared_buffer;
   buffer(detail::buffer_header* h, std::size_t n) noexcept : h_(h), size_(n) {}
 
   detail::buffer_header* h_ = nullptr;
@@ -115,33 +119,39 @@ private:
 
 /// A read-only pooled buffer with many holders (fan-out: one message written to many sockets). Copies
 /// share the buffer through a reference count in its header; slice() gives a part of it that shares
-/// the same count. The last holder to go, on any thread, returns the buffer to its pool (or frees it
-/// when the pool is gone, as a buffer does). Copy: one relaxed atomic increment; release: one
-/// acquire-release decrement.
-class shared_buffer {
+/// the same count. The last holder to go returns the buffer to its pool (or frees it when the pool is
+/// gone, as a buffer does). Two flavours, one type each:
+/// - shared_buffer (Atomic = true): holders on any threads. Copy: one relaxed atomic increment;
+///   release: one acquire-release decrement.
+/// - local_shared_buffer (Atomic = false): every holder on one thread (an io_context per thread; Rust's
+///   Rc beside Arc, Seastar's temporary_buffer::share): the count is changed with plain loads and
+///   stores, so a copy and its release cost about what a pointer copy does (docs/benchmarks.md 13).
+///   Holders on two threads at once are a data race; a message that crosses threads is a shared_buffer.
+template <bool Atomic>
+class basic_shared_buffer {
 public:
-  shared_buffer() noexcept = default;
-  shared_buffer(const shared_buffer& o) noexcept : h_(o.h_), data_(o.data_), size_(o.size_) {
-    if (h_ != nullptr) h_->refs.fetch_add(1, std::memory_order_relaxed);
+  basic_shared_buffer() noexcept = default;
+  basic_shared_buffer(const basic_shared_buffer& o) noexcept : h_(o.h_), data_(o.data_), size_(o.size_) {
+    if (h_ != nullptr) add_ref(h_);
   }
-  shared_buffer(shared_buffer&& o) noexcept
+  basic_shared_buffer(basic_shared_buffer&& o) noexcept
       : h_(std::exchange(o.h_, nullptr)), data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)) {}
-  shared_buffer& operator=(const shared_buffer& o) noexcept {
+  basic_shared_buffer& operator=(const basic_shared_buffer& o) noexcept {
     if (this != &o) {
-      shared_buffer copy(o);
+      basic_shared_buffer copy(o);
       swap(copy);
     }
     return *this;
   }
-  shared_buffer& operator=(shared_buffer&& o) noexcept {
+  basic_shared_buffer& operator=(basic_shared_buffer&& o) noexcept {
     if (this != &o) {
       reset();
       swap(o);
     }
     return *this;
   }
-  ~shared_buffer() { reset(); }
-  void swap(shared_buffer& o) noexcept {
+  ~basic_shared_buffer() { reset(); }
+  void swap(basic_shared_buffer& o) noexcept {
     std::swap(h_, o.h_);
     std::swap(data_, o.data_);
     std::swap(size_, o.size_);
@@ -159,77 +169,14 @@ public:
 
   /// Bytes [offset, offset + length) of this view, sharing the buffer; throws std::out_of_range when
   /// they are not all inside it.
-  shared_buffer slice(std::size_t offset, std::size_t length) const {
+  basic_shared_buffer slice(std::size_t offset, std::size_t length) const {
     if (offset > size_ || length > size_ - offset) throw std::out_of_range("bufpool::shared_buffer::slice");
-    shared_buffer s(*this);
+    basic_shared_buffer s(*this);
     s.data_ += offset;
     s.size_ = length;
     return s;
   }
-  /// Holders of the buffer now (a hint: other threads may change it).
-  std::uint32_t use_count() const noexcept { return h_ ? h_->refs.load(std::memory_order_relaxed) : 0; }
-  /// Drops this holder; the last returns the buffer.
-  void reset() noexcept;
-
-private:
-  friend class buffer;
-  friend class local_shared_buffer;
-  static void release_last(detail::buffer_header* h) noexcept;
-  detail::buffer_header* h_ = nullptr;
-  const std::byte* data_ = nullptr;
-  std::size_t size_ = 0;
-};
-
-/// shared_buffer's one-thread twin (Rust's Rc beside Arc; Seastar's temporary_buffer::share): for
-/// fan-out where every holder lives on one thread (an io_context per thread), the count in the header
-/// is changed with plain loads and stores, no atomic read-modify-write, so a copy and its release cost
-/// about what a pointer copy does (docs/benchmarks.md 13). Holders on two threads at once are a data
-/// race; a message that crosses threads is a shared_buffer. The last holder returns the buffer.
-class local_shared_buffer {
-public:
-  local_shared_buffer() noexcept = default;
-  local_shared_buffer(const local_shared_buffer& o) noexcept : h_(o.h_), data_(o.data_), size_(o.size_) {
-    if (h_ != nullptr) h_->refs.store(h_->refs.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-  }
-  local_shared_buffer(local_shared_buffer&& o) noexcept
-      : h_(std::exchange(o.h_, nullptr)), data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)) {}
-  local_shared_buffer& operator=(const local_shared_buffer& o) noexcept {
-    if (this != &o) {
-      local_shared_buffer copy(o);
-      swap(copy);
-    }
-    return *this;
-  }
-  local_shared_buffer& operator=(local_shared_buffer&& o) noexcept {
-    if (this != &o) {
-      reset();
-      swap(o);
-    }
-    return *this;
-  }
-  ~local_shared_buffer() { reset(); }
-  void swap(local_shared_buffer& o) noexcept {
-    std::swap(h_, o.h_);
-    std::swap(data_, o.data_);
-    std::swap(size_, o.size_);
-  }
-
-  const std::byte* data() const noexcept { return data_; }
-  std::size_t size() const noexcept { return size_; }
-  bool empty() const noexcept { return size_ == 0; }
-  explicit operator bool() const noexcept { return h_ != nullptr; }
-  std::span<const std::byte> span() const noexcept { return {data_, size_}; }
-  const char* chars() const noexcept { return reinterpret_cast<const char*>(data_); }
-  std::string_view view() const noexcept { return {chars(), size_}; }
-  operator net::const_buffer() const noexcept { return net::const_buffer(data_, size_); }
-  /// Bytes [offset, offset + length), sharing the buffer; throws std::out_of_range outside it.
-  local_shared_buffer slice(std::size_t offset, std::size_t length) const {
-    if (offset > size_ || length > size_ - offset) throw std::out_of_range("bufpool::local_shared_buffer::slice");
-    local_shared_buffer s(*this);
-    s.data_ += offset;
-    s.size_ = length;
-    return s;
-  }
+  /// Holders of the buffer now (for shared_buffer a hint: other threads may change it).
   std::uint32_t use_count() const noexcept { return h_ ? h_->refs.load(std::memory_order_relaxed) : 0; }
   /// Drops this holder; the last returns the buffer.
   void reset() noexcept {
@@ -237,38 +184,51 @@ public:
     detail::buffer_header* h = std::exchange(h_, nullptr);
     data_ = nullptr;
     size_ = 0;
-    const std::uint32_t r = h->refs.load(std::memory_order_relaxed);
-    if (r == 1) [[unlikely]]
-      shared_buffer::release_last(h);
-    else
-      h->refs.store(r - 1, std::memory_order_relaxed);
+    if (drop_ref(h)) [[unlikely]] release_last(h);
   }
 
 private:
   friend class buffer;
+  // Made by buffer::share() / share_local(): the buffer's one handle becomes the first holder.
+  basic_shared_buffer(detail::buffer_header* h, const std::byte* data, std::size_t size) noexcept
+      : h_(h), data_(data), size_(size) {
+    h_->refs.store(1, std::memory_order_relaxed);  // held by that handle alone until now
+  }
+  static void add_ref(detail::buffer_header* h) noexcept {
+    if constexpr (Atomic) h->refs.fetch_add(1, std::memory_order_relaxed);
+    else h->refs.store(h->refs.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  }
+  // True for the last holder. Atomic: acq_rel, so every holder's reads of the data happen before the
+  // buffer is reused (release on each decrement, acquire by the one that sees 1), as in shared_ptr.
+  static bool drop_ref(detail::buffer_header* h) noexcept {
+    if constexpr (Atomic) {
+      return h->refs.fetch_sub(1, std::memory_order_acq_rel) == 1;
+    } else {
+      const std::uint32_t r = h->refs.load(std::memory_order_relaxed);
+      if (r == 1) return true;
+      h->refs.store(r - 1, std::memory_order_relaxed);
+      return false;
+    }
+  }
+  static void release_last(detail::buffer_header* h) noexcept;  // pool.hpp: back to the owner
+
   detail::buffer_header* h_ = nullptr;
   const std::byte* data_ = nullptr;
   std::size_t size_ = 0;
 };
 
-inline local_shared_buffer buffer::share_local() && noexcept {
-  local_shared_buffer s;
-  if (h_ == nullptr) return s;
-  h_->refs.store(1, std::memory_order_relaxed);
-  s.data_ = h_->data() + std::exchange(off_, 0);
-  s.size_ = std::exchange(size_, 0);
-  s.h_ = std::exchange(h_, nullptr);
-  return s;
+inline shared_buffer buffer::share() && noexcept {
+  if (h_ == nullptr) return {};
+  const std::size_t n = std::exchange(size_, 0);
+  const std::byte* d = h_->data() + std::exchange(off_, 0);
+  return shared_buffer(std::exchange(h_, nullptr), d, n);
 }
 
-inline shared_buffer buffer::share() && noexcept {
-  shared_buffer s;
-  if (h_ == nullptr) return s;
-  h_->refs.store(1, std::memory_order_relaxed);  // held by this handle alone until now
-  s.data_ = h_->data() + std::exchange(off_, 0);
-  s.size_ = std::exchange(size_, 0);
-  s.h_ = std::exchange(h_, nullptr);
-  return s;
+inline local_shared_buffer buffer::share_local() && noexcept {
+  if (h_ == nullptr) return {};
+  const std::size_t n = std::exchange(size_, 0);
+  const std::byte* d = h_->data() + std::exchange(off_, 0);
+  return local_shared_buffer(std::exchange(h_, nullptr), d, n);
 }
 
 }  // namespace bufpool

@@ -113,7 +113,8 @@ public:
 
 private:
   friend class buffer;
-  friend class shared_buffer;
+  template <bool>
+  friend class basic_shared_buffer;
   friend class pool;
   friend struct detail::thread_exit_hook;
   ~pool_core();  // through retire()
@@ -207,18 +208,11 @@ inline void buffer::reset() noexcept {
   }
 }
 
-// The last holder returns the buffer. acq_rel: every holder's reads of the data happen before the
-// buffer is reused (release on each decrement, acquire by the one that sees 1), as in shared_ptr.
-inline void shared_buffer::reset() noexcept {
-  if (h_ == nullptr) return;
-  detail::buffer_header* h = std::exchange(h_, nullptr);
-  data_ = nullptr;
-  size_ = 0;
-  if (h->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) [[unlikely]] release_last(h);
-}
-
 // Kept out of line: a copy's release is the common case and stays two instructions.
-BUFPOOL_NOINLINE inline void shared_buffer::release_last(detail::buffer_header* h) noexcept { h->owner->put_header(h); }
+template <bool Atomic>
+BUFPOOL_NOINLINE inline void basic_shared_buffer<Atomic>::release_last(detail::buffer_header* h) noexcept {
+  h->owner->put_header(h);
+}
 
 // ---- construction ---------------------------------------------------------------------------------
 

@@ -142,14 +142,12 @@ result run(double seconds, std::size_t nsubs, std::size_t window, const std::vec
   result r{};
   std::thread pub_thread([&] {
     pub.start();
-    const auto t0 = std::chrono::steady_clock::now();
     const double warm = seconds / 3;
     auto run_for = [&](double s) {
       const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(s);
       while (std::chrono::steady_clock::now() < end) pub_io.run_for(std::chrono::milliseconds(50));
     };
     run_for(warm);
-    (void)t0;
     const std::uint64_t p0 = pub.published, w0 = pub.written, g0 = pool.snapshot().totals.gets + pool.snapshot().oversize.gets;
     const double c0 = bench::thread_cpu_s();
     bench::news.store(0);

@@ -74,7 +74,6 @@ public:
   std::vector<leak_site> sites(std::chrono::nanoseconds min_age) const {
     const auto now = std::chrono::steady_clock::now();
     std::map<std::vector<void*>, leak_site> by_stack;
-    std::vector<std::vector<void*>> order;
     {
       std::lock_guard lk(mu_);
       for (const auto& [h, r] : live_) {

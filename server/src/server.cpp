@@ -298,9 +298,11 @@ server::server(server_settings settings) : settings_(std::move(settings)), start
   }
   pool_ = std::make_unique<bufpool::pool>(settings_.pool);
   connection_memory_ = std::make_unique<bufpool::chunk_resource>();
+  std::pmr::memory_resource* connections =
+      settings_.connection_memory != nullptr ? settings_.connection_memory : connection_memory_.get();
   const auto tick = sweep_tick(settings_);
   for (std::size_t i = 0; i < settings_.threads; ++i)
-    workers_.push_back(std::make_unique<worker>(i, *pool_, tick));
+    workers_.push_back(std::make_unique<worker>(i, *pool_, tick, connections));
   if (settings_.backend == io_backend::io_uring) {
     const std::string why = uring_loop::unavailable();
     if (why.empty()) {
@@ -332,8 +334,6 @@ server::server(server_settings settings) : settings_(std::move(settings)), start
       routes::make_admin_table(draining_, [this] { return stats().dump(); }, [this] { return metrics(); }), nullptr);
   admin_ctx_->tls = admin_tls_.get();
 
-  std::pmr::memory_resource* connections =
-      settings_.connection_memory != nullptr ? settings_.connection_memory : connection_memory_.get();
   auto add = [&](protocol proto, const std::string& where) -> std::uint16_t {
     if (where.empty()) return 0;
     auto ep = resolve(where);

@@ -43,8 +43,9 @@ void log_event(error_kind kind, unsigned status, int fd) {
     spdlog::debug("closed: {} ({})", error_names[static_cast<std::size_t>(kind)], who);
 }
 
-worker::worker(std::size_t index, bufpool::pool& pool, clock::duration tick)
-    : index_(index), pool_(pool), work_(io_.get_executor()), sweep_timer_(io_), tick_(tick) {
+worker::worker(std::size_t index, bufpool::pool& pool, clock::duration tick, std::pmr::memory_resource* memory)
+    : index_(index), pool_(pool), work_(io_.get_executor()), sweep_timer_(io_), tick_(tick),
+      http_env_{pool_, stats_, date_.data(), draining, memory} {
   refresh_date();
 }
 

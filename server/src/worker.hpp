@@ -62,7 +62,9 @@ private:
 
 class worker {
 public:
-  worker(std::size_t index, bufpool::pool& pool, clock::duration tick);
+  /// memory: where connections' own small vectors live (http::engine_env::memory).
+  worker(std::size_t index, bufpool::pool& pool, clock::duration tick,
+         std::pmr::memory_resource* memory = std::pmr::get_default_resource());
   ~worker();
   worker(const worker&) = delete;
   worker& operator=(const worker&) = delete;
@@ -152,7 +154,7 @@ private:
   unsigned uring_buffers_ = 0;
   worker_stats stats_;
   std::array<char, date_length + 1> date_{};
-  http::engine_env http_env_{pool_, stats_, date_.data(), draining};
+  http::engine_env http_env_;
   std::int64_t date_second_ = -1;
   connection_base* head_ = nullptr;
   std::int64_t budget_ = 0;

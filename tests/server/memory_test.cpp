@@ -200,7 +200,9 @@ TEST_CASE("memory: a burst of (up to) 10000 connections has a bounded peak, and 
             << (peak.peak - before.now) / 1024 << " KiB, " << (peak.peak - before.now) / n << " B per connection), after "
             << after.now / 1024 << " KiB");
   CHECK(peak.peak < before.now + n * 8192 + 16 * mib);  // bound: 8 KiB per connection + 16 MiB
-  CHECK(after.now < before.now + 10 * mib);
+  // What stays: Asio's epoll reactor keeps each socket's 168-byte state on a free list it never
+  // shrinks (1.7 MiB for 10,000); nothing else of a connection is in the heap (http::engine_env::memory).
+  CHECK(after.now < before.now + 6 * mib);
   CHECK(s.stop() == 0);
 }
 

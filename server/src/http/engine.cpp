@@ -73,7 +73,7 @@ struct llhttp_callbacks {
 };
 
 engine::engine(const engine_context& ctx, engine_env& env, engine_events& events)
-    : ctx_(ctx), env_(env), events_(events), out_(env.pool), held_(env.pool) {
+    : ctx_(ctx), env_(env), events_(events), out_(env.pool, env.memory), held_(env.pool, env.memory) {
   llhttp_init(&parser_, HTTP_REQUEST, &llhttp_callbacks::get());
   parser_.data = this;
 }

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <atomic>
+#include <memory_resource>
 
 #include <bufpool/pool.hpp>
 
@@ -15,6 +16,10 @@ struct engine_env {
   worker_stats& stats;
   const char* date;                   // "Fri, 27 Nov 2026 10:00:00 GMT", refreshed in place
   const std::atomic<bool>& draining;  // the worker is draining (graceful stop)
+  // Where the engines' and streams' own small vectors live: the server passes the memory its
+  // connection objects come from (mapped chunks), so that nothing a connection allocates lands in the
+  // heap between Asio's long-lived per-socket state, where it would keep pages resident after a burst.
+  std::pmr::memory_resource* memory = std::pmr::get_default_resource();
 };
 
 }  // namespace bufpool::server::http

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstddef>
+#include <memory_resource>
 #include <span>
 #include <string_view>
 #include <vector>
@@ -20,7 +21,10 @@ class output_batch {
 public:
   static constexpr std::size_t buffer_bytes = 4096;
 
-  explicit output_batch(bufpool::pool& pool) : pool_(pool) { out_.reserve(8); iov_.reserve(8); }
+  output_batch(bufpool::pool& pool, std::pmr::memory_resource* memory) : pool_(pool), out_(memory), iov_(memory) {
+    out_.reserve(8);
+    iov_.reserve(8);
+  }
 
   /// Room for n more bytes at the end, contiguous (the last buffer's tail, or a new buffer); write
   /// into it, then commit() what was written. Throws std::bad_alloc when no buffer can be had.
@@ -57,8 +61,8 @@ public:
 
 private:
   bufpool::pool& pool_;
-  std::vector<bufpool::buffer> out_;
-  std::vector<iovec> iov_;
+  std::pmr::vector<bufpool::buffer> out_;
+  std::pmr::vector<iovec> iov_;
   bool open_ = false;  // the last buffer of out_ may take more bytes
 };
 

@@ -15,7 +15,7 @@ namespace bufpool::server::io {
 
 asio_stream::asio_stream(worker& w, asio::ip::tcp::socket socket, read_size sizes, handler_memory& memory,
                          stream_owner& owner)
-    : w_(w), socket_(std::move(socket)), size_(sizes), memory_(memory), owner_(owner) {
+    : w_(w), socket_(std::move(socket)), size_(sizes), memory_(memory), owner_(owner), iov_(w.http_env().memory) {
   std::error_code ec;
   socket_.non_blocking(true, ec);
   socket_.set_option(asio::ip::tcp::no_delay(true), ec);

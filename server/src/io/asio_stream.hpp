@@ -6,6 +6,7 @@
 // Its Asio operations' memory comes from the connection's handler_memory slots.
 #pragma once
 
+#include <memory_resource>
 #include <vector>
 
 #include <asio/buffer.hpp>
@@ -41,7 +42,7 @@ private:
   read_size size_;
   handler_memory& memory_;
   stream_owner& owner_;
-  std::vector<asio::const_buffer> iov_;  // what a short write left; keeps its capacity
+  std::pmr::vector<asio::const_buffer> iov_;  // what a short write left; keeps its capacity
   bool closed_ = false;
   bool emptied_ = false;  // the last read did not fill its buffer: the next is likely to find nothing
 };

@@ -14,7 +14,7 @@
 namespace bufpool::server::io {
 
 uring_stream::uring_stream(worker& w, int fd, read_size sizes, stream_owner& owner)
-    : w_(w), ring_(*w.uring()), fd_(fd), owner_(owner), size_(sizes) {
+    : w_(w), ring_(*w.uring()), fd_(fd), owner_(owner), size_(sizes), iov_(w.http_env().memory) {
   int one = 1;
   ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   recv_op_.s = send_op_.s = this;

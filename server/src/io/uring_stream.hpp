@@ -14,6 +14,7 @@
 #pragma once
 
 #include <memory>
+#include <memory_resource>
 #include <vector>
 
 #include <sys/socket.h>
@@ -74,7 +75,7 @@ private:
   bool closed_ = false;
   bool reset_on_close_ = false;  // bytes came after close(): the destructor's close resets
   input_end input_end_ = input_end::none;
-  std::vector<iovec> iov_;  // what a short send left, when it must go on
+  std::pmr::vector<iovec> iov_;  // what a short send left, when it must go on
   msghdr msg_{};
   std::size_t send_total_ = 0;
   std::size_t send_done_ = 0;

@@ -2,14 +2,14 @@
 # Build stage: Debian's toolchain and -dev packages, a release build of the two programs, installed
 # stripped. Runtime stage: a minimal Debian (built here with debootstrap's minbase variant, see
 # scripts/container; elsewhere debian:bookworm-slim works the same) with only the runtime libraries
-# (spdlog, fmt, liburing, OpenSSL, libdeflate), no apt lists or caches, a numeric non-root user.
+# (spdlog, fmt, liburing, OpenSSL, libdeflate, nghttp2), no apt lists or caches, a numeric non-root user.
 # Build: scripts/container build     Run: scripts/container run [podman options] -- [server flags]
 ARG BUFPOOL_BASE=debian:bookworm
 
 FROM ${BUFPOOL_BASE} AS build
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      cmake ninja-build g++ libasio-dev nlohmann-json3-dev libspdlog-dev libcli11-dev node-llhttp liburing-dev libssl-dev libdeflate-dev \
+      cmake ninja-build g++ libasio-dev nlohmann-json3-dev libspdlog-dev libcli11-dev node-llhttp liburing-dev libssl-dev libdeflate-dev libnghttp2-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -23,7 +23,7 @@ FROM ${BUFPOOL_BASE}
 ARG BUFPOOL_VERSION=0.0.0
 ARG BUFPOOL_SOURCE=unknown
 RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends libspdlog1.10 libfmt9 liburing2 libssl3 libdeflate0 \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends libspdlog1.10 libfmt9 liburing2 libssl3 libdeflate0 libnghttp2-14 \
  && apt-get clean && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/apt /var/log/dpkg.log
 COPY --from=build /out/usr/local/ /usr/local/
 COPY config/server.json /etc/bufpool/server.json

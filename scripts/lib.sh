@@ -11,6 +11,7 @@ BUFPOOL_RUN_PACKAGES=(
   liburing-dev                            # the server's io_uring backend (and bench/ceiling's responder)
   libssl-dev                              # TLS (OpenSSL 3.0)
   libdeflate-dev                          # gzip answers of /echo (docs/benchmarks.md 12: faster than zlib)
+  libnghttp2-dev                          # HTTP/2 (nghttp2's sans-I/O session)
 )
 # Everything (scripts/test): the above, then tests, benchmarks, fuzzing and the Boost.Asio build.
 BUFPOOL_PACKAGES=(
@@ -22,6 +23,7 @@ BUFPOOL_PACKAGES=(
   prometheus                              # promtool and a real Prometheus scrape /metrics in a test
   openssl curl                            # TLS tests from outside: openssl s_client / s_server, curl
   zlib1g-dev                              # bench/gzip-compare (zlib against libdeflate)
+  python3-h2 nghttp2-client               # HTTP/2 tests frame by frame (/usr/bin/python3), h2load and nghttp
 )
 
 # ensure_packages [PACKAGE...]: installs whichever are missing (default: all of BUFPOOL_PACKAGES).

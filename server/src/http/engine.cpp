@@ -594,22 +594,7 @@ void engine::write_whole(unsigned status, std::string_view content_type, const s
   const bool bodiless = status < 200 || status == 204 || status == 304;
   std::size_t length = bodiless ? 0 : body != nullptr ? body->size() : held_.bytes();
   bufpool::buffer zipped;
-  if (gzip_ && accepts_gzip_ && length > 0) {
-    const std::size_t max_out = env_.pool.class_size(env_.pool.class_count() - 1);
-    if (body != nullptr) {
-      zipped = http::gzip(env_.pool, *body, max_out);
-    } else if (length <= max_out) {  // the held pieces, made contiguous in one pooled buffer first
-      bufpool::buffer whole = env_.pool.get(length);
-      std::size_t at = 0;
-      for (const auto& b : held_.pieces()) {
-        std::memcpy(whole.data() + at, b.data(), b.size());
-        at += b.size();
-      }
-      zipped = http::gzip(env_.pool, {reinterpret_cast<const char*>(whole.data()), length}, max_out);
-    }
-    if (zipped) env_.stats.echo_gzip.add();
-    else env_.stats.echo_gzip_skipped.add();
-  }
+  if (gzip_ && accepts_gzip_ && length > 0) zipped = compress_answer(env_.pool, env_.stats, body, held_.pieces());
   // The extra header lines, and the coding's own.
   constexpr std::string_view vary = "Vary: Accept-Encoding\r\n";
   constexpr std::string_view coding = "Content-Encoding: gzip\r\n";
@@ -637,18 +622,7 @@ void engine::write_whole(unsigned status, std::string_view content_type, const s
 }
 
 void h1_exchange::body_pattern(std::size_t n) {
-  static const std::string pattern = [] {
-    constexpr std::string_view cycle = exchange::pattern_cycle;
-    std::string p(output_batch::buffer_bytes, '\0');
-    for (std::size_t i = 0; i < p.size(); ++i) p[i] = cycle[i % cycle.size()];
-    return p;
-  }();
-  if (e_.head_) return;
-  while (n > 0) {
-    const std::size_t k = std::min(n, pattern.size());
-    e_.out_.append(std::string_view(pattern).substr(0, k));
-    n -= k;
-  }
+  if (!e_.head_) e_.out_.append_pattern(n);
 }
 
 void h1_exchange::end_echo() {

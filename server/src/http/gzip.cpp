@@ -1,5 +1,6 @@
 #include "http/gzip.hpp"
 
+#include <cstring>
 #include <memory>
 #include <new>
 
@@ -30,6 +31,30 @@ bufpool::buffer gzip(bufpool::pool& pool, std::string_view in, std::size_t max_o
   if (n == 0) return {};  // did not fit
   out.resize(n);
   return out;
+}
+
+bufpool::buffer compress_answer(bufpool::pool& pool, worker_stats& stats, const std::string_view* body,
+                                std::span<const bufpool::buffer> held) {
+  const std::size_t max_out = pool.class_size(pool.class_count() - 1);
+  bufpool::buffer zipped;
+  if (body != nullptr) {
+    zipped = gzip(pool, *body, max_out);
+  } else {
+    std::size_t length = 0;
+    for (const auto& b : held) length += b.size();
+    if (length <= max_out) {  // the held pieces, made contiguous in one pooled buffer first
+      bufpool::buffer whole = pool.get(length);
+      std::size_t at = 0;
+      for (const auto& b : held) {
+        std::memcpy(whole.data() + at, b.data(), b.size());
+        at += b.size();
+      }
+      zipped = gzip(pool, {reinterpret_cast<const char*>(whole.data()), length}, max_out);
+    }
+  }
+  if (zipped) stats.echo_gzip.add();
+  else stats.echo_gzip_skipped.add();
+  return zipped;
 }
 
 }  // namespace bufpool::server::http

@@ -6,15 +6,24 @@
 // acceptable coding), which the caller counts.
 #pragma once
 
+#include <span>
 #include <string_view>
 
 #include <bufpool/buffer.hpp>
 #include <bufpool/pool.hpp>
+
+#include "stats.hpp"
 
 namespace bufpool::server::http {
 
 /// `in` as one gzip member in a pooled buffer of at most `max_out` bytes; an empty buffer when the
 /// result would not fit. Throws std::bad_alloc when no buffer (or no compressor) can be had.
 bufpool::buffer gzip(bufpool::pool& pool, std::string_view in, std::size_t max_out);
+
+/// An answer's body compressed for exchange::gzip_answer, whichever engine sends it: `body`, or (when
+/// null) the held pieces made contiguous first; at most the pool's largest class. Counts
+/// echo_gzip / echo_gzip_skipped in `stats`; an empty buffer when it did not fit (sent uncompressed).
+bufpool::buffer compress_answer(bufpool::pool& pool, worker_stats& stats, const std::string_view* body,
+                                std::span<const bufpool::buffer> held);
 
 }  // namespace bufpool::server::http

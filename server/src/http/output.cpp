@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <cstring>
+#include <string>
+
+#include "http/exchange.hpp"
 
 namespace bufpool::server::http {
 
@@ -23,6 +26,20 @@ void output_batch::append(std::string_view bytes) {
     std::memcpy(b.data() + b.size(), bytes.data(), take);
     b.resize(b.size() + take);
     bytes.remove_prefix(take);
+  }
+}
+
+void output_batch::append_pattern(std::size_t n) {
+  static const std::string pattern = [] {
+    constexpr std::string_view cycle = exchange::pattern_cycle;
+    std::string p(buffer_bytes, '\0');  // a whole number of cycles: pieces may follow each other
+    for (std::size_t i = 0; i < p.size(); ++i) p[i] = cycle[i % cycle.size()];
+    return p;
+  }();
+  while (n > 0) {
+    const std::size_t k = std::min(n, pattern.size());
+    append(std::string_view(pattern).substr(0, k));
+    n -= k;
   }
 }
 

@@ -59,6 +59,14 @@ public:
     open_ = false;
   }
 
+  /// n bytes of exchange::pattern_cycle, repeated (exchange::body_pattern), copied into the batch.
+  void append_pattern(std::size_t n);
+  /// Moves piece i out (no copy; the slot is left empty); the next bytes go to a new buffer.
+  bufpool::buffer take_piece(std::size_t i) noexcept {
+    open_ = false;
+    return std::move(out_[i]);
+  }
+
 private:
   bufpool::pool& pool_;
   std::pmr::vector<bufpool::buffer> out_;

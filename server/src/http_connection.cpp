@@ -2,6 +2,8 @@
 // and docs/design.md 2.2.
 #include "http_connection.hpp"
 
+#include <cstring>
+
 #include <asio/bind_allocator.hpp>
 #include <asio/post.hpp>
 
@@ -109,6 +111,7 @@ void http_connection::start() {
   // The first request gets the header timeout, as in nginx; over TLS the handshake gets its own first,
   // and the header timeout starts when it is done.
   handshaking_ = ctx_.tls != nullptr;
+  sniffing_ = ctx_.tls == nullptr && ctx_.cfg.http2.enabled;
   set_deadline(handshaking_ ? ctx_.cfg.handshake_timeout : ctx_.cfg.header_timeout);
   read();
 }
@@ -119,6 +122,10 @@ void http_connection::start() {
 // holding no buffer. Loops while input keeps coming and produces no answer (a request arriving in
 // pieces), at most max_reads_per_turn times: then it yields, so one client cannot hold its worker.
 void http_connection::read() {
+  if (h2_) {
+    read_h2();
+    return;
+  }
   for (unsigned reads = 0;; ++reads) {
     if (!engine_.has_input()) {
       if (reads == max_reads_per_turn) {
@@ -163,8 +170,16 @@ void http_connection::read() {
           fail_out_of_memory();
           return;
       }
-      engine_.feed(std::move(b), n);
       w_.stats().bytes_in.add(n);
+      if (sniffing_) {
+        switch (sniff(b, n)) {
+          case sniff_result::http1: break;
+          case sniff_result::more: continue;  // all of it the preface's beginning: read on
+          case sniff_result::http2: read_h2(); return;
+        }
+        if (state_ == state::closed) return;
+      }
+      engine_.feed(std::move(b), n);
     }
     switch (process_input()) {
       case outcome::need_input: continue;
@@ -173,6 +188,129 @@ void http_connection::read() {
       case outcome::closed: return;
     }
   }
+}
+
+// ---- HTTP/2 ---------------------------------------------------------------------------------------
+
+// The bytes matched so far were not kept (they are the preface's own): on a mismatch they are put back
+// in front of the new ones for the HTTP/1.1 engine, on a match the h2 engine gets the whole preface.
+http_connection::sniff_result http_connection::sniff(bufpool::buffer& b, std::size_t& n) {
+  constexpr std::string_view preface = http::h2_engine::preface;
+  const std::size_t before = preface_matched_;
+  const std::size_t k = std::min(n, preface.size() - before);
+  const bool match = std::memcmp(b.data(), preface.data() + before, k) == 0;
+  if (match && before + k < preface.size()) {
+    preface_matched_ = static_cast<std::uint8_t>(before + k);
+    return sniff_result::more;
+  }
+  sniffing_ = false;
+  try {
+    if (before > 0) {
+      bufpool::buffer whole = w_.http_env().pool.get(before + n);
+      std::memcpy(whole.data(), preface.data(), before);
+      std::memcpy(whole.data() + before, b.data(), n);
+      b = std::move(whole);
+      n += before;
+    }
+    if (!match) return sniff_result::http1;
+    http::engine_events& events = *this;
+    h2_ = std::make_unique<http::h2_engine>(ctx_.engine, w_.http_env(), events);
+  } catch (const std::bad_alloc&) {
+    w_.stats().count_error(error_kind::out_of_memory);
+    close_now();
+    return sniff_result::http1;  // closed: read() stops
+  }
+  h2_->feed(std::move(b), n);
+  return sniff_result::http2;
+}
+
+// The HTTP/2 read loop: what comes is handed to the engine whole (frames of every stream), answers go
+// out as batches; reading goes on while streams wait for their delays. At most max_reads_per_turn reads,
+// then a yield, as for HTTP/1.1.
+void http_connection::read_h2() {
+  for (unsigned reads = 0;; ++reads) {
+    if (!h2_->has_input()) {
+      if (reads == max_reads_per_turn) {
+        h2_->drop_input();
+        yield();
+        return;
+      }
+      bufpool::buffer b = h2_->take_spare();
+      std::size_t n = 0;
+      switch (stream_->receive(b, n, 0, true)) {
+        case io::recv_status::data: break;
+        case io::recv_status::pending: return;
+        case io::recv_status::end: close_now(); return;
+        case io::recv_status::error:
+          w_.stats().count_error(error_kind::io_error);
+          close_now();
+          return;
+        case io::recv_status::over_budget:
+          budget_wait_ = true;
+          w_.wait_for_budget(shared_from_this());
+          return;
+        case io::recv_status::out_of_memory:
+          w_.stats().count_error(error_kind::out_of_memory);
+          close_now();
+          return;
+      }
+      h2_->feed(std::move(b), n);
+      w_.stats().bytes_in.add(n);
+    }
+    if (!h2_turn(h2_->parse())) return;
+  }
+}
+
+// Never called while a batch is being sent: the engine appends to the batch the stream is reading.
+bool http_connection::h2_turn(http::engine::result r) {
+  for (;;) {
+    if (state_ == state::closed) return false;
+    if (r == http::engine::result::send) {
+      switch (flush()) {
+        case write_result::pending:
+          if (!h2_->has_input()) h2_->drop_input();
+          arm_h2_timer();
+          return false;  // on_sent goes on
+        case write_result::failed: return false;
+        case write_result::written: break;
+      }
+      r = h2_->parse();  // more frames may be ready (the batch limit, window updates)
+      continue;
+    }
+    if (r == http::engine::result::close || h2_->closing()) {
+      // Lingering, as after an HTTP/1.1 error: a close with unread input would send a reset, and the
+      // reset can destroy the GOAWAY before the client reads it.
+      h2_->drop_input();
+      linger();
+      return false;
+    }
+    deadline_ = h2_->deadline();
+    arm_h2_timer();
+    return true;
+  }
+}
+
+// The connection's one timer, armed for the earliest delayed stream.
+void http_connection::arm_h2_timer() {
+  if (!h2_->waiting() || state_ == state::closed) return;
+  const clock::time_point at = h2_->wake_at();
+  if (h2_timer_armed_ && h2_timer_at_ <= at) return;
+  if (!delay_timer_) delay_timer_ = std::make_unique<asio::steady_timer>(w_.context());
+  h2_timer_armed_ = true;
+  h2_timer_at_ = at;
+  ++delay_gen_;
+  delay_timer_->expires_at(at);
+  delay_timer_->async_wait(asio::bind_allocator(alloc(), [self = shared_from_this(), gen = delay_gen_](std::error_code) {
+    if (gen == self->delay_gen_) self->h2_wake();
+  }));
+}
+
+void http_connection::h2_wake() {
+  h2_timer_armed_ = false;
+  // While a batch is out, on_sent wakes the engine; after a yield or a budget wait, the next turn
+  // re-arms the timer (already due: it fires at once).
+  if (state_ != state::open || writing_ || yielded_ || budget_wait_) return;
+  if (h2_turn(h2_->wake()) && !stream_->waiting()) read_h2();
 }
 
 void http_connection::on_readable() {
@@ -285,7 +423,7 @@ bool http_connection::send_held_output() {
 
 http_connection::write_result http_connection::flush() {
   std::size_t total = 0;
-  const std::span<const iovec> iov = engine_.output(total);
+  const std::span<const iovec> iov = h2_ ? h2_->output(total) : engine_.output(total);
   return send(iov, total);
 }
 
@@ -311,7 +449,8 @@ http_connection::write_result http_connection::send(std::span<const iovec> iov, 
 // The batch is out (or abandoned): its buffers go back to the pool.
 void http_connection::finish_write(std::size_t n) {
   writing_ = false;
-  engine_.output_sent();
+  if (h2_) h2_->output_sent();
+  else engine_.output_sent();
   w_.stats().bytes_out.add(n);
   w_.on_buffers_returned();
 }
@@ -337,6 +476,10 @@ void http_connection::on_sent(std::error_code ec, std::size_t n) {
   if (ec) {
     w_.stats().count_error(error_kind::io_error);
     close_now();
+    return;
+  }
+  if (h2_) {  // frames that waited for the batch, delayed streams now due, then reading on
+    if (h2_turn(h2_->has_input() ? h2_->parse() : h2_->wake()) && !stream_->waiting()) read_h2();
     return;
   }
   if (!after_write()) return;
@@ -409,6 +552,15 @@ void http_connection::close_now() {
   w_.unlink(this);
   engine_.drop_input();
   if (!writing_) engine_.output_sent();  // a send in flight still reads them; on_sent returns them
+  if (h2_) {
+    if (h2_timer_armed_) {
+      h2_timer_armed_ = false;
+      ++delay_gen_;
+      delay_timer_->cancel();
+    }
+    h2_->drop_input();
+    if (!writing_) h2_->output_sent();
+  }
   w_.on_buffers_returned();
   if (active_counted_) {
     active_counted_ = false;
@@ -427,6 +579,10 @@ void http_connection::on_deadline() {
   }
   if (state_ != state::open) {  // lingering
     close_now();
+    return;
+  }
+  if (h2_) {  // idle, or streams that stopped coming: GOAWAY, then close
+    h2_turn(h2_->timeout());
     return;
   }
   if (delayed_) {  // the timer's backstop
@@ -462,6 +618,11 @@ void http_connection::on_deadline() {
 void http_connection::drain() {
   if (ctx_.admin) return;  // the admin port answers until the very end (/healthz: 503)
   auto self = shared_from_this();
+  if (h2_) {  // GOAWAY; the delayed streams are answered now, and the connection closes after its streams
+    h2_->drain();
+    if (!writing_ && h2_turn(h2_->wake()) && !stream_->waiting()) read_h2();
+    return;
+  }
   if (delayed_) {  // answered now (with Connection: close: the engine sees the worker draining)
     delay_timer_->cancel();
     answer_delayed();

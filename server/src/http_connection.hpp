@@ -20,6 +20,7 @@
 
 #include "handler_memory.hpp"
 #include "http/engine.hpp"
+#include "http/h2_engine.hpp"
 #include "io/stream.hpp"
 #include "routes/table.hpp"
 #include "settings.hpp"
@@ -74,6 +75,16 @@ private:
   void answered(const answered_request& r) override;
 
   void read();
+  // HTTP/2 (h2c with prior knowledge): the first bytes of a plain connection are compared with the
+  // preface as they come (a preface split over reads works); on a match the connection makes its
+  // h2 engine and reads on there.
+  enum class sniff_result : std::uint8_t { http1, more, http2 };
+  sniff_result sniff(bufpool::buffer& b, std::size_t& n);
+  void read_h2();
+  /// What an h2 engine result leads to (sends, the delay timer, close); true: read on.
+  bool h2_turn(http::engine::result r);
+  void arm_h2_timer();
+  void h2_wake();
   void yield();
   void continue_input();
   outcome process_input() { return handle(engine_.parse()); }
@@ -110,6 +121,13 @@ private:
   // The delayed answers' timer, made on the first delay (a connection that never waits pays 8 bytes).
   std::unique_ptr<asio::steady_timer> delay_timer_;  // TLS: the handshake is not done (its own deadline, limits.handshake_timeout)
   std::string peer_;          // "address:port", filled on the first access-log line
+  // HTTP/2: made when the preface came (in the connections' memory); while sniffing, how many bytes of
+  // the preface have matched so far.
+  std::unique_ptr<http::h2_engine> h2_;
+  std::uint8_t preface_matched_ = 0;
+  bool sniffing_ = false;
+  bool h2_timer_armed_ = false;
+  clock::time_point h2_timer_at_{};
 };
 
 /// A connection served by Asio's reactor (epoll).

@@ -180,6 +180,21 @@ std::string server::metrics() const {
     w.sample("bufpool_buffers_held", "holder=\"kernel\"", static_cast<double>(lent));
     w.sample("bufpool_buffers_held", "holder=\"connections\"", static_cast<double>(out - lent));
   }
+  w.one("bufpool_http2_connections_total", "counter", "Connections that spoke HTTP/2.",
+        static_cast<double>(t.h2_connections));
+  w.one("bufpool_http2_streams_total", "counter", "HTTP/2 streams the clients opened.", static_cast<double>(t.h2_streams));
+  w.family("bufpool_http2_resets_total", "counter", "HTTP/2 RST_STREAM frames, by direction.");
+  w.sample("bufpool_http2_resets_total", "direction=\"received\"", static_cast<double>(t.h2_resets_received));
+  w.sample("bufpool_http2_resets_total", "direction=\"sent\"", static_cast<double>(t.h2_resets_sent));
+  w.family("bufpool_http2_frames_received_total", "counter", "HTTP/2 frames received, by type.");
+  for (std::size_t i = 0; i < t.h2_frames.size(); ++i)
+    w.sample("bufpool_http2_frames_received_total", std::string("type=\"") + h2_frame_names[i] + "\"",
+             static_cast<double>(t.h2_frames[i]));
+  w.family("bufpool_http2_goaways_sent_total", "counter",
+           "HTTP/2 GOAWAY frames sent, by error code (ENHANCE_YOUR_CALM: a flood or rapid reset was cut off).");
+  for (std::size_t i = 0; i < t.h2_goaways.size(); ++i)
+    w.sample("bufpool_http2_goaways_sent_total", std::string("reason=\"") + h2_error_names[i] + "\"",
+             static_cast<double>(t.h2_goaways[i]));
   w.one("bufpool_tls_handshakes_total", "counter", "TLS handshakes completed (full and resumed).",
         static_cast<double>(t.tls_handshakes));
   w.one("bufpool_tls_resumed_total", "counter", "TLS handshakes that resumed a session.",

@@ -522,6 +522,23 @@ nlohmann::json server::memory_json() const {
   return m;
 }
 
+namespace {
+
+// /stats "http2": connections, streams, resets, frames received by type, GOAWAYs sent by reason.
+nlohmann::json h2_json(const stats_totals& t) {
+  nlohmann::json frames = nlohmann::json::object(), goaways = nlohmann::json::object();
+  for (std::size_t i = 0; i < t.h2_frames.size(); ++i) frames[h2_frame_names[i]] = t.h2_frames[i];
+  for (std::size_t i = 0; i < t.h2_goaways.size(); ++i) goaways[h2_error_names[i]] = t.h2_goaways[i];
+  return {{"connections", t.h2_connections},
+          {"streams", t.h2_streams},
+          {"resets_received", t.h2_resets_received},
+          {"resets_sent", t.h2_resets_sent},
+          {"frames_received", frames},
+          {"goaways_sent", goaways}};
+}
+
+}  // namespace
+
 nlohmann::json server::stats() const {
   using nlohmann::json;
   json threads = json::array();
@@ -586,6 +603,7 @@ nlohmann::json server::stats() const {
                                  {"capped", {{"delay", t.echo_capped_delay}, {"size", t.echo_capped_size}}},
                                  {"gzip", t.echo_gzip},
                                  {"gzip_skipped", t.echo_gzip_skipped}}},
+                {"http2", h2_json(t)},
                 {"tls", {{"enabled", !tls_listeners.empty()},
                          {"listeners", tls_listeners},
                          {"handshakes", t.tls_handshakes},

@@ -112,6 +112,22 @@ config::schema build() {
   s.add(integer("http.max_requests_per_connection", 1000, "then the connection is closed (Connection: close)", 1,
                 std::int64_t{1} << 40));
   s.add(integer("http.max_pipeline", 32, "pipelined responses gathered into one write, at most", 1, 1024));
+  s.add({"http2.enabled", value_kind::boolean, true,
+         "HTTP/2 with prior knowledge (h2c) on plain HTTP listeners: a connection whose first bytes are the "
+         "HTTP/2 connection preface speaks HTTP/2 (Upgrade: h2c is not offered)",
+         0, 0, {}, {}, false});
+  s.add(integer("http2.max_concurrent_streams", 128, "SETTINGS_MAX_CONCURRENT_STREAMS: streams open at once per "
+                "connection (more are refused with REFUSED_STREAM)", 1, 1 << 16));
+  s.add(integer("http2.initial_window_size", 65535, "SETTINGS_INITIAL_WINDOW_SIZE: bytes of a request body a "
+                "client may send on a stream before the server's WINDOW_UPDATE", 1, (std::int64_t{1} << 31) - 1));
+  s.add(integer("http2.max_frame_size", 16384, "SETTINGS_MAX_FRAME_SIZE: the largest frame payload the server "
+                "accepts", 16384, (1 << 24) - 1));
+  s.add(integer("http2.max_resets_per_second", 100, "RST_STREAM frames a client may send per second (a burst of "
+                "as many) before GOAWAY: the rapid reset attack, CVE-2023-44487", 1, 1 << 20));
+  s.add(integer("http2.max_continuations", 8, "CONTINUATION frames after one HEADERS frame before GOAWAY: "
+                "the CONTINUATION flood, CVE-2024-27316", 0, 1024));
+  s.add(integer("http2.max_control_frames_per_second", 1000, "PING and SETTINGS frames a client may send per "
+                "second before GOAWAY (ENHANCE_YOUR_CALM): the ping and settings floods", 1, 1 << 20));
   s.add(integer("echo.buffer_bytes", 16384, "bytes of each pooled echo buffer", 256, 1 << 20));
   s.add(integer("limits.max_connections_per_thread", 10000,
                 "HTTP connections per thread; excess ones are closed at once and counted", 1, 1 << 24));
@@ -199,6 +215,14 @@ server_settings settings_from(const nlohmann::json& v) {
   s.http.linger_timeout = config::duration_at(v, "http.linger_timeout");
   s.http.max_requests_per_connection = size_at(v, "http.max_requests_per_connection");
   s.http.max_pipeline = size_at(v, "http.max_pipeline");
+  s.http.http2.enabled = config::at(v, "http2.enabled").get<bool>();
+  s.http.http2.max_concurrent_streams = static_cast<std::uint32_t>(size_at(v, "http2.max_concurrent_streams"));
+  s.http.http2.initial_window_size = static_cast<std::uint32_t>(size_at(v, "http2.initial_window_size"));
+  s.http.http2.max_frame_size = static_cast<std::uint32_t>(size_at(v, "http2.max_frame_size"));
+  s.http.http2.max_resets_per_second = static_cast<std::uint32_t>(size_at(v, "http2.max_resets_per_second"));
+  s.http.http2.max_continuations = static_cast<std::uint32_t>(size_at(v, "http2.max_continuations"));
+  s.http.http2.max_control_frames_per_second =
+      static_cast<std::uint32_t>(size_at(v, "http2.max_control_frames_per_second"));
   s.echo_buffer_bytes = size_at(v, "echo.buffer_bytes");
   s.max_connections_per_thread = size_at(v, "limits.max_connections_per_thread");
   s.max_echo_connections_per_thread = size_at(v, "limits.max_echo_connections_per_thread");

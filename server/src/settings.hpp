@@ -23,6 +23,17 @@ enum class io_backend { io_uring, epoll };
 enum class pool_backing { chunks, heap };
 
 /// HTTP limits and timeouts, each configurable; defaults no looser than nginx's.
+/// HTTP/2 (http/h2_engine.hpp): its SETTINGS and the guards against its attacks.
+struct http2_settings {
+  bool enabled = true;  // h2c with prior knowledge on plain HTTP listeners (the connection preface)
+  std::uint32_t max_concurrent_streams = 128;
+  std::uint32_t initial_window_size = 65535;
+  std::uint32_t max_frame_size = 16384;
+  std::uint32_t max_resets_per_second = 100;  // rapid reset (CVE-2023-44487): past it, GOAWAY
+  std::uint32_t max_continuations = 8;        // CONTINUATION frames per header block (CVE-2024-27316)
+  std::uint32_t max_control_frames_per_second = 1000;  // PING and SETTINGS floods: past it, GOAWAY
+};
+
 struct http_settings {
   std::size_t read_buffer_bytes = 4096;
   std::size_t max_read_buffer_bytes = 65536;  // a read that fills its buffer doubles the next, up to this
@@ -38,6 +49,7 @@ struct http_settings {
   std::chrono::microseconds linger_timeout{2'000'000};   // lingering close after an error
   std::size_t max_requests_per_connection = 1000;
   std::size_t max_pipeline = 32;           // responses gathered into one write
+  http2_settings http2;
 };
 
 /// /echo as a load-test target (fortio's server flags: -max-echo-delay, -maxpayloadsizekb,

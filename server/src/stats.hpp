@@ -101,6 +101,11 @@ struct worker_stats {
   // /echo as a load-test target: delayed answers (in all; waiting now), asks capped by echo.max_delay
   // and echo.max_size, gzip answers (compressed; asked and accepted but sent uncompressed: too large).
   counter echo_delayed, echo_delayed_waiting, echo_capped_delay, echo_capped_size, echo_gzip, echo_gzip_skipped;
+  // HTTP/2: connections that spoke it, streams the clients opened, RST_STREAM frames received and
+  // sent, frames received by type (DATA .. CONTINUATION), GOAWAYs sent by error code (h2_error_names).
+  counter h2_connections, h2_streams, h2_resets_received, h2_resets_sent;
+  std::array<counter, 10> h2_frames;
+  std::array<counter, 14> h2_goaways;
 
   void count_status(unsigned status) noexcept {
     if (status >= 100 && status < 600) status_class[status / 100 - 1].add();
@@ -128,6 +133,14 @@ inline std::size_t tls_cipher_index(const char* name) noexcept {
   return tls_cipher_names.size() - 1;
 }
 
+/// HTTP/2's frame types (RFC 9113 6) and error codes (RFC 9113 7), by their numbers.
+inline constexpr std::array<const char*, 10> h2_frame_names = {
+    "DATA", "HEADERS", "PRIORITY", "RST_STREAM", "SETTINGS", "PUSH_PROMISE", "PING", "GOAWAY", "WINDOW_UPDATE", "CONTINUATION"};
+inline constexpr std::array<const char*, 14> h2_error_names = {
+    "NO_ERROR",       "PROTOCOL_ERROR", "INTERNAL_ERROR",     "FLOW_CONTROL_ERROR", "SETTINGS_TIMEOUT",
+    "STREAM_CLOSED",  "FRAME_SIZE_ERROR", "REFUSED_STREAM",   "CANCEL",             "COMPRESSION_ERROR",
+    "CONNECT_ERROR",  "ENHANCE_YOUR_CALM", "INADEQUATE_SECURITY", "HTTP_1_1_REQUIRED"};
+
 /// Every worker's counters added up (for /stats and /metrics, at read time).
 struct stats_totals {
   std::array<std::uint64_t, static_cast<std::size_t>(route::count)> requests{};
@@ -136,6 +149,9 @@ struct stats_totals {
   std::uint64_t http_active = 0, echo_active = 0, http_accepted = 0, echo_accepted = 0, rejected = 0;
   std::uint64_t bytes_in = 0, bytes_out = 0, echo_bytes = 0, budget_waits = 0, budget_waiting = 0, ring_buffers = 0;
   std::uint64_t tls_handshakes = 0, tls_resumed = 0;
+  std::uint64_t h2_connections = 0, h2_streams = 0, h2_resets_received = 0, h2_resets_sent = 0;
+  std::array<std::uint64_t, 10> h2_frames{};
+  std::array<std::uint64_t, 14> h2_goaways{};
   std::array<std::uint64_t, 2> tls_versions{};
   std::array<std::uint64_t, latency_bucket_ns.size() + 1> tls_handshake_buckets{};
   std::uint64_t tls_handshake_sum_ns = 0;
@@ -162,6 +178,12 @@ struct stats_totals {
     budget_waiting += s.budget_waiting.get();
     ring_buffers += s.ring_buffers.get();
     tls_handshakes += s.tls_handshakes.get();
+    h2_connections += s.h2_connections.get();
+    h2_streams += s.h2_streams.get();
+    h2_resets_received += s.h2_resets_received.get();
+    h2_resets_sent += s.h2_resets_sent.get();
+    for (std::size_t i = 0; i < h2_frames.size(); ++i) h2_frames[i] += s.h2_frames[i].get();
+    for (std::size_t i = 0; i < h2_goaways.size(); ++i) h2_goaways[i] += s.h2_goaways[i].get();
     tls_resumed += s.tls_resumed.get();
     for (std::size_t i = 0; i < tls_versions.size(); ++i) tls_versions[i] += s.tls_versions[i].get();
     for (std::size_t b = 0; b < tls_handshake_buckets.size(); ++b) tls_handshake_buckets[b] += s.tls_handshake_time.buckets[b].get();

@@ -45,18 +45,16 @@ struct server_side : http::engine_events {
   std::atomic<bool> draining{false};
   char date[30] = "Wed, 02 Dec 2026 06:00:00 GMT";
   srv::routes::table table;
-  http::h2_limits h2;
   std::unique_ptr<http::engine_context> ctx;
   std::unique_ptr<http::engine_env> env;
   std::unique_ptr<http::h2_engine> e;
   bool closed = false;
   std::vector<srv::error_kind> failures;
 
-  explicit server_side(const srv::http_settings& l = {}, const http::h2_limits& h = {})
-      : limits(l), table(srv::routes::make_public_table(draining)), h2(h) {
+  explicit server_side(const srv::http_settings& l = {}) : limits(l), table(srv::routes::make_public_table(draining)) {
     ctx = std::make_unique<http::engine_context>(http::engine_context{limits, table, true, false});
     env = std::make_unique<http::engine_env>(http::engine_env{h2_pool(), stats, date, draining});
-    e = std::make_unique<http::h2_engine>(*ctx, h2, *env, *this);
+    e = std::make_unique<http::h2_engine>(*ctx, *env, *this);
   }
   void failed(srv::error_kind kind, unsigned) override { failures.push_back(kind); }
 
@@ -387,9 +385,9 @@ TEST_CASE("h2 engine: a bad preface gets GOAWAY PROTOCOL_ERROR and the connectio
 }
 
 TEST_CASE("h2 engine: rapid reset (CVE-2023-44487): streams opened and reset at once end the connection with GOAWAY") {
-  http::h2_limits h2;
-  h2.max_resets_per_second = 50;
-  server_side srv_side({}, h2);
+  srv::http_settings limits;
+  limits.http2.max_resets_per_second = 50;
+  server_side srv_side(limits);
   client_side c;
   bool cut = false;
   for (int i = 0; i < 1000 && !cut; ++i) {
@@ -439,9 +437,9 @@ TEST_CASE("h2 engine: SETTINGS and PING floods (ACKs never read) end the connect
 }
 
 TEST_CASE("h2 engine: more streams than SETTINGS_MAX_CONCURRENT_STREAMS are refused, not queued") {
-  http::h2_limits h2;
-  h2.max_concurrent_streams = 4;
-  server_side srv_side({}, h2);
+  srv::http_settings limits;
+  limits.http2.max_concurrent_streams = 4;
+  server_side srv_side(limits);
   std::string bytes = preface_and_settings;
   // Ten requests with END_HEADERS but no END_STREAM (they stay open), before the client could have seen
   // the server's SETTINGS: the ones past four are refused with RST_STREAM (REFUSED_STREAM).

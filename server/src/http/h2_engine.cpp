@@ -347,8 +347,30 @@ struct h2_callbacks {
 
   static int frame_recv(nghttp2_session* session, const nghttp2_frame* frame, void* user) {
     h2_engine& e = engine(user);
-    if (frame->hd.type < e.counters_.frames.size()) ++e.counters_.frames[frame->hd.type];
-    if (frame->hd.type == NGHTTP2_RST_STREAM) ++e.counters_.resets_received;
+    if (frame->hd.type < e.counters_.frames.size()) {
+      ++e.counters_.frames[frame->hd.type];
+      e.env_.stats.h2_frames[frame->hd.type].add();
+    }
+    if (frame->hd.type == NGHTTP2_RST_STREAM) {
+      ++e.counters_.resets_received;
+      e.env_.stats.h2_resets_received.add();
+    }
+    if ((frame->hd.type == NGHTTP2_PING || frame->hd.type == NGHTTP2_SETTINGS) &&
+        (frame->hd.flags & NGHTTP2_FLAG_ACK) == 0) {
+      // PING and SETTINGS floods: nghttp2 only sees ACKs pile up when the batch is not sent in time
+      // (max_outbound_ack); this counts the frames themselves, whatever the client reads.
+      const clock::time_point now = clock::now();
+      if (now - e.control_window_ >= std::chrono::seconds(1)) {
+        e.control_window_ = now;
+        e.control_frames_ = 0;
+      }
+      if (++e.control_frames_ > e.ctx_.limits.http2.max_control_frames_per_second && !e.failed_) {
+        e.failed_ = true;
+        e.env_.stats.count_error(error_kind::bad_request);
+        nghttp2_session_terminate_session(session, NGHTTP2_ENHANCE_YOUR_CALM);
+      }
+      return 0;
+    }
     if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) return 0;
     h2_stream* s = stream(session, frame->hd.stream_id);
     if (s == nullptr) return 0;
@@ -389,10 +411,14 @@ struct h2_callbacks {
 
   static int frame_send(nghttp2_session*, const nghttp2_frame* frame, void* user) {
     h2_engine& e = engine(user);
-    if (frame->hd.type == NGHTTP2_RST_STREAM) ++e.counters_.resets_sent;
+    if (frame->hd.type == NGHTTP2_RST_STREAM) {
+      ++e.counters_.resets_sent;
+      e.env_.stats.h2_resets_sent.add();
+    }
     if (frame->hd.type == NGHTTP2_GOAWAY) {
       e.counters_.goaway_sent = true;
       e.counters_.goaway_error = frame->goaway.error_code;
+      if (frame->goaway.error_code < e.env_.stats.h2_goaways.size()) e.env_.stats.h2_goaways[frame->goaway.error_code].add();
     }
     return 0;
   }
@@ -422,8 +448,9 @@ struct h2_callbacks {
 
 // ---- the engine -----------------------------------------------------------------------------------
 
-h2_engine::h2_engine(const engine_context& ctx, const h2_limits& limits, engine_env& env, engine_events& events)
-    : ctx_(ctx), limits_(limits), env_(env), events_(events), out_(env.pool, env.memory) {
+h2_engine::h2_engine(const engine_context& ctx, engine_env& env, engine_events& events)
+    : ctx_(ctx), env_(env), events_(events), out_(env.pool, env.memory) {
+  const http2_settings& limits_ = ctx_.limits.http2;
   nghttp2_option* opt = nullptr;
   if (nghttp2_option_new(&opt) != 0) throw std::bad_alloc();
   nghttp2_option_set_max_continuations(opt, limits_.max_continuations);
@@ -441,6 +468,7 @@ h2_engine::h2_engine(const engine_context& ctx, const h2_limits& limits, engine_
       {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, static_cast<std::uint32_t>(ctx_.limits.max_header_bytes)},
   };
   nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings, std::size(settings));
+  env_.stats.h2_connections.add();
   set_deadline(clock::now() + ctx_.limits.idle_timeout);
 }
 
@@ -479,6 +507,7 @@ h2_stream* h2_engine::new_stream(std::int32_t id) {
   s->start = clock::now();
   ++live_;
   ++counters_.streams;
+  env_.stats.h2_streams.add();
   return s.release();
 }
 
@@ -648,9 +677,10 @@ h2_engine::result h2_engine::parse() {
     const std::size_t n = in_end_ - in_begin_;
     in_begin_ = in_end_;
     const auto rv = nghttp2_session_mem_recv(session_, reinterpret_cast<const std::uint8_t*>(data), n);
-    if (rv < 0) {
+    if (rv < 0 && !failed_) {
       // A fatal protocol error (bad preface, a flood nghttp2 caught, a compression error): nghttp2 has
-      // queued a GOAWAY where the protocol asks for one; make sure one goes, then close.
+      // queued a GOAWAY where the protocol asks for one; make sure one goes, then close. Counted once.
+      failed_ = true;
       env_.stats.count_error(oom_ ? error_kind::out_of_memory : error_kind::bad_request);
       const std::uint32_t code = rv == NGHTTP2_ERR_FLOODED           ? NGHTTP2_ENHANCE_YOUR_CALM
                                  : rv == NGHTTP2_ERR_CALLBACK_FAILURE ? NGHTTP2_INTERNAL_ERROR

@@ -45,15 +45,6 @@ struct h2_stream;
 class h2_exchange;
 struct h2_callbacks;
 
-/// HTTP/2's limits (http2.* settings).
-struct h2_limits {
-  std::uint32_t max_concurrent_streams = 128;
-  std::uint32_t initial_window_size = 65535;
-  std::uint32_t max_frame_size = 16384;
-  std::uint32_t max_resets_per_second = 100;  // rapid reset (CVE-2023-44487): past it, GOAWAY
-  std::size_t max_continuations = 8;          // CONTINUATION frames per header block (CVE-2024-27316)
-};
-
 class h2_engine {
 public:
   using result = engine::result;
@@ -74,7 +65,8 @@ public:
     bool goaway_sent = false;
   };
 
-  h2_engine(const engine_context& ctx, const h2_limits& limits, engine_env& env, engine_events& events);
+  /// Its SETTINGS and guards come from ctx.limits.http2.
+  h2_engine(const engine_context& ctx, engine_env& env, engine_events& events);
   ~h2_engine();
   h2_engine(const h2_engine&) = delete;
   h2_engine& operator=(const h2_engine&) = delete;
@@ -108,6 +100,8 @@ public:
   bool closing() const noexcept { return closing_; }
   /// Streams open now.
   std::size_t open_streams() const noexcept { return live_; }
+  /// The deadline in force (idle, or the body timeout while streams are open).
+  clock::time_point deadline() const noexcept { return deadline_; }
   bool take_deadline(clock::time_point& d) noexcept {
     if (!deadline_changed_) return false;
     deadline_changed_ = false;
@@ -152,7 +146,6 @@ private:
   }
 
   const engine_context& ctx_;
-  h2_limits limits_;
   engine_env& env_;
   engine_events& events_;
   nghttp2_session* session_ = nullptr;
@@ -171,6 +164,9 @@ private:
   bool deadline_changed_ = false;
   bool closing_ = false;
   bool oom_ = false;
+  bool failed_ = false;  // the session ended on an error (counted once)
+  clock::time_point control_window_{};  // PING and SETTINGS frames counted since then (a one-second window)
+  std::uint32_t control_frames_ = 0;
 };
 
 }  // namespace bufpool::server::http

@@ -142,6 +142,7 @@ void http_connection::read() {
       if (handshaking_ && stream_->tls_version() != nullptr) {
         handshaking_ = false;
         set_deadline(ctx_.cfg.header_timeout);
+        sniffing_ = stream_->alpn() == "h2";  // then the client's first bytes are the HTTP/2 preface
       }
       if (held && got != io::recv_status::data && got != io::recv_status::end && got != io::recv_status::error) {
         if (!send_held_output()) return;  // a send in flight: on_sent reads on

@@ -287,6 +287,7 @@ server::server(server_settings settings) : settings_(std::move(settings)), start
   // (two workers logging first at once race on its creation inside libspdlog, which TSan reports).
   (void)spdlog::default_logger_raw();
   // HTTPS: the files are loaded before anything starts; a bad one is a configuration error.
+  settings_.http_tls.alpn_h2 = settings_.http.http2.enabled;
   if (settings_.http_tls.enabled()) tls_ = std::make_unique<tls::holder>(settings_.http_tls, "http.tls.");
   if (settings_.echo_tls.enabled() && !settings_.echo_listen.empty())
     echo_tls_ = std::make_unique<tls::holder>(settings_.echo_tls, "echo.tls.");

@@ -9,6 +9,7 @@
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
 
+#include "../support/test_pki.hpp"
 #include "test_client.hpp"
 
 namespace {
@@ -142,6 +143,33 @@ TEST_CASE("http2: an idle HTTP/2 connection holds no pooled buffer") {
   CHECK(s.stats()["server"]["connections"]["active"] == 1);
   CHECK(eventually([&] { return connection_buffers(s.stats()) == 0; }));
   CHECK(s.stats()["server"]["connections"]["active"] == 1);  // still open
+}
+
+TEST_CASE("http2: over TLS, ALPN agrees on h2 (preferred to http/1.1): curl --http2 and h2load, "
+          "and a client offering only http/1.1 still gets it") {
+  server s(test_settings({{"http.tls.certificate", test_pki().server_cert}, {"http.tls.key", test_pki().server_key}}));
+  const std::string base = "https://127.0.0.1:" + std::to_string(s.ports().http);
+  const std::string ca = " --cacert " + test_pki().ca_cert + " ";
+  int rc = -1;
+  CHECK(run("curl -sS --max-time 10 --http2" + ca + "-w ' %{http_version}' " + base + "/plaintext", &rc) ==
+        "Hello, World! 2");
+  CHECK(run("curl -sS --max-time 10 --http1.1" + ca + "-w ' %{http_version}' " + base + "/plaintext", &rc) ==
+        "Hello, World! 1.1");
+  const std::string echoed = run("head -c 300000 /dev/zero | tr '\\0' 'z' | curl -sS --max-time 10 --http2" + ca +
+                                 "--data-binary @- " + base + "/echo | wc -c", &rc);
+  CHECK(std::stoul(echoed) == 300000);
+  const std::string h2load = run("timeout 60 h2load -n 1000 -c 2 -m 16 " + base + "/plaintext 2>&1", &rc);
+  INFO(h2load);
+  CHECK(h2load.find("Application protocol: h2") != std::string::npos);
+  CHECK(h2load.find("1000 succeeded, 0 failed, 0 errored") != std::string::npos);
+  CHECK(h2_stat(s, "connections") == 4);  // curl twice over h2 (plaintext, echo), h2load's two
+  tls_options o;
+  o.ca = test_pki().ca_cert;
+  o.alpn = "http/1.1";
+  client c(s.ports().http, o);
+  CHECK(c.alpn() == "http/1.1");
+  c.send(get("/plaintext"));
+  CHECK(c.read_response().status == 200);
 }
 
 TEST_CASE("http2: with http2.enabled=false the preface is an HTTP/1.1 request that fails, and the connection closes") {

@@ -473,7 +473,7 @@ h2_engine::h2_engine(const engine_context& ctx, engine_env& env, engine_events& 
 }
 
 h2_engine::~h2_engine() {
-  nghttp2_session_del(session_);  // closes the streams (stream_close gives their state back)
+  nghttp2_session_del(session_);  // no callbacks: the stream states are the engine's own (streams_)
   for (std::size_t i = 0; i < delayed_.size(); ++i) env_.stats.echo_delayed_waiting.sub();
 }
 
@@ -496,19 +496,21 @@ bool h2_engine::method_of(std::string_view name, llhttp_method_t& m) noexcept {
 }
 
 h2_stream* h2_engine::new_stream(std::int32_t id) {
-  std::unique_ptr<h2_stream> s;
+  h2_stream* s = nullptr;
   if (!free_.empty()) {
-    s = std::move(free_.back());
+    s = free_.back();
     free_.pop_back();
   } else {
-    s = std::make_unique<h2_stream>(env_.pool, env_.memory);
+    free_.reserve(streams_.size() + 1);  // so that giving it back never allocates
+    streams_.push_back(std::make_unique<h2_stream>(env_.pool, env_.memory));
+    s = streams_.back().get();
   }
   s->id = id;
   s->start = clock::now();
   ++live_;
   ++counters_.streams;
   env_.stats.h2_streams.add();
-  return s.release();
+  return s;
 }
 
 void h2_engine::free_stream(h2_stream* s) noexcept {
@@ -522,11 +524,7 @@ void h2_engine::free_stream(h2_stream* s) noexcept {
   }
   s->reset();
   --live_;
-  std::unique_ptr<h2_stream> owned(s);
-  try {
-    free_.push_back(std::move(owned));
-  } catch (const std::bad_alloc&) {  // not kept for reuse: owned frees it
-  }
+  free_.push_back(s);  // room was reserved when it was made
 }
 
 void h2_engine::route(h2_stream& s) {

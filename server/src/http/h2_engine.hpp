@@ -156,7 +156,10 @@ private:
   output_batch out_;
   std::size_t out_bytes_ = 0;
 
-  std::vector<std::unique_ptr<h2_stream>> free_;  // reusable stream states
+  // Every stream state made (nghttp2_session_del closes streams without callbacks: the engine owns
+  // them), and those free for reuse.
+  std::vector<std::unique_ptr<h2_stream>> streams_;
+  std::vector<h2_stream*> free_;
   std::size_t live_ = 0;
   std::vector<h2_stream*> delayed_;  // streams whose answer waits, a min-heap on their due time
   counters counters_;

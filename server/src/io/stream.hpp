@@ -70,6 +70,8 @@ public:
   virtual const char* tls_version() const noexcept { return nullptr; }
   /// TLS streams: whether the handshake resumed a session.
   virtual bool tls_resumed() const noexcept { return false; }
+  /// TLS streams: the application protocol ALPN agreed on ("h2", "http/1.1"; empty: none).
+  virtual std::string_view alpn() const noexcept { return {}; }
   /// A wait for input is armed.
   virtual bool waiting() const noexcept { return waiting_; }
 

@@ -70,6 +70,12 @@ tls_stream::~tls_stream() {
 }
 
 const char* tls_stream::tls_version() const noexcept { return handshake_done_ ? SSL_get_version(ssl_) : nullptr; }
+std::string_view tls_stream::alpn() const noexcept {
+  const unsigned char* p = nullptr;
+  unsigned n = 0;
+  if (handshake_done_) SSL_get0_alpn_selected(ssl_, &p, &n);
+  return p == nullptr ? std::string_view{} : std::string_view(reinterpret_cast<const char*>(p), n);
+}
 bool tls_stream::tls_resumed() const noexcept { return handshake_done_ && SSL_session_reused(ssl_) == 1; }
 
 // ---- OpenSSL's side of the BIO --------------------------------------------------------------------

@@ -53,6 +53,7 @@ public:
   tls_failure failure() const noexcept { return failure_; }
   /// "TLSv1.3" etc. once the handshake is done (else null).
   const char* tls_version() const noexcept override;
+  std::string_view alpn() const noexcept override;
   bool tls_resumed() const noexcept override;
 
   static bio_method_st* bio_method();

@@ -43,13 +43,16 @@ void check_readable(const std::string& prefix, const std::string& key, const std
   if (!f) fail(prefix, key, file, std::string("cannot open: ") + std::strerror(errno));
 }
 
-// ALPN: http/1.1 when the client offers it; else no protocol is agreed (as nginx does), and the
-// client may go on with HTTP/1.1 or give up.
+// ALPN: the first of ours the client offers (h2, where the listener speaks it, before http/1.1); else
+// no protocol is agreed (as nginx does), and the client may go on with HTTP/1.1 or give up.
+constexpr std::string_view alpn_h1 = "\x08http/1.1";
+constexpr std::string_view alpn_h2_h1 = "\x02h2\x08http/1.1";
 int select_alpn(SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in, unsigned inlen,
-                void*) {
-  static const unsigned char ours[] = "\x08http/1.1";
+                void* arg) {
+  const auto* ours = static_cast<const std::string_view*>(arg);
   unsigned char* chosen = nullptr;
-  if (SSL_select_next_proto(&chosen, outlen, ours, sizeof ours - 1, in, inlen) == OPENSSL_NPN_NEGOTIATED) {
+  if (SSL_select_next_proto(&chosen, outlen, reinterpret_cast<const unsigned char*>(ours->data()),
+                            static_cast<unsigned>(ours->size()), in, inlen) == OPENSSL_NPN_NEGOTIATED) {
     *out = chosen;
     return SSL_TLSEXT_ERR_OK;
   }
@@ -198,7 +201,8 @@ context::context(const settings& s, const std::string& prefix, std::shared_ptr<t
     if (SSL_CTX_set_ex_data(ctx_, keys_index(), keys_.get()) != 1 ||
         SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx_, ticket_key_cb) != 1)
       throw std::runtime_error("tls: cannot set the session ticket keys: " + last_error());
-    SSL_CTX_set_alpn_select_cb(ctx_, select_alpn, nullptr);
+    SSL_CTX_set_alpn_select_cb(ctx_, select_alpn,
+                               const_cast<std::string_view*>(s.alpn_h2 ? &alpn_h2_h1 : &alpn_h1));
   } catch (...) {
     SSL_CTX_free(ctx_);
     throw;

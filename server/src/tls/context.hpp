@@ -26,6 +26,7 @@ struct settings {
   std::string client_auth = "none";  // none, optional, require
   std::string client_ca;         // PEM CA file (client_auth optional/require)
   std::chrono::microseconds ticket_key_lifetime{3'600'000'000};  // a new ticket key each lifetime
+  bool alpn_h2 = false;          // ALPN offers h2 before http/1.1 (HTTP listeners with http2.enabled)
   bool enabled() const noexcept { return !certificate.empty(); }
 };
 

@@ -121,8 +121,8 @@ private:
   // The delayed answers' timer, made on the first delay (a connection that never waits pays 8 bytes).
   std::unique_ptr<asio::steady_timer> delay_timer_;  // TLS: the handshake is not done (its own deadline, limits.handshake_timeout)
   std::string peer_;          // "address:port", filled on the first access-log line
-  // HTTP/2: made when the preface came (in the connections' memory); while sniffing, how many bytes of
-  // the preface have matched so far.
+  // HTTP/2: made (on the heap) when the preface came; while sniffing, how many bytes of the preface
+  // have matched so far.
   std::unique_ptr<http::h2_engine> h2_;
   std::uint8_t preface_matched_ = 0;
   bool sniffing_ = false;

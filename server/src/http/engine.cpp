@@ -596,19 +596,8 @@ void engine::write_whole(unsigned status, std::string_view content_type, const s
   bufpool::buffer zipped;
   if (gzip_ && accepts_gzip_ && length > 0) zipped = compress_answer(env_.pool, env_.stats, body, held_.pieces());
   // The extra header lines, and the coding's own.
-  constexpr std::string_view vary = "Vary: Accept-Encoding\r\n";
-  constexpr std::string_view coding = "Content-Encoding: gzip\r\n";
-  const std::size_t extra_len = extra_headers.size() + (gzip_ ? vary.size() : 0) + (zipped ? coding.size() : 0);
   bufpool::buffer text;
-  std::string_view extra = extra_headers;
-  if (extra_len != extra_headers.size()) {
-    text = env_.pool.get(extra_len);
-    char* p = reinterpret_cast<char*>(text.data());
-    if (!extra_headers.empty()) std::memcpy(p, extra_headers.data(), extra_headers.size());
-    std::memcpy(p + extra_headers.size(), vary.data(), vary.size());
-    if (zipped) std::memcpy(p + extra_headers.size() + vary.size(), coding.data(), coding.size());
-    extra = {p, extra_len};
-  }
+  const std::string_view extra = gzip_ ? coding_headers(env_.pool, extra_headers, static_cast<bool>(zipped), text) : extra_headers;
   if (zipped) length = zipped.size();
   write_head(status, content_type, length, extra, closing_);
   if (head_ || bodiless) {

@@ -57,4 +57,16 @@ bufpool::buffer compress_answer(bufpool::pool& pool, worker_stats& stats, const 
   return zipped;
 }
 
+std::string_view coding_headers(bufpool::pool& pool, std::string_view extra, bool compressed, bufpool::buffer& text) {
+  constexpr std::string_view vary = "Vary: Accept-Encoding\r\n";
+  constexpr std::string_view coding = "Content-Encoding: gzip\r\n";
+  const std::size_t n = extra.size() + vary.size() + (compressed ? coding.size() : 0);
+  text = pool.get(n);
+  char* p = reinterpret_cast<char*>(text.data());
+  if (!extra.empty()) std::memcpy(p, extra.data(), extra.size());
+  std::memcpy(p + extra.size(), vary.data(), vary.size());
+  if (compressed) std::memcpy(p + extra.size() + vary.size(), coding.data(), coding.size());
+  return {p, n};
+}
+
 }  // namespace bufpool::server::http

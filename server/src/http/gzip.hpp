@@ -26,4 +26,9 @@ bufpool::buffer gzip(bufpool::pool& pool, std::string_view in, std::size_t max_o
 bufpool::buffer compress_answer(bufpool::pool& pool, worker_stats& stats, const std::string_view* body,
                                 std::span<const bufpool::buffer> held);
 
+/// The extra header lines of an answer for which gzip was asked: `extra`, then "Vary: Accept-Encoding"
+/// and, when `compressed`, "Content-Encoding: gzip", written into `text` (a pooled buffer the caller
+/// keeps until the head is written). Returns the lines. Throws std::bad_alloc when no buffer can be had.
+std::string_view coding_headers(bufpool::pool& pool, std::string_view extra, bool compressed, bufpool::buffer& text);
+
 }  // namespace bufpool::server::http

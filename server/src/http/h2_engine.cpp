@@ -165,19 +165,9 @@ private:
     bufpool::buffer zipped;
     if (s_.gzip && s_.accepts_gzip && length > 0)
       zipped = compress_answer(e_.env_.pool, e_.env_.stats, body, s_.held.pieces());
-    constexpr std::string_view vary = "vary: Accept-Encoding\r\n";
-    constexpr std::string_view coding = "content-encoding: gzip\r\n";
-    bufpool::buffer text;
-    std::string_view extra = extra_headers;
-    if (s_.gzip) {
-      const std::size_t n = extra_headers.size() + vary.size() + (zipped ? coding.size() : 0);
-      text = e_.env_.pool.get(n);
-      char* p = reinterpret_cast<char*>(text.data());
-      if (!extra_headers.empty()) std::memcpy(p, extra_headers.data(), extra_headers.size());
-      std::memcpy(p + extra_headers.size(), vary.data(), vary.size());
-      if (zipped) std::memcpy(p + extra_headers.size() + vary.size(), coding.data(), coding.size());
-      extra = {p, n};
-    }
+    bufpool::buffer text;  // submit() lower-cases the names
+    const std::string_view extra =
+        s_.gzip ? coding_headers(e_.env_.pool, extra_headers, static_cast<bool>(zipped), text) : extra_headers;
     if (zipped) length = zipped.size();
     write_head(status, content_type, length, extra);
     if (s_.head || bodiless) {

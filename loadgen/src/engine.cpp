@@ -3,6 +3,7 @@
 #include "engine.hpp"
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <cstring>
 #include <deque>
@@ -17,6 +18,7 @@
 #include <asio/ssl.hpp>
 #include <asio/write.hpp>
 #include <llhttp.h>
+#include <nghttp2/nghttp2.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
@@ -205,15 +207,17 @@ public:
     stopped_ = true;
     t_.result.in_flight_at_stop += count_sent_in_window();
     inflight_.clear();
+    finished_ = 0;
     close_transport();
     timer_.cancel();
   }
   ~connection() {
     if (session_ != nullptr) SSL_SESSION_free(session_);
+    if (h2_ != nullptr) nghttp2_session_del(h2_);
   }
 
   /// Nothing written and unanswered (or stopped).
-  bool idle() const { return stopped_ || !connected_ || inflight_.size() == to_send_; }
+  bool idle() const { return stopped_ || !connected_ || outstanding() == to_send_; }
 
   // Called by the thread's tick: gives up on a response that is overdue.
   void check_timeout(clock::time_point now) {
@@ -223,8 +227,8 @@ public:
       connect_deadline_ = clock::time_point::max();
       return;
     }
-    if (inflight_.empty() || !connected_) return;
-    if (now - inflight_.front().sent > t_.p().s.timeout) {
+    if (outstanding() == 0 || !connected_) return;
+    if (now - inflight_.front().sent > t_.p().s.timeout) {  // the front is the oldest unanswered
       t_.fail(failure::timeout, "no response within the timeout");
       reconnect();
     }
@@ -236,7 +240,15 @@ private:
     clock::time_point sent;
     bool head = false;
     std::uint64_t echo_end = 0;  // stream offset where this echo request's bytes end
+    // HTTP/2: answers come in any order. A record keeps its stream id (ascending in submission
+    // order) and is marked done when its stream ends; the front is popped while it is done.
+    std::int32_t stream = 0;
+    bool done = false;
+    int status = 0;             // the :status received
+    std::size_t body_sent = 0;  // request body bytes handed to nghttp2
   };
+  /// Requests queued or written and not answered (HTTP/2 keeps finished ones until they reach the front).
+  std::size_t outstanding() const { return inflight_.size() - finished_; }
 
   bool done_sending() const {
     if (stopped_ || t_.stopping || t_.draining) return true;
@@ -326,6 +338,19 @@ private:
       connect_failed(why);
       return;
     }
+    if (t_.p().s.http2) {  // --http2 over TLS: the server must have chosen h2
+      const unsigned char* a = nullptr;
+      unsigned n = 0;
+      SSL_get0_alpn_selected(ssl, &a, &n);
+      const std::string chosen(reinterpret_cast<const char*>(a), n);
+      if (chosen != "h2") {
+        close_transport();
+        connect_failed("TLS: the server did not select h2 by ALPN (" +
+                       (chosen.empty() ? std::string("it selected none") : "it selected " + chosen) +
+                       "): it does not offer HTTP/2 over TLS");
+        return;
+      }
+    }
     auto& r = t_.result;
     r.handshake.record(micros(clock::now() - handshake_start_));
     ++r.handshakes;
@@ -342,16 +367,21 @@ private:
   }
 
   void established() {
-    connect_failures_ = 0;
     connected_ = true;
-    ever_connected_ = true;
-    t_.result.connections_established++;
+    if (!t_.p().s.http2) counted_established();  // HTTP/2: once the server's SETTINGS arrive
     llhttp_init(&parser_, HTTP_RESPONSE, &settings_);
     parser_.data = this;
     closing_ = false;
     echo_sent_ = echo_received_ = 0;
+    if (t_.p().s.http2 && !h2_start()) return;
     read();
     schedule();
+  }
+
+  void counted_established() {
+    connect_failures_ = 0;
+    ever_connected_ = true;
+    t_.result.connections_established++;
   }
 
   // Closes the socket, or the TLS stream's: pending operations end with operation_aborted. A TLS
@@ -360,6 +390,10 @@ private:
   void close_transport() {
     std::error_code ec;
     socket_.close(ec);
+    if (h2_ != nullptr) {  // never from inside one of its callbacks (they only mark records)
+      nghttp2_session_del(h2_);
+      h2_ = nullptr;
+    }
     if (tls_) {
       SSL* ssl = tls_->native_handle();
       if (t_.p().s.tls_resume && SSL_is_init_finished(ssl)) {
@@ -377,16 +411,17 @@ private:
   // Queues what is due and sends it.
   void schedule() {
     if (!connected_ || stopped_) return;
-    const auto limit = t_.p().s.pipeline;
+    const auto limit = t_.p().s.http2 ? t_.p().s.streams : t_.p().s.pipeline;
+    const bool open = !h2_goaway_;  // after a GOAWAY no new stream on this connection
     if (interval_.count() == 0) {  // closed loop: keep `pipeline` in flight; pump() stamps the times
-      while (inflight_.size() < limit && !done_sending()) enqueue(clock::time_point{});
+      while (open && outstanding() < limit && !done_sending()) enqueue(clock::time_point{});
     } else {
       const auto now = clock::now();
-      while (next_intended_ <= now && inflight_.size() < limit && !done_sending()) {
+      while (open && next_intended_ <= now && outstanding() < limit && !done_sending()) {
         enqueue(next_intended_);
         next_intended_ += interval_;
       }
-      if (!done_sending() && inflight_.size() < limit && !timer_armed_) {
+      if (open && !done_sending() && outstanding() < limit && !timer_armed_) {
         timer_armed_ = true;
         timer_.expires_at(next_intended_ - t_.spin_ahead);
         timer_.async_wait([self = shared_from_this()](std::error_code e) {
@@ -419,20 +454,29 @@ private:
     inflight_.push_back(r);
   }
 
+  // A request goes out now: its send time (and, closed loop, its intended time), counted if in the window.
+  void stamp(request_record& r, clock::time_point now) {
+    r.sent = now;
+    if (interval_.count() == 0) r.intended = now;  // closed loop: intended when sent
+    if (t_.in_window(r.intended)) {
+      ++t_.result.sent;
+      if (interval_.count() != 0) t_.result.send_lag.record(micros(now - r.intended));
+    }
+  }
+
   // One write at a time; everything queued meanwhile goes in the next gather write.
   void pump() {
+    if (h2_ != nullptr) {
+      pump_h2();
+      return;
+    }
     if (writing_ || to_send_ == 0 || !connected_) return;
     iov_.clear();
     out_.clear();
     const auto now = clock::now();
     const std::size_t first = inflight_.size() - to_send_;
     for (std::size_t i = first; i < inflight_.size(); ++i) {
-      inflight_[i].sent = now;
-      if (interval_.count() == 0) inflight_[i].intended = now;  // closed loop: intended when sent
-      if (t_.in_window(inflight_[i].intended)) {
-        ++t_.result.sent;
-        if (interval_.count() != 0) t_.result.send_lag.record(micros(now - inflight_[i].intended));
-      }
+      stamp(inflight_[i], now);
       if (t_.p().s.url.echo) {
         const std::size_t n = t_.p().s.echo_size;
         bufpool::buffer b = t_.p().pool.get(n);
@@ -447,8 +491,15 @@ private:
     pending_bad_.clear();
     for (const auto& b : out_) iov_.emplace_back(b.data(), b.size());
     to_send_ = 0;
+    write_out();
+  }
+
+  // Writes iov_ (which points into request buffers and out_), then pumps again.
+  void write_out() {
     writing_ = true;
-    auto done = [self = shared_from_this(), keep = tls_](std::error_code ec, std::size_t n) {
+    auto done = [self = shared_from_this(), keep = tls_, gen = generation_](std::error_code ec, std::size_t n) {
+      // A write of a connection since dropped: the new connection's write state is not its own.
+      if (gen != self->generation_) return;
       self->writing_ = false;
       self->out_.clear();
       if (self->stopped_) return;
@@ -493,7 +544,7 @@ private:
   void on_read(std::error_code ec, std::size_t n) {
     // A response without a length ends where the connection does (HTTP/1.0, openssl s_server -www).
     // Over TLS a peer that closes without close_notify ends the same way (stream_truncated).
-    if ((ec == asio::error::eof || ec == asio::ssl::error::stream_truncated) && !t_.p().s.url.echo &&
+    if ((ec == asio::error::eof || ec == asio::ssl::error::stream_truncated) && !t_.p().s.url.echo && h2_ == nullptr &&
         !inflight_.empty()) {
       read_time_ = clock::now();
       const std::size_t before = inflight_.size();
@@ -501,8 +552,14 @@ private:
       if (inflight_.size() < before) closing_ = true;  // answered: the close is how it ended
       read_time_ = {};
     }
+    if (ec && h2_ != nullptr && !h2_settled_) {
+      h2_refused(ec == asio::error::eof ? "HTTP/2: the server closed the connection before its SETTINGS (does it speak " +
+                                              std::string(t_.p().s.targets[target_].tls ? "h2" : "h2c with prior knowledge") + "?)"
+                                        : "HTTP/2: " + ec.message() + " before the server's SETTINGS");
+      return;
+    }
     if (ec) {
-      if (!closing_ || !inflight_.empty())
+      if (!closing_ || outstanding() != 0)
         t_.fail(ec == asio::error::eof ? failure::closed : failure::read,
                 ec == asio::error::eof ? "the server closed the connection" : ec.message());
       reconnect();
@@ -515,6 +572,27 @@ private:
       const auto gen = generation_;
       on_echo_bytes(data, n);
       if (gen != generation_) return;  // it reconnected
+    } else if (h2_ != nullptr) {
+      if (!h2_settled_ && n >= 5 && std::memcmp(data, "HTTP/", 5) == 0) {
+        const std::string_view first(data, std::min<std::size_t>(std::string_view(data, n).find('\r'), std::min<std::size_t>(n, 64)));
+        h2_refused("HTTP/2: the server answered the preface with HTTP/1 (\"" + std::string(first) +
+                   "\"): it does not speak h2c with prior knowledge");
+        return;
+      }
+      const auto rv = nghttp2_session_mem_recv(h2_, reinterpret_cast<const std::uint8_t*>(data), n);
+      if (rv < 0 && !h2_settled_) {
+        h2_refused(std::string("HTTP/2: the server's first bytes are not HTTP/2 (") + nghttp2_strerror(static_cast<int>(rv)) + ")");
+        return;
+      }
+      if (rv < 0) {
+        t_.fail(failure::parse, std::string("HTTP/2: ") + nghttp2_strerror(static_cast<int>(rv)));
+        reconnect();
+        return;
+      }
+      if (h2_goaway_ && outstanding() == 0) {  // every stream below the GOAWAY's last id answered
+        reconnect();
+        return;
+      }
     } else {
       const auto err = llhttp_execute(&parser_, data, n);
       if (err != HPE_OK && err != HPE_PAUSED) {
@@ -530,7 +608,7 @@ private:
     if (stopped_) return;
     schedule();
     read_time_ = {};
-    if (done_sending() && inflight_.empty() && to_send_ == 0) {
+    if (done_sending() && outstanding() == 0 && to_send_ == 0) {
       stopped_ = true;  // quota reached and everything answered
       close_transport();
       return;
@@ -579,11 +657,21 @@ private:
   std::uint64_t count_sent_in_window() const {
     std::uint64_t n = 0;
     const std::size_t written = inflight_.size() - to_send_;
-    for (std::size_t i = 0; i < written; ++i) n += t_.in_window(inflight_[i].intended) ? 1 : 0;
+    for (std::size_t i = 0; i < written; ++i) n += !inflight_[i].done && t_.in_window(inflight_[i].intended) ? 1 : 0;
     return n;
   }
 
   void reconnect() {
+    drop();
+    if (stopped_ || done_sending()) {
+      stopped_ = true;
+      return;
+    }
+    connect();
+  }
+
+  // Closes the connection and forgets its requests (those written count as lost).
+  void drop() {
     ++generation_;
     t_.result.lost += count_sent_in_window();  // never answered: reported, not retried
     close_transport();
@@ -591,14 +679,18 @@ private:
     closing_ = false;
     writing_ = false;
     inflight_.clear();
+    finished_ = 0;
+    h2_goaway_ = false;
     pending_bad_.clear();
     to_send_ = 0;
     in_.reset();
-    if (stopped_ || done_sending()) {
-      stopped_ = true;
-      return;
-    }
-    connect();
+  }
+
+  // HTTP/2: the server's first bytes were not its SETTINGS (an HTTP/1.1 server answering the
+  // preface, a close, garbage): a failed connection attempt, not an established connection.
+  void h2_refused(std::string why) {
+    drop();
+    connect_failed(std::move(why));
   }
 
   const std::string& method() const {
@@ -628,8 +720,9 @@ private:
     const std::string& m = method();
     const bool has_body = s.body_from_file || s.chunked || s.body_size > 0 ||
                           (m != "GET" && m != "HEAD" && m != "DELETE" && m != "OPTIONS" && m != "TRACE");
+    std::string body;
     if (has_body) {
-      std::string body = s.body;
+      body = s.body;
       if (!s.body_from_file) {
         body.assign(s.body_size, 'x');
         for (std::size_t i = 0; i < body.size(); ++i) body[i] = static_cast<char>('a' + i % 26);
@@ -652,6 +745,228 @@ private:
     request_ = copy_to_pool(req);
     // Malformed on purpose: a Content-Length that is not a number (a server must answer 400 and close).
     bad_request_ = copy_to_pool("GET " + tg.path + " HTTP/1.1\r\nHost: " + host + "\r\nContent-Length: 1x\r\n\r\n");
+    if (s.http2) build_h2_request(host, has_body ? &body : nullptr, given);
+  }
+
+  // The HTTP/2 request: a name/value list for nghttp2 (pseudo-headers first, names lower case, the
+  // headers HTTP/2 forbids left out, Host as :authority), and the body in a pooled buffer.
+  template <class Given>
+  void build_h2_request(const std::string& host, const std::string* body, const Given& given) {
+    const auto& s = t_.p().s;
+    const target& tg = s.targets[target_];
+    std::string authority = host;
+    std::vector<std::pair<std::string, std::string>> fields;
+    for (const auto& h : s.headers) {
+      const auto colon = h.find(':');
+      std::string name = h.substr(0, colon);
+      for (auto& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      std::string value = h.substr(colon + 1);
+      value.erase(0, value.find_first_not_of(" \t"));
+      while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.pop_back();
+      if (name == "host") authority = value;
+      else if (name != "connection" && name != "keep-alive" && name != "proxy-connection" &&
+               name != "transfer-encoding" && name != "upgrade" && name != "content-length")
+        fields.emplace_back(std::move(name), std::move(value));
+    }
+    h2_fields_.clear();
+    h2_fields_.emplace_back(":method", method());
+    h2_fields_.emplace_back(":scheme", tg.tls ? "https" : "http");
+    h2_fields_.emplace_back(":authority", authority);
+    h2_fields_.emplace_back(":path", tg.path);
+    if (!given("user-agent")) h2_fields_.emplace_back("user-agent", "bufpool-loadgen");
+    for (auto& f : fields) h2_fields_.push_back(std::move(f));
+    if (!s.content_type.empty() && !given("content-type")) h2_fields_.emplace_back("content-type", s.content_type);
+    h2_body_ = {};
+    h2_has_body_ = body != nullptr;
+    if (body != nullptr) {
+      h2_fields_.emplace_back("content-length", std::to_string(body->size()));
+      if (!body->empty()) h2_body_ = copy_to_pool(*body);
+    }
+    // nghttp2 keeps these pointers until the HEADERS are sent (NO_COPY): h2_fields_ is not touched again.
+    h2_nva_.clear();
+    for (const auto& [n, v] : h2_fields_)
+      h2_nva_.push_back({reinterpret_cast<std::uint8_t*>(const_cast<char*>(n.data())),
+                         reinterpret_cast<std::uint8_t*>(const_cast<char*>(v.data())), n.size(), v.size(),
+                         NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE});
+  }
+
+  // ---- HTTP/2 (--http2): an nghttp2 client session over the connection's transport ----
+
+  static const nghttp2_session_callbacks* h2_callbacks() {
+    static nghttp2_session_callbacks* cb = [] {
+      nghttp2_session_callbacks* c = nullptr;
+      if (nghttp2_session_callbacks_new(&c) != 0) throw std::bad_alloc();
+      nghttp2_session_callbacks_set_on_header_callback(c, &connection::h2_on_header);
+      nghttp2_session_callbacks_set_on_frame_recv_callback(c, &connection::h2_on_frame);
+      nghttp2_session_callbacks_set_on_stream_close_callback(c, &connection::h2_on_close);
+      return c;
+    }();
+    return cb;
+  }
+
+  // The session, its SETTINGS and windows (2^30-1, as h2load's defaults: flow control never holds
+  // the server's answers back). False if it cannot be made (the connection is dropped).
+  bool h2_start() {
+    // Until the server's SETTINGS arrive, one stream at a time: nghttp2 would otherwise assume 100,
+    // and a server with a lower limit refuses the streams past it (REFUSED_STREAM) in the first
+    // round trip. The requests submitted meanwhile wait in the session, their time counted.
+    static nghttp2_option* const option = [] {
+      nghttp2_option* o = nullptr;
+      if (nghttp2_option_new(&o) != 0) throw std::bad_alloc();
+      nghttp2_option_set_peer_max_concurrent_streams(o, 1);
+      return o;
+    }();
+    if (nghttp2_session_client_new2(&h2_, h2_callbacks(), this, option) != 0) {
+      h2_ = nullptr;
+      t_.fail(failure::connect, "HTTP/2: cannot make a session (out of memory)");
+      stopped_ = true;
+      close_transport();
+      return false;
+    }
+    constexpr std::uint32_t window = (1u << 30) - 1;
+    const nghttp2_settings_entry iv[] = {{NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+                                         {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, window}};
+    nghttp2_submit_settings(h2_, NGHTTP2_FLAG_NONE, iv, std::size(iv));
+    nghttp2_session_set_local_window_size(h2_, NGHTTP2_FLAG_NONE, 0, static_cast<std::int32_t>(window));
+    h2_goaway_ = false;
+    h2_settled_ = false;
+    return true;
+  }
+
+  // The record of stream `id`: the written records are in ascending stream order.
+  request_record* h2_record(std::int32_t id) {
+    const std::size_t written = inflight_.size() - to_send_;
+    auto end = inflight_.begin() + static_cast<std::ptrdiff_t>(written);
+    auto it = std::lower_bound(inflight_.begin(), end, id, [](const request_record& r, std::int32_t v) { return r.stream < v; });
+    return it != end && it->stream == id ? &*it : nullptr;
+  }
+
+  // Submits the queued requests as streams, then copies what the session has to send (the preface,
+  // SETTINGS, HEADERS, DATA, WINDOW_UPDATE, ACKs) into pooled buffers and writes them.
+  void pump_h2() {
+    if (writing_ || !connected_) return;
+    const auto now = clock::now();
+    while (to_send_ > 0) {
+      request_record& r = inflight_[inflight_.size() - to_send_];
+      nghttp2_data_provider body{};
+      body.read_callback = &connection::h2_read_body;
+      const std::int32_t id = nghttp2_submit_request(h2_, nullptr, h2_nva_.data(), h2_nva_.size(),
+                                                     h2_has_body_ ? &body : nullptr, nullptr);
+      if (id < 0) {  // stream ids used up (2^31 on one connection), or no memory: a fresh connection
+        reconnect();
+        return;
+      }
+      r.stream = id;
+      stamp(r, now);
+      --to_send_;
+    }
+    iov_.clear();
+    out_.clear();
+    std::size_t total = 0, fill = 0;
+    constexpr std::size_t chunk = 32768, most = 256 * 1024;
+    while (total < most) {
+      const std::uint8_t* data = nullptr;
+      const auto n = nghttp2_session_mem_send(h2_, &data);
+      if (n < 0) {
+        t_.fail(failure::write, std::string("HTTP/2: ") + nghttp2_strerror(static_cast<int>(n)));
+        reconnect();
+        return;
+      }
+      if (n == 0) break;
+      const auto len = static_cast<std::size_t>(n);
+      if (out_.empty() || out_.back().capacity() - fill < len) {
+        out_.push_back(t_.p().pool.get(std::max(chunk, len)));
+        fill = 0;
+      }
+      std::memcpy(out_.back().data() + fill, data, len);
+      fill += len;
+      out_.back().resize(fill);
+      total += len;
+    }
+    if (total == 0) return;
+    for (const auto& b : out_) iov_.emplace_back(b.data(), b.size());
+    write_out();
+  }
+
+  static int h2_on_header(nghttp2_session*, const nghttp2_frame* frame, const std::uint8_t* name, std::size_t namelen,
+                          const std::uint8_t* value, std::size_t valuelen, std::uint8_t, void* user) {
+    if (frame->hd.type != NGHTTP2_HEADERS || namelen != 7 || std::memcmp(name, ":status", 7) != 0) return 0;
+    auto* c = static_cast<connection*>(user);
+    if (request_record* r = c->h2_record(frame->hd.stream_id)) {
+      int status = 0;
+      const auto* v = reinterpret_cast<const char*>(value);
+      std::from_chars(v, v + valuelen, status);
+      r->status = status;
+    }
+    return 0;
+  }
+
+  static int h2_on_frame(nghttp2_session* session, const nghttp2_frame* frame, void* user) {
+    auto* c = static_cast<connection*>(user);
+    auto& r = c->t_.result;
+    switch (frame->hd.type) {
+      case NGHTTP2_GOAWAY:
+        ++r.h2_goaways_received;
+        c->h2_goaway_ = true;  // no new streams; those above last_stream_id are closed by nghttp2 (REFUSED_STREAM)
+        c->closing_ = true;    // the server's close after it is expected
+        c->h2_goaway_last_ = frame->goaway.last_stream_id;
+        if (frame->goaway.error_code != NGHTTP2_NO_ERROR)
+          c->t_.fail(failure::closed, std::string("HTTP/2 GOAWAY ") + nghttp2_http2_strerror(frame->goaway.error_code));
+        break;
+      case NGHTTP2_RST_STREAM: ++r.h2_resets_received; break;
+      case NGHTTP2_SETTINGS:
+        if ((frame->hd.flags & NGHTTP2_FLAG_ACK) != 0) break;
+        if (r.h2_server_max_streams < 0)
+          r.h2_server_max_streams = nghttp2_session_get_remote_settings(session, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
+        if (!c->h2_settled_) {  // the server's preface: now the connection counts as established
+          c->h2_settled_ = true;
+          c->counted_established();
+        }
+        break;
+      default: break;
+    }
+    return 0;
+  }
+
+  // A stream ended: answered (NO_ERROR after a :status), reset by the server, or dropped by a GOAWAY.
+  static int h2_on_close(nghttp2_session*, std::int32_t id, std::uint32_t error, void* user) {
+    auto* c = static_cast<connection*>(user);
+    request_record* r = c->h2_record(id);
+    if (r == nullptr || r->done) return 0;
+    thread_state& t = c->t_;
+    if (error == NGHTTP2_NO_ERROR && r->status != 0) {
+      t.record(r->intended, r->sent, c->read_time_ != clock::time_point{} ? c->read_time_ : clock::now(), r->status);
+    } else {
+      if (t.in_window(r->intended)) ++t.result.lost;  // never answered: reported, not retried
+      if (c->h2_goaway_ && id > c->h2_goaway_last_) {
+        // Not processed by the server (it said so): lost, and the GOAWAY itself is the news.
+      } else if (error == NGHTTP2_NO_ERROR) {
+        t.fail(failure::parse, "HTTP/2: a stream ended without a :status");
+      } else {
+        t.fail(failure::reset, std::string("HTTP/2 RST_STREAM ") + nghttp2_http2_strerror(error));
+      }
+    }
+    r->done = true;
+    ++c->finished_;
+    while (!c->inflight_.empty() && c->inflight_.front().done) {
+      c->inflight_.pop_front();
+      --c->finished_;
+    }
+    return 0;
+  }
+
+  // The request body for stream `id`, from the prebuilt pooled copy.
+  static ssize_t h2_read_body(nghttp2_session*, std::int32_t id, std::uint8_t* buf, std::size_t length,
+                              std::uint32_t* flags, nghttp2_data_source*, void* user) {
+    auto* c = static_cast<connection*>(user);
+    request_record* r = c->h2_record(id);
+    const std::size_t total = c->h2_body_.size();
+    const std::size_t from = r != nullptr ? r->body_sent : total;
+    const std::size_t n = std::min(length, total - from);
+    if (n > 0) std::memcpy(buf, c->h2_body_.data() + from, n);
+    if (r != nullptr) r->body_sent += n;
+    if (from + n == total) *flags |= NGHTTP2_DATA_FLAG_EOF;
+    return static_cast<ssize_t>(n);
   }
   bufpool::buffer copy_to_pool(const std::string& s) {
     bufpool::buffer b = t_.p().pool.get(s.size());
@@ -689,6 +1004,16 @@ private:
   bool head_requests_ = false;  // responses to our (well-formed) requests have no body
   llhttp_t parser_{};
   llhttp_settings_t settings_{};
+  std::size_t finished_ = 0;  // HTTP/2: records done but not yet at the front
+  // HTTP/2 (--http2)
+  nghttp2_session* h2_ = nullptr;
+  bool h2_goaway_ = false;         // the server sent GOAWAY: no new streams on this connection
+  bool h2_settled_ = false;        // the server's SETTINGS (its preface) arrived
+  std::int32_t h2_goaway_last_ = 0;
+  std::vector<std::pair<std::string, std::string>> h2_fields_;
+  std::vector<nghttp2_nv> h2_nva_;
+  bufpool::buffer h2_body_;
+  bool h2_has_body_ = false;
 };
 
 void thread_state::run() {
@@ -872,6 +1197,9 @@ run_result run_load(const loadgen_settings& s, const progress_fn& progress, cons
     out.uncorrected.merge(r.uncorrected);
     out.send_lag.merge(r.send_lag);
     out.handshakes += r.handshakes;
+    out.h2_resets_received += r.h2_resets_received;
+    out.h2_goaways_received += r.h2_goaways_received;
+    if (out.h2_server_max_streams < 0) out.h2_server_max_streams = r.h2_server_max_streams;
     out.resumed += r.resumed;
     out.handshake.merge(r.handshake);
     if (out.tls_version.empty()) {

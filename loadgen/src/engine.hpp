@@ -29,9 +29,10 @@ namespace bufpool::loadgen {
 /// Transport-level failures, counted by kind.
 /// Failures, counted by kind. `status`: a response whose status --ok-status does not accept (it is
 /// also counted in `requests`: it was answered); the others are transport failures.
-enum class failure : std::uint8_t { connect, read, write, timeout, closed, parse, echo_mismatch, status, count };
-inline constexpr const char* failure_names[] = {"connect", "read",  "write",         "timeout",
-                                                "closed",  "parse", "echo_mismatch", "status"};
+/// `reset`: HTTP/2, the server reset a stream before answering it (the request is lost).
+enum class failure : std::uint8_t { connect, read, write, timeout, closed, parse, echo_mismatch, status, reset, count };
+inline constexpr const char* failure_names[] = {"connect", "read",  "write",         "timeout", "closed",
+                                                "parse",   "echo_mismatch", "status", "reset"};
 
 /// One second of the measured window, all threads merged.
 struct second_stats {
@@ -70,6 +71,10 @@ struct run_result {
   std::uint64_t handshakes = 0, resumed = 0;
   histogram handshake{60'000'000};  // handshake time, us (TCP connect excluded)
   std::string tls_version, tls_cipher, tls_alpn;  // of the first handshake
+  // HTTP/2 (--http2): the server's SETTINGS_MAX_CONCURRENT_STREAMS as the first connection saw it
+  // (-1: none received), and what the server sent that ended streams or connections.
+  std::int64_t h2_server_max_streams = -1;
+  std::uint64_t h2_resets_received = 0, h2_goaways_received = 0;
   std::uint64_t errors() const noexcept {
     std::uint64_t n = 0;
     for (auto f : failures) n += f;

@@ -189,7 +189,9 @@ nlohmann::json make_report(const loadgen_settings& s, const run_result& r, const
                         : r.target_lost                  ? "target_lost"
                         : r.interrupted != 0             ? "interrupted"
                                                          : "completed";
+  const std::string protocol = s.url.echo ? "echo" : !s.http2 ? "HTTP/1.1" : s.url.tls ? "h2" : "h2c";
   json summary{{"outcome", outcome},
+               {"protocol", protocol},
                {"interrupted", r.interrupted != 0},
                {"requests", r.requests},
                {"responses", status},
@@ -232,6 +234,13 @@ nlohmann::json make_report(const loadgen_settings& s, const run_result& r, const
            {"resumed_share", r.handshakes > 0 ? static_cast<double>(r.resumed) / static_cast<double>(r.handshakes) : 0.0},
            {"handshake_us", latency_json(r.handshake)},
            {"histogram", r.handshake.encode()}};
+  // HTTP/2: streams per connection, the server's stream limit, what it reset or ended.
+  json http2 = nullptr;
+  if (s.http2)
+    http2 = {{"streams_per_connection", s.streams},
+             {"server_max_concurrent_streams", r.h2_server_max_streams >= 0 ? json(r.h2_server_max_streams) : json(nullptr)},
+             {"resets_received", r.h2_resets_received},
+             {"goaways_received", r.h2_goaways_received}};
   return json{{"schema", report_schema},
               {"started_at", iso_utc(r.started_at)},
               {"config", s.effective},
@@ -242,6 +251,7 @@ nlohmann::json make_report(const loadgen_settings& s, const run_result& r, const
                 {"hostname", u.nodename}}},
               {"summary", summary},
               {"tls", tls},
+              {"http2", http2},
               {"latency_us", {{"corrected", latency_json(r.corrected)}, {"uncorrected", latency_json(r.uncorrected)},
                               {"send_lag", lag}}},
               {"timeseries", series},
@@ -257,7 +267,11 @@ std::string summary(const nlohmann::json& rep) {
   o << "  " << c.value("threads", 0) << " threads and " << c.value("connections", 0) << " connections, "
     << (c.value("rate", 0.0) > 0 ? "open loop at " + std::to_string(static_cast<long>(c["rate"].get<double>())) + " req/s"
                                  : std::string("closed loop"))
-    << ", pipeline " << c.value("pipeline", 1) << "\n";
+    << (c.value("http2", false) ? ", " + s.value("protocol", std::string("h2")) + ", " +
+                                      std::to_string(c.value("streams", 1)) + " streams per connection"
+                                : ", " + s.value("protocol", std::string("HTTP/1.1")) + ", pipeline " +
+                                      std::to_string(c.value("pipeline", 1)))
+    << "\n";
   for (const char* kind : {"corrected", "uncorrected"}) {
     const auto& l = rep["latency_us"][kind];
     o << "  Latency " << kind << ":" << std::string(12 - std::strlen(kind), ' ') << "p50 " << fmt_us(l["p50"])
@@ -385,6 +399,9 @@ void check_compatible(const nlohmann::json& first, const std::string& first_name
                              " (runs that differ do not merge into one meaningful report; --force merges anyway)");
   };
   if (first["config"]["urls"] != r["config"]["urls"]) refuse("config.urls", first["config"]["urls"].dump(), r["config"]["urls"].dump());
+  const std::string pa = first["summary"].value("protocol", std::string("HTTP/1.1"));
+  const std::string pb = r["summary"].value("protocol", std::string("HTTP/1.1"));
+  if (pa != pb) refuse("summary.protocol", pa, pb);
   const double ra = first["config"]["rate"].get<double>(), rb = r["config"]["rate"].get<double>();
   if ((ra > 0) != (rb > 0))
     refuse("the loop kind (config.rate)", ra > 0 ? "open loop" : "closed loop", rb > 0 ? "open loop" : "closed loop");
@@ -496,6 +513,12 @@ nlohmann::json merge_reports(const std::vector<nlohmann::json>& reports, const s
   } else {
     out["tls"] = nullptr;
   }
+  // HTTP/2: what the servers reset or ended adds up (the first report's stream figures stand).
+  if (out.contains("http2") && out["http2"].is_object())
+    for (std::size_t i = 1; i < reports.size(); ++i)
+      if (reports[i].contains("http2") && reports[i]["http2"].is_object())
+        for (const char* k : {"resets_received", "goaways_received"})
+          out["http2"][k] = out["http2"].value(k, std::uint64_t{0}) + reports[i]["http2"].value(k, std::uint64_t{0});
   out["merged_from"] = reports.size();
   return out;
 }

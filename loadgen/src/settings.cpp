@@ -37,7 +37,9 @@ config::schema build() {
   s.add(integer("requests", 0, "stop after this many requests instead (0: use duration)", 0, std::int64_t{1} << 50,
                 {"--requests", "-n"}));
   s.add(dur("warmup", "0s", "load without measuring before the measured time", 0, {"--warmup"}));
-  s.add(integer("pipeline", 1, "requests in flight per connection", 1, 1024, {"--pipeline"}));
+  s.add(integer("pipeline", 1, "requests in flight per connection (HTTP/1.1)", 1, 1024, {"--pipeline"}));
+  s.add(flag("http2", "HTTP/2: h2 by ALPN for https://, h2c with prior knowledge for http://", {"--http2"}));
+  s.add(integer("streams", 1, "HTTP/2: concurrent streams per connection (as h2load's -m)", 1, 1024, {"--streams"}));
   s.add(number("rate", 0, "open loop: requests per second in total, on a fixed schedule (0: closed loop)", 0,
                1000000000, {"--rate", "-R"}));
   s.add({"method", value_kind::string, "GET", "HTTP method (any token: GET, POST, DELETE, PATCH, ...)", 0, 0, {},
@@ -259,6 +261,8 @@ loadgen_settings settings_from(const nlohmann::json& v, const std::vector<std::s
   s.requests = static_cast<std::uint64_t>(config::at(v, "requests").get<std::int64_t>());
   s.warmup = config::duration_at(v, "warmup");
   s.pipeline = size_at(v, "pipeline");
+  s.http2 = config::at(v, "http2").get<bool>();
+  s.streams = size_at(v, "streams");
   s.rate = config::at(v, "rate").get<double>();
   s.method = config::at(v, "method").get<std::string>();
   if (!is_token(s.method)) problems.push_back("config: method = \"" + s.method + "\" is invalid: expected an HTTP method token");
@@ -324,6 +328,27 @@ loadgen_settings settings_from(const nlohmann::json& v, const std::vector<std::s
   if (!s.stats_url.empty()) {
     auto st = parse_target(s.stats_url);
     if (!st || st->echo) problems.push_back("config: stats_url = \"" + s.stats_url + "\" is invalid: expected http://HOST:PORT/PATH");
+  }
+  if (s.http2) {
+    // Each of these is a thing of HTTP/1.1's framing, or of a byte stream, that HTTP/2 has no place for.
+    if (s.url.echo) problems.push_back("config: http2 = true needs http:// or https:// targets, not " + s.url_text);
+    if (s.pipeline > 1)
+      problems.push_back("config: pipeline = " + std::to_string(s.pipeline) +
+                         " does not apply with http2 = true: HTTP/2 multiplexes streams, use streams (--streams N)");
+    if (s.chunked) problems.push_back("config: chunked = true does not apply with http2 = true: HTTP/2 frames bodies itself");
+    if (s.malformed > 0)
+      problems.push_back("config: malformed = " + std::to_string(s.malformed) +
+                         " does not apply with http2 = true: the malformed request is an HTTP/1.1 one");
+    if (s.disable_keepalive)
+      problems.push_back("config: disable_keepalive = true does not apply with http2 = true (Connection: close is "
+                         "not HTTP/2; use --connections for more connections)");
+    // ALPN: offer h2 unless a list was given; a list without h2 cannot reach HTTP/2.
+    if (s.alpn == "http/1.1") s.alpn = "h2";
+    else if (("," + s.alpn + ",").find(",h2,") == std::string::npos)
+      problems.push_back("config: tls.alpn = \"" + s.alpn + "\" does not offer h2, which http2 = true needs over TLS");
+  } else if (s.streams > 1) {
+    problems.push_back("config: streams = " + std::to_string(s.streams) +
+                       " needs http2 = true (--http2): HTTP/1.1 has one request at a time per connection (--pipeline)");
   }
   if (s.chunked && (s.method == "GET" || s.method == "HEAD"))
     problems.push_back("config: chunked = true needs a method with a body, not " + s.method);

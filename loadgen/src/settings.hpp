@@ -56,6 +56,8 @@ struct loadgen_settings {
   std::uint64_t requests = 0;  // > 0: stop after this many instead of after duration
   std::chrono::microseconds warmup{0};
   std::size_t pipeline = 1;
+  bool http2 = false;          // HTTP/2: h2 (ALPN) over TLS, h2c with prior knowledge over plain TCP
+  std::size_t streams = 1;     // HTTP/2: concurrent streams per connection
   double rate = 0;  // > 0: open loop, requests per second in total
   std::string method = "GET";
   std::size_t body_size = 0;

@@ -12,15 +12,18 @@ import h2.config
 import h2.connection
 import h2.events
 import h2.exceptions
+import h2.settings
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 
 class Client:
-    def __init__(self, port, split_preface=False):
+    def __init__(self, port, split_preface=False, initial_window=None):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
         self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
         self.conn.initiate_connection()
+        if initial_window is not None:  # SETTINGS_INITIAL_WINDOW_SIZE: the server's DATA per stream
+            self.conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: initial_window})
         data = self.conn.data_to_send()
         if split_preface:  # the preface one byte at a time: the server must wait for all of it
             for i in range(len(PREFACE)):
@@ -196,6 +199,15 @@ def main():
                 code = int.from_bytes(got[at + 13:at + 17], "big")
             at += 9 + n
         result = {"goaway": code, "sent": sent}
+    elif scenario == "zero_window":  # stream windows of 0, never opened: the answers cannot move
+        c = Client(port, initial_window=0)
+        c.request("GET", "/echo?size=100000")
+        c.request("GET", "/plaintext")
+        start = time.time()
+        c.pump(lambda: c.goaway is not None and c.closed, 10)
+        result = c.summary()
+        result["seconds"] = round(time.time() - start, 3)
+        result["bytes"] = sum(len(r["body"]) for r in c.responses.values())
     elif scenario == "idle":  # answers, then the connection stays open and idle for the test to look at
         c = Client(port)
         for _ in range(4):

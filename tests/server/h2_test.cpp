@@ -145,6 +145,31 @@ TEST_CASE("http2: an idle HTTP/2 connection holds no pooled buffer") {
   CHECK(s.stats()["server"]["connections"]["active"] == 1);  // still open
 }
 
+TEST_CASE("http2: a client whose windows stay at zero holds answers only until the body timeout: GOAWAY, "
+          "close, buffers freed, others served") {
+  server s(test_settings({{"http.body_timeout", "300ms"}}));
+  // SETTINGS_INITIAL_WINDOW_SIZE 0 and no WINDOW_UPDATE ever: two answers (100 KB and 13 bytes) can
+  // send their HEADERS and not one byte of DATA.
+  std::unique_ptr<FILE, int (*)(FILE*)> p(::popen(h2_client(s.ports().http, "zero_window").c_str(), "r"), ::pclose);
+  REQUIRE(p != nullptr);
+  // Meanwhile another client is served.
+  bufpool::test::client other(s.ports().http);
+  other.send(bufpool::test::get("/plaintext"));
+  CHECK(other.read_response().status == 200);
+  std::string out;
+  char buf[4096];
+  while (std::size_t n = std::fread(buf, 1, sizeof buf, p.get())) out.append(buf, n);
+  INFO("client printed: " << out);
+  REQUIRE_FALSE(out.empty());
+  const auto r = nlohmann::json::parse(out);
+  CHECK(r["responses"]["1"]["status"] == 200);  // the HEADERS went out
+  CHECK(r["bytes"] == 0);                       // no DATA: the window never opened
+  CHECK(r["goaway"] == 0);                      // then GOAWAY (NO_ERROR) and the close
+  CHECK(r["closed"] == true);
+  CHECK(eventually([&] { return connection_buffers(s.stats()) == 0; }));  // the held 100 KB answer is freed
+  CHECK(h2_stat(s, "goaways_sent", "NO_ERROR") == 1);
+}
+
 TEST_CASE("http2: over TLS, ALPN agrees on h2 (preferred to http/1.1): curl --http2 and h2load, "
           "and a client offering only http/1.1 still gets it") {
   server s(test_settings({{"http.tls.certificate", test_pki().server_cert}, {"http.tls.key", test_pki().server_key}}));

@@ -183,6 +183,10 @@ std::string server::metrics() const {
   w.one("bufpool_http2_connections_total", "counter", "Connections that spoke HTTP/2.",
         static_cast<double>(t.h2_connections));
   w.one("bufpool_http2_streams_total", "counter", "HTTP/2 streams the clients opened.", static_cast<double>(t.h2_streams));
+  w.one("bufpool_http2_connections_active", "gauge", "HTTP/2 connections open now.", static_cast<double>(t.h2_active));
+  w.one("bufpool_http2_library_bytes", "gauge",
+        "Heap bytes nghttp2 holds for the open HTTP/2 connections (sessions, HPACK tables, frame buffers).",
+        static_cast<double>(t.h2_library_bytes));
   w.family("bufpool_http2_resets_total", "counter", "HTTP/2 RST_STREAM frames, by direction.");
   w.sample("bufpool_http2_resets_total", "direction=\"received\"", static_cast<double>(t.h2_resets_received));
   w.sample("bufpool_http2_resets_total", "direction=\"sent\"", static_cast<double>(t.h2_resets_sent));

@@ -531,6 +531,8 @@ nlohmann::json h2_json(const stats_totals& t) {
   for (std::size_t i = 0; i < t.h2_frames.size(); ++i) frames[h2_frame_names[i]] = t.h2_frames[i];
   for (std::size_t i = 0; i < t.h2_goaways.size(); ++i) goaways[h2_error_names[i]] = t.h2_goaways[i];
   return {{"connections", t.h2_connections},
+          {"active", t.h2_active},
+          {"library_bytes", t.h2_library_bytes},
           {"streams", t.h2_streams},
           {"resets_received", t.h2_resets_received},
           {"resets_sent", t.h2_resets_sent},

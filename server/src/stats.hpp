@@ -104,6 +104,9 @@ struct worker_stats {
   // HTTP/2: connections that spoke it, streams the clients opened, RST_STREAM frames received and
   // sent, frames received by type (DATA .. CONTINUATION), GOAWAYs sent by error code (h2_error_names).
   counter h2_connections, h2_streams, h2_resets_received, h2_resets_sent;
+  // HTTP/2 connections open now, and the heap bytes nghttp2 holds for them (its sessions, HPACK
+  // tables, frame buffers, stream records: malloc_usable_size of each block it has).
+  counter h2_active, h2_library_bytes;
   std::array<counter, 10> h2_frames;
   std::array<counter, 14> h2_goaways;
 
@@ -150,6 +153,7 @@ struct stats_totals {
   std::uint64_t bytes_in = 0, bytes_out = 0, echo_bytes = 0, budget_waits = 0, budget_waiting = 0, ring_buffers = 0;
   std::uint64_t tls_handshakes = 0, tls_resumed = 0;
   std::uint64_t h2_connections = 0, h2_streams = 0, h2_resets_received = 0, h2_resets_sent = 0;
+  std::uint64_t h2_active = 0, h2_library_bytes = 0;
   std::array<std::uint64_t, 10> h2_frames{};
   std::array<std::uint64_t, 14> h2_goaways{};
   std::array<std::uint64_t, 2> tls_versions{};
@@ -180,6 +184,8 @@ struct stats_totals {
     tls_handshakes += s.tls_handshakes.get();
     h2_connections += s.h2_connections.get();
     h2_streams += s.h2_streams.get();
+    h2_active += s.h2_active.get();
+    h2_library_bytes += s.h2_library_bytes.get();
     h2_resets_received += s.h2_resets_received.get();
     h2_resets_sent += s.h2_resets_sent.get();
     for (std::size_t i = 0; i < h2_frames.size(); ++i) h2_frames[i] += s.h2_frames[i].get();

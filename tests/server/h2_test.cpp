@@ -143,6 +143,13 @@ TEST_CASE("http2: an idle HTTP/2 connection holds no pooled buffer") {
   CHECK(s.stats()["server"]["connections"]["active"] == 1);
   CHECK(eventually([&] { return connection_buffers(s.stats()) == 0; }));
   CHECK(s.stats()["server"]["connections"]["active"] == 1);  // still open
+  // What nghttp2 keeps for it, counted: its frame buffer (16,394 bytes), stream map, session, HPACK tables.
+  CHECK(h2_stat(s, "active") == 1);
+  CHECK(h2_stat(s, "library_bytes") > 16384);
+  CHECK(h2_stat(s, "library_bytes") < 64 * 1024);
+  p.reset();  // the client leaves: nothing of nghttp2's stays behind
+  CHECK(eventually([&] { return h2_stat(s, "active") == 0; }));
+  CHECK(h2_stat(s, "library_bytes") == 0);
 }
 
 TEST_CASE("http2: a client whose windows stay at zero holds answers only until the body timeout: GOAWAY, "

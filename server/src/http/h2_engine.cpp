@@ -2,9 +2,11 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstdlib>
 #include <cstring>
 #include <new>
 
+#include <malloc.h>
 #include <nghttp2/nghttp2.h>
 
 #include "http/checks.hpp"
@@ -436,6 +438,41 @@ struct h2_callbacks {
   }
 };
 
+// ---- nghttp2's memory ------------------------------------------------------------------------------
+// malloc and free, counted: each block's usable size is added to the session's and the worker's
+// library_bytes while nghttp2 holds it (docs/benchmarks.md 14: where an idle connection's memory goes).
+struct h2_memory {
+  static void count(void* user, std::size_t add, std::size_t sub) noexcept {
+    h2_engine& e = *static_cast<h2_engine*>(user);
+    e.counters_.library_bytes += add;
+    e.counters_.library_bytes -= sub;
+    if (add != 0) e.env_.stats.h2_library_bytes.add(add);
+    if (sub != 0) e.env_.stats.h2_library_bytes.sub(sub);
+  }
+  static void* alloc(std::size_t n, void* user) {
+    void* p = std::malloc(n);
+    if (p != nullptr) count(user, ::malloc_usable_size(p), 0);
+    return p;
+  }
+  static void release(void* p, void* user) {
+    if (p == nullptr) return;
+    count(user, 0, ::malloc_usable_size(p));
+    std::free(p);
+  }
+  static void* zeroed(std::size_t n, std::size_t size, void* user) {
+    void* p = std::calloc(n, size);
+    if (p != nullptr) count(user, ::malloc_usable_size(p), 0);
+    return p;
+  }
+  static void* resize(void* p, std::size_t n, void* user) {
+    const std::size_t old = p != nullptr ? ::malloc_usable_size(p) : 0;
+    void* q = std::realloc(p, n);
+    if (q != nullptr) count(user, ::malloc_usable_size(q), old);
+    else if (n == 0) count(user, 0, old);  // realloc(p, 0) freed p
+    return q;
+  }
+};
+
 // ---- the engine -----------------------------------------------------------------------------------
 
 h2_engine::h2_engine(const engine_context& ctx, engine_env& env, engine_events& events)
@@ -448,7 +485,9 @@ h2_engine::h2_engine(const engine_context& ctx, engine_env& env, engine_events& 
   nghttp2_option_set_max_outbound_ack(opt, 1000);
   nghttp2_option_set_max_settings(opt, 32);
   nghttp2_option_set_max_deflate_dynamic_table_size(opt, 4096);
-  const int rv = nghttp2_session_server_new2(&session_, h2_callbacks::shared(), this, opt);
+  // nghttp2's allocations: malloc, counted (the session keeps its own copy of this).
+  nghttp2_mem mem = {this, &h2_memory::alloc, &h2_memory::release, &h2_memory::zeroed, &h2_memory::resize};
+  const int rv = nghttp2_session_server_new3(&session_, h2_callbacks::shared(), this, opt, &mem);
   nghttp2_option_del(opt);
   if (rv != 0) throw std::bad_alloc();
   const nghttp2_settings_entry settings[] = {
@@ -459,11 +498,13 @@ h2_engine::h2_engine(const engine_context& ctx, engine_env& env, engine_events& 
   };
   nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings, std::size(settings));
   env_.stats.h2_connections.add();
+  env_.stats.h2_active.add();
   set_deadline(clock::now() + ctx_.limits.idle_timeout);
 }
 
 h2_engine::~h2_engine() {
   nghttp2_session_del(session_);  // no callbacks: the stream states are the engine's own (streams_)
+  env_.stats.h2_active.sub();
   for (std::size_t i = 0; i < delayed_.size(); ++i) env_.stats.echo_delayed_waiting.sub();
 }
 

@@ -61,6 +61,7 @@ public:
     std::uint64_t data_bytes_moved = 0;   // DATA payload sent from the answer's own pooled buffers
     std::uint64_t data_bytes_copied = 0;  // DATA payload copied into the batch (small or split pieces)
     std::array<std::uint64_t, 10> frames{};  // received, by type (DATA .. CONTINUATION)
+    std::uint64_t library_bytes = 0;   // heap bytes nghttp2 holds for this session now
     std::uint32_t goaway_error = 0;    // the error code of the GOAWAY sent (valid when goaway_sent)
     bool goaway_sent = false;
   };
@@ -123,6 +124,7 @@ public:
 
 private:
   friend struct h2_callbacks;
+  friend struct h2_memory;
   friend class h2_exchange;
 
   static bool method_of(std::string_view name, llhttp_method_t& m) noexcept;

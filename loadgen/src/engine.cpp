@@ -121,6 +121,14 @@ public:
   // the epoch while the target answers.
   clock::time_point failing_since{};
   std::array<std::uint64_t, 600> status_counts{};  // responses by exact status; a map only in the result
+  // Requests sent in each second of the measured window, by their actual send time (second 0 = the first).
+  std::vector<std::uint64_t> sent_by_second;
+  void count_sent(clock::time_point now) {
+    if (now < p_.measure_start) return;
+    const auto i = static_cast<std::size_t>(std::chrono::duration_cast<std::chrono::seconds>(now - p_.measure_start).count());
+    if (i >= sent_by_second.size()) sent_by_second.resize(i + 1);
+    ++sent_by_second[i];
+  }
 
   const plan& p() const { return p_; }
   void run();
@@ -182,8 +190,15 @@ public:
       : t_(t), id_(id), target_(target), quota_(quota), socket_(t.io_), timer_(t.io_) {
     const auto& s = t_.p().s;
     if (interval_s > 0) {
+      open_ = true;
       interval_ = std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(interval_s));
       next_intended_ = t_.p().start + std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(phase_s));
+    }
+    if (!s.plan.empty()) {  // --stages / --steps: this connection takes requests id, id + C, id + 2C, ...
+      open_ = true;
+      plan_k_ = static_cast<double>(id);
+      plan_stride_ = static_cast<double>(s.connections);
+      plan_next();
     }
     if (!s.url.echo) build_requests();
     head_requests_ = method() == "HEAD";
@@ -251,7 +266,7 @@ private:
   std::size_t outstanding() const { return inflight_.size() - finished_; }
 
   bool done_sending() const {
-    if (stopped_ || t_.stopping || t_.draining) return true;
+    if (stopped_ || t_.stopping || t_.draining || plan_done_) return true;
     if (quota_ > 0) return sent_ >= quota_;
     return t_.time_over || read_time_ >= t_.p().end;  // read_time_: no clock read of our own
   }
@@ -413,13 +428,14 @@ private:
     if (!connected_ || stopped_) return;
     const auto limit = t_.p().s.http2 ? t_.p().s.streams : t_.p().s.pipeline;
     const bool open = !h2_goaway_;  // after a GOAWAY no new stream on this connection
-    if (interval_.count() == 0) {  // closed loop: keep `pipeline` in flight; pump() stamps the times
+    if (!open_) {  // closed loop: keep `pipeline` in flight; pump() stamps the times
       while (open && outstanding() < limit && !done_sending()) enqueue(clock::time_point{});
     } else {
       const auto now = clock::now();
       while (open && next_intended_ <= now && outstanding() < limit && !done_sending()) {
         enqueue(next_intended_);
-        next_intended_ += interval_;
+        if (plan_stride_ > 0) plan_next();
+        else next_intended_ += interval_;
       }
       if (open && !done_sending() && outstanding() < limit && !timer_armed_) {
         timer_armed_ = true;
@@ -457,10 +473,11 @@ private:
   // A request goes out now: its send time (and, closed loop, its intended time), counted if in the window.
   void stamp(request_record& r, clock::time_point now) {
     r.sent = now;
-    if (interval_.count() == 0) r.intended = now;  // closed loop: intended when sent
+    if (!open_) r.intended = now;  // closed loop: intended when sent
     if (t_.in_window(r.intended)) {
       ++t_.result.sent;
-      if (interval_.count() != 0) t_.result.send_lag.record(micros(now - r.intended));
+      t_.count_sent(now);
+      if (open_) t_.result.send_lag.record(micros(now - r.intended));
     }
   }
 
@@ -985,6 +1002,19 @@ private:
   asio::steady_timer timer_;
   bool timer_armed_ = false;
   clock::duration interval_{0};
+  bool open_ = false;  // open loop: a fixed rate (interval_) or a plan (--stages, --steps)
+  // --stages / --steps: the plan's next request for this connection (k), C connections apart.
+  double plan_k_ = 0, plan_stride_ = 0;
+  bool plan_done_ = false;
+  void plan_next() {
+    const auto at = t_.p().s.plan.time_of(plan_k_);
+    if (!at) {
+      plan_done_ = true;
+      return;
+    }
+    next_intended_ = t_.p().start + std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(*at));
+    plan_k_ += plan_stride_;
+  }
   clock::time_point next_intended_{};
   clock::time_point connect_deadline_{};
   clock::time_point read_time_{};  // set while a read is being handled
@@ -1169,7 +1199,7 @@ run_result run_load(const loadgen_settings& s, const progress_fn& progress, cons
     if (s.requests > 0) quota = s.requests / s.connections + (c < s.requests % s.connections ? 1 : 0);
     if (s.requests > 0 && quota == 0) continue;
     auto& t = *threads[c % s.threads];
-    t.open_loop = interval > 0;
+    t.open_loop = interval > 0 || !s.plan.empty();
     const double phase = interval * static_cast<double>(c) / static_cast<double>(s.connections);
     t.conns.push_back(std::make_shared<connection>(t, c, c % s.targets.size(), quota, interval, phase));
   }
@@ -1228,6 +1258,13 @@ run_result run_load(const loadgen_settings& s, const progress_fn& progress, cons
                                                            std::chrono::duration<double>(out.interrupted_at_s)));
   out.elapsed_s = std::max(0.0, std::chrono::duration<double>(window_end - p.measure_start).count());
   out.series = seconds.take();
+  std::vector<std::uint64_t> sent;
+  for (auto& t : threads) {
+    if (t->sent_by_second.size() > sent.size()) sent.resize(t->sent_by_second.size());
+    for (std::size_t i = 0; i < t->sent_by_second.size(); ++i) sent[i] += t->sent_by_second[i];
+  }
+  for (auto& sec : out.series)
+    if (sec.second < sent.size()) sec.sent = sent[sec.second];
   return out;
 }
 

@@ -141,19 +141,27 @@ std::string html_report(const nlohmann::json& rep) {
   row("requests", std::to_string(sum.value("requests", std::uint64_t{0})) + " in " + num(sum.value("duration_s", 0.0)) + " s, " +
                       num(sum.value("rps", 0.0)) + " req/s");
   row("errors", std::to_string(sum.value("errors_total", std::uint64_t{0})));
+  if (sum.contains("plan")) row("rate plan", sum["plan"].get<std::string>());
   if (rep.contains("merged_from")) row("merged from", std::to_string(rep["merged_from"].get<int>()) + " reports");
   o << "</table>\n";
 
   // Over time: requests per second, p50 and p99 (corrected), errors.
+  // With --stages / --steps the asked and the sent counts are drawn beside the answers.
   series rps{"requests/s", "#1f77b4", {}}, p50{"p50", "#2ca02c", {}}, p99{"p99", "#d62728", {}}, errs{"errors/s", "#d62728", {}};
+  series asked{"asked/s", "#7f7f7f", {}}, sent{"sent/s", "#ff7f0e", {}};
   for (const auto& e : rep.value("timeseries", nlohmann::json::array())) {
     const double t = as_num(e["second"]) + 1;
     rps.points.emplace_back(t, as_num(e["requests"]));
+    if (e.contains("asked")) {
+      asked.points.emplace_back(t, as_num(e["asked"]));
+      sent.points.emplace_back(t, as_num(e["sent"]));
+    }
     errs.points.emplace_back(t, as_num(e["errors"]));
     p50.points.emplace_back(t, as_num(e["p50_us"]));
     p99.points.emplace_back(t, as_num(e["p99_us"]));
   }
-  o << chart("Requests per second", "second of the measured time", "requests/s", {rps});
+  if (asked.points.empty()) o << chart("Requests per second", "second of the measured time", "requests/s", {rps});
+  else o << chart("Requests per second: asked, sent, answered", "second of the measured time", "requests/s", {asked, sent, rps});
   o << chart("Latency over time (corrected)", "second of the measured time", "microseconds", {p50, p99});
 
   // The percentile plot: x is log10(1 / (1 - p)), as HdrHistogram's plotter draws it.

@@ -174,13 +174,27 @@ nlohmann::json make_report(const loadgen_settings& s, const run_result& r, const
   for (std::size_t i = 0; i < r.status.size(); ++i) status[std::to_string(i + 1) + "xx"] = r.status[i];
   const double rps = r.elapsed_s > 0 ? static_cast<double>(r.requests) / r.elapsed_s : 0;
   json series = json::array();
-  for (const auto& sec : r.series)
-    series.push_back({{"second", sec.second},
-                      {"requests", sec.requests},
-                      {"errors", sec.errors},
-                      {"p50_us", number_or_null(sec.latency.percentile(50))},
-                      {"p99_us", number_or_null(sec.latency.percentile(99))},
-                      {"histogram", sec.latency.encode()}});
+  // --stages / --steps: each second's asked count beside what was sent; the worst whole second's
+  // relative difference (the last, partial second left out).
+  double worst = 0;
+  for (const auto& sec : r.series) {
+    json e = {{"second", sec.second},
+              {"requests", sec.requests},
+              {"errors", sec.errors},
+              {"sent", sec.sent},
+              {"p50_us", number_or_null(sec.latency.percentile(50))},
+              {"p99_us", number_or_null(sec.latency.percentile(99))},
+              {"p999_us", number_or_null(sec.latency.percentile(99.9))},
+              {"histogram", sec.latency.encode()}};
+    if (!s.plan.empty()) {
+      const auto a = static_cast<double>(sec.second);
+      const std::uint64_t asked = s.plan.asked(a, a + 1);
+      e["asked"] = asked;
+      if (a + 1 <= s.plan.duration() && asked > 0)
+        worst = std::max(worst, std::fabs(static_cast<double>(sec.sent) - static_cast<double>(asked)) / static_cast<double>(asked));
+    }
+    series.push_back(std::move(e));
+  }
   json codes = json::object();
   for (const auto& [code, n] : r.status_codes) codes[std::to_string(code)] = n;
   // What happened, in one word: completed, interrupted (a signal), target_lost (it stopped answering),
@@ -216,6 +230,11 @@ nlohmann::json make_report(const loadgen_settings& s, const run_result& r, const
   }
   if (r.target_lost) summary["target_lost_at_s"] = r.target_lost_at_s;
   if (!r.first_error.empty()) summary["first_error"] = r.first_error;
+  if (!s.plan.empty()) {
+    summary["plan"] = s.plan_text;
+    summary["asked"] = static_cast<std::uint64_t>(std::ceil(s.plan.total()));
+    summary["worst_second_error"] = worst;  // max |sent - asked| / asked over the whole seconds
+  }
   if (s.rate > 0) {
     summary["target_rps"] = s.rate;
     summary["achieved_rps"] = rps;
@@ -265,8 +284,9 @@ std::string summary(const nlohmann::json& rep) {
   const auto& s = rep["summary"];
   o << "Target " << c.value("url", std::string("?")) << "\n";
   o << "  " << c.value("threads", 0) << " threads and " << c.value("connections", 0) << " connections, "
-    << (c.value("rate", 0.0) > 0 ? "open loop at " + std::to_string(static_cast<long>(c["rate"].get<double>())) + " req/s"
-                                 : std::string("closed loop"))
+    << (s.contains("plan")          ? "open loop, " + s["plan"].get<std::string>()
+        : c.value("rate", 0.0) > 0 ? "open loop at " + std::to_string(static_cast<long>(c["rate"].get<double>())) + " req/s"
+                                   : std::string("closed loop"))
     << (c.value("http2", false) ? ", " + s.value("protocol", std::string("h2")) + ", " +
                                       std::to_string(c.value("streams", 1)) + " streams per connection"
                                 : ", " + s.value("protocol", std::string("HTTP/1.1")) + ", pipeline " +
@@ -300,6 +320,11 @@ std::string summary(const nlohmann::json& rep) {
                   static_cast<unsigned long long>(t.value("handshakes", std::uint64_t{0})),
                   100.0 * t.value("resumed_share", 0.0));
     o << line << "p50 " << fmt_us(h["p50"]) << "  p99 " << fmt_us(h["p99"]) << "  max " << fmt_us(h["max"]) << "\n";
+  }
+  if (s.contains("plan")) {
+    std::snprintf(line, sizeof line, "  asked %llu requests; the worst whole second sent %.2f %% off its asked count\n",
+                  static_cast<unsigned long long>(s.value("asked", std::uint64_t{0})), 100.0 * s.value("worst_second_error", 0.0));
+    o << line;
   }
   if (s.contains("target_rps"))
     o << "  target " << s["target_rps"].get<double>() << " req/s: " << (s["target_met"].get<bool>() ? "met" : "NOT met") << "\n";
@@ -399,6 +424,10 @@ void check_compatible(const nlohmann::json& first, const std::string& first_name
                              " (runs that differ do not merge into one meaningful report; --force merges anyway)");
   };
   if (first["config"]["urls"] != r["config"]["urls"]) refuse("config.urls", first["config"]["urls"].dump(), r["config"]["urls"].dump());
+  for (const char* k : {"stages", "steps"}) {  // each instance a share of the same plan
+    const std::string a = first["config"].value(k, std::string()), b = r["config"].value(k, std::string());
+    if (a != b) refuse(std::string("config.") + k, "\"" + a + "\"", "\"" + b + "\"");
+  }
   const std::string pa = first["summary"].value("protocol", std::string("HTTP/1.1"));
   const std::string pb = r["summary"].value("protocol", std::string("HTTP/1.1"));
   if (pa != pb) refuse("summary.protocol", pa, pb);
@@ -430,6 +459,8 @@ nlohmann::json merge_reports(const std::vector<nlohmann::json>& reports, const s
       sec.second = e["second"].get<std::uint64_t>();
       sec.requests += e["requests"].get<std::uint64_t>();
       sec.errors += e["errors"].get<std::uint64_t>();
+      sec.sent += e.value("sent", std::uint64_t{0});
+      sec.asked += e.value("asked", std::uint64_t{0});
       sec.latency.merge(histogram::decode(e["histogram"]));
     }
   };
@@ -484,14 +515,27 @@ nlohmann::json merge_reports(const std::vector<nlohmann::json>& reports, const s
   out["latency_us"] = {{"corrected", latency_json(corrected)}, {"uncorrected", latency_json(uncorrected)}};
   out["histogram"] = {{"corrected", corrected.encode()}, {"uncorrected", uncorrected.encode()}};
   json series = json::array();
-  for (const auto& [k, sec] : seconds)
-    series.push_back({{"second", k},
-                      {"requests", sec.requests},
-                      {"errors", sec.errors},
-                      {"p50_us", number_or_null(sec.latency.percentile(50))},
-                      {"p99_us", number_or_null(sec.latency.percentile(99))},
-                      {"histogram", sec.latency.encode()}});
+  const bool planned = s.contains("plan");
+  std::uint64_t asked_total = 0;
+  for (const auto& [k, sec] : seconds) {
+    json e = {{"second", k},
+              {"requests", sec.requests},
+              {"errors", sec.errors},
+              {"sent", sec.sent},
+              {"p50_us", number_or_null(sec.latency.percentile(50))},
+              {"p99_us", number_or_null(sec.latency.percentile(99))},
+              {"p999_us", number_or_null(sec.latency.percentile(99.9))},
+              {"histogram", sec.latency.encode()}};
+    if (planned) e["asked"] = sec.asked;
+    series.push_back(std::move(e));
+  }
   out["timeseries"] = series;
+  // Several instances of one plan (each a share of the rate): the asked counts add up.
+  if (planned) {
+    for (const auto& r : reports) asked_total += r["summary"].value("asked", std::uint64_t{0});
+    s["asked"] = asked_total;
+    s.erase("worst_second_error");  // each instance's own figure; the merged seconds are in the series
+  }
   // TLS: handshakes add up, their times merge (a report without TLS figures leaves them out).
   if (std::all_of(reports.begin(), reports.end(), [](const json& r) {
         return r.contains("tls") && r["tls"].is_object() && r["tls"].contains("histogram");

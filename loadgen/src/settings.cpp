@@ -42,6 +42,10 @@ config::schema build() {
   s.add(integer("streams", 1, "HTTP/2: concurrent streams per connection (as h2load's -m)", 1, 1024, {"--streams"}));
   s.add(number("rate", 0, "open loop: requests per second in total, on a fixed schedule (0: closed loop)", 0,
                1000000000, {"--rate", "-R"}));
+  s.add({"stages", value_kind::string, "", "open loop with a changing rate: DURATION:RATE,... each a linear ramp from "
+         "the previous rate (0 at the start), e.g. 30s:1k,2m:10k,30s:0; sets the duration", 0, 0, {}, {"--stages"}, true});
+  s.add({"steps", value_kind::string, "", "open loop in steps: FROM:TO:STEP/DURATION, each rate held for DURATION, "
+         "e.g. 1k:10k:1k/20s; sets the duration", 0, 0, {}, {"--steps"}, true});
   s.add({"method", value_kind::string, "GET", "HTTP method (any token: GET, POST, DELETE, PATCH, ...)", 0, 0, {},
          {"--method", "-m"}, false});
   s.add({"header", value_kind::string_list, nlohmann::json::array(), "request header \"Name: value\"", 0, 0, {},
@@ -264,6 +268,25 @@ loadgen_settings settings_from(const nlohmann::json& v, const std::vector<std::s
   s.http2 = config::at(v, "http2").get<bool>();
   s.streams = size_at(v, "streams");
   s.rate = config::at(v, "rate").get<double>();
+  const std::string stages = config::at(v, "stages").get<std::string>();
+  const std::string steps = config::at(v, "steps").get<std::string>();
+  try {
+    if (!stages.empty() && !steps.empty()) problems.push_back("config: stages and steps are both set: use one");
+    else if (!stages.empty()) s.plan = rate_plan::parse_stages(stages);
+    else if (!steps.empty()) s.plan = rate_plan::parse_steps(steps);
+  } catch (const config::error& e) {
+    problems.insert(problems.end(), e.problems().begin(), e.problems().end());
+  }
+  if (!s.plan.empty()) {
+    const char* which = !stages.empty() ? "stages" : "steps";
+    // The plan is the rate and the duration; the first stage ramps up, so there is no separate warm-up.
+    if (s.rate > 0) problems.push_back(std::string("config: rate and ") + which + " are both set: " + which + " set the rate");
+    if (config::at(v, "requests").get<std::int64_t>() > 0)
+      problems.push_back(std::string("config: requests and ") + which + " are both set: " + which + " set how many");
+    if (config::duration_at(v, "warmup").count() > 0)
+      problems.push_back(std::string("config: warmup and ") + which + " are both set: ramp up with the first stage instead");
+    s.plan_text = !stages.empty() ? "stages " + stages : "steps " + steps;
+  }
   s.method = config::at(v, "method").get<std::string>();
   if (!is_token(s.method)) problems.push_back("config: method = \"" + s.method + "\" is invalid: expected an HTTP method token");
   for (const auto& h : config::at(v, "header")) {
@@ -324,6 +347,8 @@ loadgen_settings settings_from(const nlohmann::json& v, const std::vector<std::s
   for (const std::string* f : {&s.cacert, &s.cert, &s.key})
     if (!f->empty() && !std::ifstream(*f)) problems.push_back("config: tls: \"" + *f + "\": cannot read the file");
   if (!s.key.empty() && s.cert.empty()) problems.push_back("config: tls.key is set but tls.cert is not");
+  if (!s.plan.empty())
+    s.duration = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::duration<double>(s.plan.duration()));
   if (s.threads > s.connections) s.threads = s.connections;  // a thread without connections does nothing
   if (!s.stats_url.empty()) {
     auto st = parse_target(s.stats_url);

@@ -13,6 +13,8 @@
 
 #include <bufpool/config/config.hpp>
 
+#include "rate_plan.hpp"
+
 namespace bufpool::loadgen {
 
 /// A target: http://host:port/path or tcp://host:port (echo).
@@ -59,6 +61,8 @@ struct loadgen_settings {
   bool http2 = false;          // HTTP/2: h2 (ALPN) over TLS, h2c with prior knowledge over plain TCP
   std::size_t streams = 1;     // HTTP/2: concurrent streams per connection
   double rate = 0;  // > 0: open loop, requests per second in total
+  rate_plan plan;         // --stages / --steps: open loop at a rate that changes (non-empty); sets duration
+  std::string plan_text;  // what was asked: "stages 30s:1k,..." or "steps 1k:10k:1k/20s"
   std::string method = "GET";
   std::size_t body_size = 0;
   bool chunked = false;

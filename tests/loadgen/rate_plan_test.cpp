@@ -1,0 +1,141 @@
+// --stages and --steps: the rate plan's arithmetic (each second's asked count, the inverse that gives
+// each request its intended time, the split over connections), its parsing and errors, and runs
+// against bufpool-server whose every whole second sends what it asks to within 1 %.
+#include <cmath>
+#include <map>
+#include <string>
+
+#include <doctest/doctest.h>
+
+#include "engine.hpp"
+#include "loadgen_support.hpp"
+#include "rate_plan.hpp"
+#include "report.hpp"
+#include "server.hpp"
+#include "test_client.hpp"
+
+using namespace bufpool::loadgen;
+using bufpool::loadgen::test::run_loadgen;
+using bufpool::loadgen::test::settings_for;
+
+TEST_CASE("rate plan: stages ramp linearly from the previous rate, and the asked counts add up") {
+  const auto p = rate_plan::parse_stages("30s:1k,2m:10k,1m:10k,30s:0");
+  REQUIRE(p.segments().size() == 4);
+  CHECK(p.duration() == doctest::Approx(240));
+  CHECK(p.total() == doctest::Approx(30 * 500 + 120 * 5500 + 60 * 10000 + 30 * 5000));
+  CHECK(p.rate_at(0) == doctest::Approx(0));
+  CHECK(p.rate_at(15) == doctest::Approx(500));
+  CHECK(p.rate_at(90) == doctest::Approx(5500));
+  CHECK(p.rate_at(200) == doctest::Approx(10000));
+  CHECK(p.rate_at(225) == doctest::Approx(5000));
+  CHECK(p.rate_at(240) == 0);  // the plan has ended
+  std::uint64_t sum = 0;
+  for (int s = 0; s < 240; ++s) sum += p.asked(s, s + 1);
+  CHECK(sum == static_cast<std::uint64_t>(std::ceil(p.total())));
+  // Inside a constant stage every second asks for exactly the rate.
+  CHECK(p.asked(170, 171) == 10000);
+}
+
+TEST_CASE("rate plan: request k is intended where N(t) reaches k, in order, and past the end there is none") {
+  const auto p = rate_plan::parse_stages("2s:100,3s:2k,1s:2k,2s:0");
+  double last = -1;
+  for (double k = 0; k < p.total(); k += 1) {
+    const auto t = p.time_of(k);
+    REQUIRE(t.has_value());
+    CHECK(*t >= last);
+    last = *t;
+    CHECK(p.count_until(*t) == doctest::Approx(k).epsilon(1e-6));
+  }
+  CHECK_FALSE(p.time_of(std::ceil(p.total())).has_value());
+  // A stage at rate 0 throughout asks for nothing: the first request comes where the rate rises.
+  const auto q = rate_plan::parse_stages("2s:0,1s:100");
+  CHECK(*q.time_of(0) == doctest::Approx(2));
+}
+
+TEST_CASE("rate plan: C connections taking every C-th request send each second's asked count exactly") {
+  const auto p = rate_plan::parse_stages("1s:1k,2s:3k,1s:3k,1s:0");
+  for (double conns : {1.0, 7.0, 64.0}) {
+    CAPTURE(conns);
+    std::map<int, std::uint64_t> per_second;
+    for (double c = 0; c < conns; ++c)
+      for (double k = c;; k += conns) {
+        const auto t = p.time_of(k);
+        if (!t) break;
+        ++per_second[static_cast<int>(std::floor(*t))];
+      }
+    for (int s = 0; s < 5; ++s) CHECK(per_second[s] == p.asked(s, s + 1));
+  }
+}
+
+TEST_CASE("rate plan: steps hold each rate for its time, up to and including TO") {
+  const auto p = rate_plan::parse_steps("1k:10k:1k/20s");
+  CHECK(p.segments().size() == 10);
+  CHECK(p.duration() == doctest::Approx(200));
+  CHECK(p.rate_at(25) == doctest::Approx(2000));
+  CHECK(p.rate_at(199) == doctest::Approx(10000));
+  CHECK(p.asked(20, 21) == 2000);
+  CHECK(rate_plan::parse_steps("500:1200:500/1s").segments().size() == 2);  // 500, 1000; 1500 is past TO
+}
+
+TEST_CASE("rate plan: bad stages and steps name the key, the value and the form") {
+  for (const char* bad : {"30s", "x:1k", "0s:1k", "30s:fast", "30s:-5", "", "1s:0"}) {
+    CAPTURE(bad);
+    try {
+      (void)rate_plan::parse_stages(bad);
+      FAIL("accepted");
+    } catch (const bufpool::config::error& e) {
+      CHECK(std::string(e.what()).find("stages = \"" + std::string(bad) + "\" is invalid") != std::string::npos);
+    }
+  }
+  for (const char* bad : {"1k:10k:0/20s", "10k:1k:1k/20s", "1k:10k:1k", "1k:10k/20s", "a:b:c/1s", "1k:10k:1k/0s"}) {
+    CAPTURE(bad);
+    CHECK_THROWS_WITH_AS((void)rate_plan::parse_steps(bad), doctest::Contains("FROM:TO:STEP/DURATION"),
+                         bufpool::config::error);
+  }
+}
+
+TEST_CASE("loadgen stages: other ways of setting the rate or the length are refused with --stages") {
+  for (const auto& extra : std::vector<std::vector<std::string>>{{"--stages", "1s:1k", "--rate", "100"},
+                                                                  {"--stages", "1s:1k", "--steps", "1:2:1/1s"},
+                                                                  {"--steps", "1:2:1/1s", "--requests", "10"},
+                                                                  {"--stages", "1s:1k", "--warmup", "1s"}}) {
+    std::vector<std::string> args = extra;
+    args.push_back("http://127.0.0.1:1/");
+    const auto r = run_loadgen(args);
+    CHECK(r.status == 2);
+    CHECK(r.out.find("are both set") != std::string::npos);
+  }
+}
+
+TEST_CASE("loadgen stages: against bufpool-server every whole second sends its asked count to within 1 %") {
+  bufpool::server::server srv(bufpool::test::test_settings());
+  const std::string url = "http://127.0.0.1:" + std::to_string(srv.ports().http) + "/plaintext";
+  const auto s = settings_for(url, {"-t", "2", "-c", "16", "--stages", "1s:1k,2s:3k,1s:0"});
+  CHECK(s.duration == std::chrono::seconds(4));
+  const auto r = run_load(s);
+  const auto rep = make_report(s, r, {});
+  CHECK(r.errors() == 0);
+  CHECK(r.sent == static_cast<std::uint64_t>(std::ceil(s.plan.total())));  // 500 + 4000 + 1500
+  CHECK(r.sent == r.requests + r.lost + r.in_flight_at_stop);
+  REQUIRE(rep["timeseries"].size() >= 4);
+  for (const auto& e : rep["timeseries"]) {
+    if (e["second"].get<int>() >= 4) continue;
+    const auto asked = e["asked"].get<double>(), sent = e["sent"].get<double>();
+    CAPTURE(e["second"]);
+    CHECK(std::fabs(sent - asked) <= std::max(0.01 * asked, 2.0));
+  }
+  CHECK(rep["summary"]["plan"] == "stages 1s:1k,2s:3k,1s:0");
+  CHECK(rep["summary"]["asked"] == 6000);
+  CHECK(rep["summary"]["worst_second_error"].get<double>() <= 0.01);
+  CHECK(summary(rep).find("open loop, stages 1s:1k,2s:3k,1s:0") != std::string::npos);
+  const std::string html = html_report(rep);  // the asked, sent and answered rates in one chart
+  CHECK(html.find("Requests per second: asked, sent, answered") != std::string::npos);
+  CHECK(html.find("stages 1s:1k,2s:3k,1s:0") != std::string::npos);
+  // Reports of different plans do not merge; the same plan's do, asked counts added.
+  const auto other = make_report(settings_for(url, {"--stages", "1s:1k,2s:3k,1s:1"}), r, {});
+  CHECK_THROWS_WITH_AS(merge_reports({rep, other}, {"a.json", "b.json"}, false), doctest::Contains("config.stages"),
+                       std::runtime_error);
+  const auto merged = merge_reports({rep, rep}, {"a.json", "b.json"}, false);
+  CHECK(merged["summary"]["asked"] == 12000);
+  CHECK(merged["timeseries"][1]["asked"] == 2 * rep["timeseries"][1]["asked"].get<std::uint64_t>());
+}

@@ -375,6 +375,28 @@ TEST_CASE("h2 engine: limits: a header list over http.max_header_bytes gets 431,
   CHECK_FALSE(srv_side.closed);
 }
 
+TEST_CASE("h2 engine: HPACK bomb: a field indexed once and referenced many times counts at its decoded size (431)") {
+  srv::http_settings limits;
+  limits.max_header_bytes = 4096;
+  server_side srv_side(limits);
+  client_side c;
+  const std::string v(1000, 'v');
+  const auto first = c.request("GET", "/plaintext", {{"x-a", v}});  // the field enters the dynamic table
+  converse(c, srv_side);
+  CHECK(c.responses[first].status == 200);
+  // 40 references to it: about 40 KB of headers from a few dozen bytes on the wire.
+  const auto bomb = c.request("GET", "/plaintext", std::vector<std::pair<std::string, std::string>>(40, {"x-a", v}));
+  const std::string up = c.take_wire();
+  CHECK(up.size() < 100);
+  c.receive(srv_side.exchange(up));
+  converse(c, srv_side);
+  CHECK(c.responses[bomb].status == 431);
+  const auto after = c.request("GET", "/plaintext");  // the connection goes on
+  converse(c, srv_side);
+  CHECK(c.responses[after].status == 200);
+  CHECK_FALSE(srv_side.closed);
+}
+
 TEST_CASE("h2 engine: a bad preface gets GOAWAY PROTOCOL_ERROR and the connection closes") {
   server_side srv_side;
   const std::string out = srv_side.exchange("PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n" + frame(NGHTTP2_SETTINGS, 0, 0, {}));

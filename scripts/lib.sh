@@ -24,6 +24,7 @@ BUFPOOL_PACKAGES=(
   openssl curl                            # TLS tests from outside: openssl s_client / s_server, curl
   zlib1g-dev                              # bench/gzip-compare (zlib against libdeflate)
   python3-h2 nghttp2-client               # HTTP/2 tests frame by frame (/usr/bin/python3), h2load and nghttp
+  tmux                                    # the load generator's live view, tested on a real terminal
 )
 
 # ensure_packages [PACKAGE...]: installs whichever are missing (default: all of BUFPOOL_PACKAGES).

@@ -38,17 +38,20 @@ std::int64_t micros(clock::duration d) { return std::chrono::duration_cast<std::
 class second_collector {
 public:
   second_collector(std::size_t threads, progress_fn progress) : threads_(threads), progress_(std::move(progress)) {}
-  void report(std::uint64_t second, std::uint64_t requests, std::uint64_t errors, const histogram& h) {
+  void report(const second_stats& part) {
     std::lock_guard lk(mu_);
-    auto& p = pending_[second];
-    p.stats.second = second;
-    p.stats.requests += requests;
-    p.stats.errors += errors;
-    p.stats.latency.merge(h);
+    auto& p = pending_[part.second];
+    p.stats.second = part.second;
+    p.stats.requests += part.requests;
+    p.stats.errors += part.errors;
+    p.stats.sent += part.sent;
+    p.stats.connections += part.connections;
+    for (std::size_t i = 0; i < part.failures.size(); ++i) p.stats.failures[i] += part.failures[i];
+    p.stats.latency.merge(part.latency);
     if (++p.reported == threads_) {
       if (progress_) progress_(p.stats);
       done_.push_back(std::move(p.stats));
-      pending_.erase(second);
+      pending_.erase(part.second);
     }
   }
   std::vector<second_stats> take() {
@@ -104,6 +107,9 @@ public:
   run_result result;
   histogram second_hist{60'000'000};
   std::uint64_t second_requests = 0, second_errors = 0, second_index = 0;
+  std::array<std::uint64_t, static_cast<std::size_t>(failure::count)> second_failures{};
+  /// This thread's figures for the second being closed, handed to the collector, and reset.
+  void report_second();
   std::vector<std::shared_ptr<connection>> conns;
   bool stopping = false;
   bool draining = false;   // interrupted: no new requests, answers in flight still count
@@ -136,7 +142,10 @@ public:
   void fail(failure f, std::string_view what = {}) {
     result.failures[static_cast<std::size_t>(f)]++;
     const auto now = clock::now();
-    if (now >= p_.measure_start) ++second_errors;
+    if (now >= p_.measure_start) {
+      ++second_errors;
+      ++second_failures[static_cast<std::size_t>(f)];
+    }
     if (failing_since == clock::time_point{}) failing_since = now;
     if (result.first_error.empty()) {
       result.first_error = failure_names[static_cast<std::size_t>(f)];
@@ -163,6 +172,7 @@ public:
       if (!p_.s.ok_status.contains(status)) {  // answered, so inside the window: no clock read needed
         result.failures[static_cast<std::size_t>(failure::status)]++;
         ++second_errors;
+        ++second_failures[static_cast<std::size_t>(failure::status)];
       }
     }
     result.corrected.record(micros(now - intended));
@@ -230,6 +240,9 @@ public:
     if (session_ != nullptr) SSL_SESSION_free(session_);
     if (h2_ != nullptr) nghttp2_session_del(h2_);
   }
+
+  /// Connected (HTTP/2: the server's SETTINGS came) and not stopped.
+  bool open() const { return connected_ && !stopped_ && (h2_ == nullptr || h2_settled_); }
 
   /// Nothing written and unanswered (or stopped).
   bool idle() const { return stopped_ || !connected_ || outstanding() == to_send_; }
@@ -1081,9 +1094,7 @@ void thread_state::on_tick() {
   }
   // Report every whole second of the measured window that has passed.
   while (now >= p_.measure_start + std::chrono::seconds(second_index + 1)) {
-    p_.seconds.report(second_index, second_requests, second_errors, second_hist);
-    second_hist.reset();
-    second_requests = second_errors = 0;
+    report_second();
     ++second_index;
   }
   const bool duration_over = p_.s.requests == 0 && now >= p_.end;
@@ -1103,10 +1114,25 @@ void thread_state::on_tick() {
   });
 }
 
+void thread_state::report_second() {
+  second_stats part;
+  part.second = second_index;
+  part.requests = second_requests;
+  part.errors = second_errors;
+  part.failures = second_failures;
+  part.latency = second_hist;  // copied: the collector merges it
+  if (second_index < sent_by_second.size()) part.sent = sent_by_second[second_index];
+  for (const auto& c : conns) part.connections += c->open() ? 1 : 0;
+  p_.seconds.report(part);
+  second_hist.reset();
+  second_requests = second_errors = 0;
+  second_failures = {};
+}
+
 void thread_state::stop_all() {
   stopping = true;
   // The last (partial) second, if it holds anything.
-  if (second_requests > 0 || second_errors > 0) p_.seconds.report(second_index, second_requests, second_errors, second_hist);
+  if (second_requests > 0 || second_errors > 0) report_second();
   for (auto& c : conns) c->stop();
 }
 
@@ -1263,7 +1289,7 @@ run_result run_load(const loadgen_settings& s, const progress_fn& progress, cons
     if (t->sent_by_second.size() > sent.size()) sent.resize(t->sent_by_second.size());
     for (std::size_t i = 0; i < t->sent_by_second.size(); ++i) sent[i] += t->sent_by_second[i];
   }
-  for (auto& sec : out.series)
+  for (auto& sec : out.series)  // every send counted, also those after their second was reported
     if (sec.second < sent.size()) sec.sent = sent[sec.second];
   return out;
 }

@@ -39,9 +39,12 @@ struct second_stats {
   std::uint64_t second = 0;  // 0 = the first measured second
   std::uint64_t requests = 0;
   std::uint64_t errors = 0;
-  std::uint64_t sent = 0;   // requests sent in this second (actual send time); filled in when the run ends
+  std::uint64_t sent = 0;   // requests sent in this second (actual send time)
   std::uint64_t asked = 0;  // --stages / --steps: requests the plan asks in this second (merge adds them)
   histogram latency{60'000'000};  // corrected
+  // For the live view: the errors of this second by kind, and the connections open at its end.
+  std::array<std::uint64_t, static_cast<std::size_t>(failure::count)> failures{};
+  std::uint64_t connections = 0;
 };
 
 struct run_result {

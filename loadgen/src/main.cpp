@@ -7,6 +7,9 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdio>
@@ -16,6 +19,7 @@
 #include <thread>
 
 #include "engine.hpp"
+#include "live_view.hpp"
 #include "report.hpp"
 #include "settings.hpp"
 
@@ -138,6 +142,10 @@ public:
         lk.lock();
         out_.series.push_back({{"t_s", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()},
                                {"stats", j}});
+        if (j.is_object()) {
+          previous_ = std::move(latest_);
+          latest_ = j;
+        }
       }
     });
   }
@@ -150,9 +158,16 @@ public:
     if (thread_.joinable()) thread_.join();
   }
 
+  /// The last two statistics fetched (null until there are), for the live view.
+  std::pair<nlohmann::json, nlohmann::json> last_two() {
+    std::lock_guard lk(mu_);
+    return {previous_, latest_};
+  }
+
 private:
   const loadgen_settings& s_;
   server_stats& out_;
+  nlohmann::json previous_, latest_;
   std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;
@@ -227,17 +242,27 @@ int main(int argc, char** argv) {
   stats_poller poller(s, st);
   if (!s.stats_url.empty()) poller.start();
 
+  // Each measured second: the live block redrawn in place, a line, or a JSON object (live_view.hpp).
   progress_fn progress;
-  if (!s.quiet) {
-    progress = [](const second_stats& sec) {
-      if (sec.requests == 0) {  // no latency to show (a percentile of nothing is NaN)
-        std::fprintf(stderr, "[%4llus] %9llu req/s  errors %llu\n", static_cast<unsigned long long>(sec.second + 1),
-                     0ull, static_cast<unsigned long long>(sec.errors));
-        return;
+  const progress_mode mode = resolve_progress(s, ::isatty(STDERR_FILENO) == 1);
+  std::size_t drawn = 0;  // lines of the live block on the terminal
+  if (mode != progress_mode::off) {
+    progress = [&s, &poller, mode, &drawn](const second_stats& sec) {
+      const auto [before, latest] = poller.last_two();
+      const auto p = progress_json(s, sec, before, latest);
+      std::string text;
+      if (mode == progress_mode::json) {
+        text = p.dump() + "\n";
+      } else if (mode == progress_mode::lines) {
+        text = progress_line(p);
+      } else {
+        if (drawn > 0) text = "\x1b[" + std::to_string(drawn) + "A\x1b[J";  // up to the block's first line, clear below
+        const std::string block = progress_block(s, p);
+        drawn = static_cast<std::size_t>(std::count(block.begin(), block.end(), '\n'));
+        text += block;
       }
-      std::fprintf(stderr, "[%4llus] %9llu req/s  errors %llu  p50 %.0fus  p99 %.0fus\n",
-                   static_cast<unsigned long long>(sec.second + 1), static_cast<unsigned long long>(sec.requests),
-                   static_cast<unsigned long long>(sec.errors), sec.latency.percentile(50), sec.latency.percentile(99));
+      std::fwrite(text.data(), 1, text.size(), stderr);
+      std::fflush(stderr);
     };
   }
   run_result r;

@@ -65,7 +65,10 @@ config::schema build() {
          0, 0, {}, {"--stats-url"}, true});
   s.add(dur("stats_interval", "1s", "how often to fetch --stats-url during the run", 100000, {"--stats-interval"}));
   s.add({"json", value_kind::string, "", "write the JSON report to this file (-: to stdout, the summary then on stderr; with --quiet none)", 0, 0, {}, {"--json"}, true});
-  s.add(flag("quiet", "no progress line on stderr", {"--quiet", "-q"}));
+  s.add(flag("quiet", "no progress on stderr (as --progress off)", {"--quiet", "-q"}));
+  s.add({"progress", value_kind::choice, "auto", "what to show each second on stderr: live (a block redrawn in place), "
+         "lines (one line a second), json (one object a second), off; auto: live on a terminal, else lines", 0, 0,
+         {"auto", "live", "lines", "json", "off"}, {"--progress"}, false});
   s.add(number("max_error_rate", 1, "fail (exit 1) if errors / requests exceeds this", 0, 1, {"--max-error-rate"}));
   s.add({"ok_status", value_kind::string, "2xx,3xx", "response statuses that count as success (e.g. 200-299,404); "
          "others are errors", 0, 0, {}, {"--ok-status"}, false});
@@ -328,6 +331,7 @@ loadgen_settings settings_from(const nlohmann::json& v, const std::vector<std::s
   s.json_file = config::at(v, "json").get<std::string>();
   s.html_file = config::at(v, "html").get<std::string>();
   s.quiet = config::at(v, "quiet").get<bool>();
+  s.progress = config::at(v, "progress").get<std::string>();
   s.max_error_rate = config::at(v, "max_error_rate").get<double>();
   s.timeout = config::duration_at(v, "timeout");
   s.insecure = config::at(v, "tls.insecure").get<bool>();

@@ -73,6 +73,7 @@ struct loadgen_settings {
   std::string json_file;
   std::string html_file;
   bool quiet = false;
+  std::string progress = "auto";  // auto, live, lines, json, off (live_view.hpp)
   double max_error_rate = 1.0;
   std::chrono::microseconds timeout{5'000'000};
   // TLS (https:// and tls:// targets)

@@ -164,6 +164,37 @@ std::string html_report(const nlohmann::json& rep) {
   else o << chart("Requests per second: asked, sent, answered", "second of the measured time", "requests/s", {asked, sent, rps});
   o << chart("Latency over time (corrected)", "second of the measured time", "microseconds", {p50, p99});
 
+  // --find-max: each trial's p99 against the rate it asked (met and failed apart), then the trials' table.
+  if (rep.contains("capacity") && rep["capacity"].is_object()) {
+    const auto& cap = rep["capacity"];
+    std::vector<std::pair<double, double>> met_points, failed_points;
+    for (const auto& t : cap["trials"]) {
+      const auto& l = t["latency_us"];
+      if (!l.contains("p99") || !l["p99"].is_number()) continue;
+      (t.value("met", false) ? met_points : failed_points).emplace_back(as_num(t["asked_rps"]), as_num(l["p99"]));
+    }
+    std::sort(met_points.begin(), met_points.end());
+    std::sort(failed_points.begin(), failed_points.end());
+    o << "<h2>Capacity search: " << esc(cap.value("slo", std::string())) << "</h2>\n<p>"
+      << esc(cap.value("decision", std::string())) << "</p>\n";
+    o << chart("p99 of each trial against the rate asked", "requests/s asked", "p99, microseconds",
+               {series{"met", "#2ca02c", met_points}, series{"failed", "#d62728", failed_points}});
+    o << "<table><tr><th>trial</th><th>asked/s</th><th>answered/s</th><th>p50</th><th>p99</th><th>p99.9</th>"
+         "<th>errors</th><th>outcome</th></tr>\n";
+    int n = 0;
+    for (const auto& t : cap["trials"]) {
+      const auto& l = t["latency_us"];
+      auto cell = [](const nlohmann::json& v) { return v.is_number() ? num(v.get<double>()) + " us" : std::string("-"); };
+      o << "<tr><td>" << ++n << "</td><td>" << num(as_num(t["asked_rps"])) << "</td><td>" << num(as_num(t["achieved_rps"]))
+        << "</td><td>" << cell(l["p50"]) << "</td><td>" << cell(l["p99"]) << "</td><td>" << cell(l["p99.9"]) << "</td><td>"
+        << t.value("errors", std::uint64_t{0}) << "</td><td>"
+        << esc(t.value("met", false) ? (t.value("confirmation", false) ? "met (confirmation)" : "met")
+                                     : "failed: " + t.value("why", std::string()))
+        << "</td></tr>\n";
+    }
+    o << "</table>\n";
+  }
+
   // The percentile plot: x is log10(1 / (1 - p)), as HdrHistogram's plotter draws it.
   std::vector<series> pct;
   const std::pair<const char*, const char*> kinds[] = {{"corrected", "#d62728"}, {"uncorrected", "#1f77b4"}};

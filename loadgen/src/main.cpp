@@ -16,8 +16,10 @@
 #include <fstream>
 #include <iostream>
 #include <mutex>
+#include <optional>
 #include <thread>
 
+#include "capacity.hpp"
 #include "engine.hpp"
 #include "live_view.hpp"
 #include "report.hpp"
@@ -266,8 +268,36 @@ int main(int argc, char** argv) {
     };
   }
   run_result r;
+  std::optional<capacity_result> capacity;
+  loadgen_settings reported = s;  // what the report's run was: with --find-max, the best trial
   try {
-    r = run_load(s, progress, &signals.signo);
+    if (s.find_max) {
+      // Trials one after another; a line (or a JSON object) for each as it ends.
+      std::size_t n = 0;
+      auto on_trial = [&n, mode](const trial& t) {
+        if (mode == progress_mode::off) return;
+        std::string text;
+        if (mode == progress_mode::json)
+          text = nlohmann::json({{"trial", n + 1}, {"asked_rps", t.asked}, {"achieved_rps", t.achieved},
+                                 {"p99_us", t.result.corrected.percentile(99)}, {"error_rate", t.error_rate},
+                                 {"met", t.met}, {"why", t.why}}).dump() + "\n";
+        else
+          text = trial_line(n, t);
+        ++n;
+        std::fwrite(text.data(), 1, text.size(), stderr);
+        std::fflush(stderr);
+      };
+      capacity = find_max(s, on_trial, &signals.signo);
+      if (capacity->trials.empty()) throw std::runtime_error("the search ran no trial");
+      const auto& best = capacity->found > 0 ? capacity->trials[capacity->best] : capacity->trials.back();
+      r = best.result;
+      reported.rate = best.asked;
+      reported.effective["rate"] = best.asked;  // the report's config says what this trial ran
+      reported.duration = s.trial_duration;
+      reported.warmup = s.trial_warmup;
+    } else {
+      r = run_load(s, progress, &signals.signo);
+    }
   } catch (const std::exception& e) {
     poller.stop();
     std::cerr << "bufpool-loadgen: " << e.what() << "\n";
@@ -282,8 +312,12 @@ int main(int argc, char** argv) {
     }
   }
 
-  nlohmann::json report = make_report(s, r, st);
+  nlohmann::json report = make_report(reported, r, st);
   std::string text = summary(report);
+  if (capacity) {
+    report["capacity"] = capacity_json(*capacity);
+    text = capacity_text(*capacity) + "The trial the report stands for:\n" + text;
+  }
   if (s.latency_spectrum) {
     text += "\n  Detailed Percentile spectrum (corrected):\n" + percentile_spectrum(r.corrected);
     if (s.rate > 0) text += "\n  Detailed Percentile spectrum (uncorrected):\n" + percentile_spectrum(r.uncorrected);
@@ -330,6 +364,14 @@ int main(int argc, char** argv) {
     std::cerr << "bufpool-loadgen: every connection to " << s.url.host << ":" << s.url.port << " failed"
               << (r.first_connect_error.empty() ? "" : ": " + r.first_connect_error) << "\n";
     return 1;
+  }
+  if (capacity) {  // the search's outcome: a rate met the goal, or none did
+    if (capacity->interrupted != 0) return 128 + capacity->interrupted;
+    if (capacity->found <= 0) {
+      std::cerr << "bufpool-loadgen: " << capacity->decision << "\n";
+      return 1;
+    }
+    return 0;
   }
   if (r.target_lost) {
     std::fprintf(stderr, "bufpool-loadgen: the target stopped answering %.2fs into the measured time (%s); the run %s\n",

@@ -2,6 +2,8 @@
 
 #include <bufpool/version.hpp>
 
+#include "capacity.hpp"
+
 #include <charconv>
 #include <ctime>
 #include <fstream>
@@ -46,6 +48,16 @@ config::schema build() {
          "the previous rate (0 at the start), e.g. 30s:1k,2m:10k,30s:0; sets the duration", 0, 0, {}, {"--stages"}, true});
   s.add({"steps", value_kind::string, "", "open loop in steps: FROM:TO:STEP/DURATION, each rate held for DURATION, "
          "e.g. 1k:10k:1k/20s; sets the duration", 0, 0, {}, {"--steps"}, true});
+  s.add(flag("find_max", "search for the highest open-loop rate that meets --slo, by trials", {"--find-max"}));
+  s.add({"slo", value_kind::string, "", "the goal of --find-max: conditions pNN<DURATION, max<DURATION, errors<RATE, "
+         "comma-separated, e.g. p99<10ms,errors<0.1%", 0, 0, {}, {"--slo"}, true});
+  s.add(dur("trial_duration", "5s", "--find-max: the measured time of each trial", 100000, {"--trial-duration"}));
+  s.add(dur("trial_warmup", "1s", "--find-max: the warm-up of each trial (fresh connections each)", 0, {"--trial-warmup"}));
+  s.add(number("start_rate", 1000, "--find-max: the first trial's rate (requests per second)", 1, 1000000000, {"--start-rate"}));
+  s.add(number("max_rate", 10000000, "--find-max: no trial above this rate", 1, 1000000000, {"--max-rate"}));
+  s.add(number("precision", 0.03, "--find-max: stop bisecting when the rates met and failed are this close (a fraction)",
+               0, 1, {"--precision"}));
+  s.add(integer("max_trials", 20, "--find-max: at most this many trials", 1, 1000, {"--max-trials"}));
   s.add({"method", value_kind::string, "GET", "HTTP method (any token: GET, POST, DELETE, PATCH, ...)", 0, 0, {},
          {"--method", "-m"}, false});
   s.add({"header", value_kind::string_list, nlohmann::json::array(), "request header \"Name: value\"", 0, 0, {},
@@ -271,6 +283,32 @@ loadgen_settings settings_from(const nlohmann::json& v, const std::vector<std::s
   s.http2 = config::at(v, "http2").get<bool>();
   s.streams = size_at(v, "streams");
   s.rate = config::at(v, "rate").get<double>();
+  s.find_max = config::at(v, "find_max").get<bool>();
+  s.slo = config::at(v, "slo").get<std::string>();
+  s.trial_duration = config::duration_at(v, "trial_duration");
+  s.trial_warmup = config::duration_at(v, "trial_warmup");
+  s.start_rate = config::at(v, "start_rate").get<double>();
+  s.max_rate = config::at(v, "max_rate").get<double>();
+  s.precision = config::at(v, "precision").get<double>();
+  s.max_trials = size_at(v, "max_trials");
+  if (s.find_max) {
+    if (s.slo.empty()) problems.push_back("config: find_max = true needs slo (--slo 'p99<10ms,errors<0.1%')");
+    else {
+      try {
+        (void)parse_slo(s.slo);
+      } catch (const config::error& e) {
+        problems.insert(problems.end(), e.problems().begin(), e.problems().end());
+      }
+    }
+    if (s.rate > 0) problems.push_back("config: rate and find_max are both set: the search sets the rate (--start-rate)");
+    if (config::at(v, "requests").get<std::int64_t>() > 0)
+      problems.push_back("config: requests and find_max are both set: each trial runs for trial_duration");
+    if (!config::at(v, "stages").get<std::string>().empty() || !config::at(v, "steps").get<std::string>().empty())
+      problems.push_back("config: stages or steps and find_max are both set: the search sets the rate");
+    if (s.start_rate > s.max_rate) problems.push_back("config: start_rate is above max_rate");
+  } else if (!s.slo.empty()) {
+    problems.push_back("config: slo is set without find_max (--find-max)");
+  }
   const std::string stages = config::at(v, "stages").get<std::string>();
   const std::string steps = config::at(v, "steps").get<std::string>();
   try {

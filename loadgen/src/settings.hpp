@@ -63,6 +63,12 @@ struct loadgen_settings {
   double rate = 0;  // > 0: open loop, requests per second in total
   rate_plan plan;         // --stages / --steps: open loop at a rate that changes (non-empty); sets duration
   std::string plan_text;  // what was asked: "stages 30s:1k,..." or "steps 1k:10k:1k/20s"
+  // --find-max (capacity.hpp): the goal and how the trials run
+  bool find_max = false;
+  std::string slo;
+  std::chrono::microseconds trial_duration{5'000'000}, trial_warmup{1'000'000};
+  double start_rate = 1000, max_rate = 1e7, precision = 0.03;
+  std::size_t max_trials = 20;
   std::string method = "GET";
   std::size_t body_size = 0;
   bool chunked = false;

@@ -1,10 +1,22 @@
-// Helpers the load generator's test files share: settings from flags (as the program parses them) and
-// the program run as a child process (exit status and output, bounded at 30 s).
+// Helpers the load generator's test files share: settings from flags (as the program parses them),
+// the program run as a child process (exit status and output, bounded at 30 s), and a scripted TCP
+// server on 127.0.0.1 (one connection at a time).
 #pragma once
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
 #include <chrono>
+#include <functional>
+#include <thread>
 #include <string>
 #include <vector>
+
+#include <doctest/doctest.h>
 
 #include "../support/process.hpp"
 #include "settings.hpp"
@@ -30,6 +42,62 @@ inline run_output run_loadgen(const std::vector<std::string>& args) {
   r.status = p.wait_exit(std::chrono::seconds(30));
   r.out = p.output();
   return r;
+}
+
+// A server on 127.0.0.1:0 that hands each accepted connection to `handler`, one at a time.
+class test_server {
+public:
+  // handler(fd) serves one connection until it returns.
+  explicit test_server(std::function<void(int, std::atomic<bool>&)> handler) : handler_(std::move(handler)) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    int one = 1;
+    ::setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    socklen_t len = sizeof a;
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    ::listen(fd_, 16);
+    thread_ = std::thread([this] {
+      while (!stop_) {
+        pollfd p{fd_, POLLIN, 0};
+        if (::poll(&p, 1, 50) <= 0) continue;
+        const int c = ::accept(fd_, nullptr, nullptr);
+        if (c < 0) continue;
+        handler_(c, stop_);
+        ::close(c);
+      }
+    });
+  }
+  ~test_server() {
+    stop_ = true;
+    thread_.join();
+    ::close(fd_);
+  }
+  std::uint16_t port() const { return port_; }
+
+private:
+  std::function<void(int, std::atomic<bool>&)> handler_;
+  int fd_ = -1;
+  std::uint16_t port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+// Appends what has arrived (waiting for it); false on EOF or stop.
+inline bool read_some(int fd, std::string& buf, std::atomic<bool>& stop) {
+  char tmp[4096];
+  while (!stop) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 50) <= 0) continue;
+    const ssize_t n = ::recv(fd, tmp, sizeof tmp, 0);
+    if (n <= 0) return false;
+    buf.append(tmp, static_cast<std::size_t>(n));
+    return true;
+  }
+  return false;
 }
 
 }  // namespace bufpool::loadgen::test

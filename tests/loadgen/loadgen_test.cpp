@@ -30,66 +30,13 @@ using namespace std::chrono_literals;
 using namespace bufpool::loadgen;
 using bufpool::loadgen::test::run_loadgen;
 using bufpool::loadgen::test::run_output;
+using bufpool::loadgen::test::read_some;
 using bufpool::loadgen::test::settings_for;
+using bufpool::loadgen::test::test_server;
 
 namespace {
 
 // A tiny blocking test server on 127.0.0.1:0, one connection at a time, stopped by its destructor.
-class test_server {
-public:
-  // handler(fd) serves one connection until it returns.
-  explicit test_server(std::function<void(int, std::atomic<bool>&)> handler) : handler_(std::move(handler)) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    int one = 1;
-    ::setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-    socklen_t len = sizeof a;
-    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
-    port_ = ntohs(a.sin_port);
-    ::listen(fd_, 16);
-    thread_ = std::thread([this] {
-      while (!stop_) {
-        pollfd p{fd_, POLLIN, 0};
-        if (::poll(&p, 1, 50) <= 0) continue;
-        const int c = ::accept(fd_, nullptr, nullptr);
-        if (c < 0) continue;
-        handler_(c, stop_);
-        ::close(c);
-      }
-    });
-  }
-  ~test_server() {
-    stop_ = true;
-    thread_.join();
-    ::close(fd_);
-  }
-  std::uint16_t port() const { return port_; }
-
-private:
-  std::function<void(int, std::atomic<bool>&)> handler_;
-  int fd_ = -1;
-  std::uint16_t port_ = 0;
-  std::atomic<bool> stop_{false};
-  std::thread thread_;
-};
-
-// Reads until `marker` count grows; returns false on EOF or stop.
-bool read_some(int fd, std::string& buf, std::atomic<bool>& stop) {
-  char tmp[4096];
-  while (!stop) {
-    pollfd p{fd, POLLIN, 0};
-    if (::poll(&p, 1, 50) <= 0) continue;
-    const ssize_t n = ::recv(fd, tmp, sizeof tmp, 0);
-    if (n <= 0) return false;
-    buf.append(tmp, static_cast<std::size_t>(n));
-    return true;
-  }
-  return false;
-}
-
 // Every request written in the window was answered, lost to a closed connection, or in flight at stop.
 void check_accounting(const run_result& r) {
   CHECK(r.sent == r.requests + r.lost + r.in_flight_at_stop);

@@ -397,6 +397,31 @@ TEST_CASE("h2 engine: HPACK bomb: a field indexed once and referenced many times
   CHECK_FALSE(srv_side.closed);
 }
 
+TEST_CASE("h2 engine: stream ids used up: the last id (2^31-1) is answered, a lower one after it gets nothing, "
+          "and the connection stays sound") {
+  server_side srv_side;
+  client_side c;
+  nghttp2_session_set_next_stream_id(c.s, 0x7fffffff);
+  const auto last = c.request("GET", "/plaintext");
+  CHECK(last == 0x7fffffff);
+  converse(c, srv_side);
+  CHECK(c.responses[last].status == 200);
+  // The client has no id left (nghttp2 refuses to make one); a raw HEADERS on a lower id (a block of
+  // static-table entries and a literal that touches no table: :method GET, :scheme http, :path /,
+  // :authority t) is a stream that can no longer be opened: no answer, no reset, no stream made.
+  CHECK(c.request("GET", "/plaintext") == NGHTTP2_ERR_STREAM_ID_NOT_AVAILABLE);
+  const std::string block("\x82\x86\x84\x01\x01t", 6);
+  const std::string down = srv_side.exchange(frame(NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS | NGHTTP2_FLAG_END_STREAM, 5, block));
+  CHECK(down.empty());
+  CHECK(srv_side.e->stats().streams == 1);
+  CHECK_FALSE(srv_side.closed);
+  // The connection still answers: a PING gets its ACK.
+  const std::string pong = srv_side.exchange(frame(NGHTTP2_PING, 0, 0, std::string(8, 'p')));
+  REQUIRE(pong.size() >= 17);
+  CHECK(static_cast<std::uint8_t>(pong[3]) == NGHTTP2_PING);
+  CHECK(static_cast<std::uint8_t>(pong[4]) == NGHTTP2_FLAG_ACK);
+}
+
 TEST_CASE("h2 engine: a bad preface gets GOAWAY PROTOCOL_ERROR and the connection closes") {
   server_side srv_side;
   const std::string out = srv_side.exchange("PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n" + frame(NGHTTP2_SETTINGS, 0, 0, {}));

@@ -28,14 +28,6 @@ std::string rate_text(double r) {
   return buf;
 }
 
-std::string us_text(double us) {
-  char buf[32];
-  if (!std::isfinite(us)) return "-";
-  if (us >= 1e6) std::snprintf(buf, sizeof buf, "%.2fs", us / 1e6);
-  else if (us >= 1e3) std::snprintf(buf, sizeof buf, "%.2fms", us / 1e3);
-  else std::snprintf(buf, sizeof buf, "%.0fus", us);
-  return buf;
-}
 
 }  // namespace
 
@@ -108,7 +100,7 @@ void judge(const slo& goal, trial& t) {
   for (const auto& c : goal.latency) {
     const double v = c.percentile >= 100 ? static_cast<double>(r.corrected.max()) : r.corrected.percentile(c.percentile);
     if (!(c.inclusive ? v <= c.limit_us : v < c.limit_us)) {
-      t.why = c.text + " not met: " + us_text(v);
+      t.why = c.text + " not met: " + format_us(v);
       return;
     }
   }
@@ -221,8 +213,8 @@ capacity_result find_max(const loadgen_settings& s, const std::function<void(con
 std::string trial_line(std::size_t index, const trial& t) {
   char buf[256];
   std::snprintf(buf, sizeof buf, "  trial %2zu  asked %9.0f  answered %9.0f req/s  p50 %8s  p99 %8s  p99.9 %8s  errors %6.3f %%  %s\n",
-                index + 1, t.asked, t.achieved, us_text(t.result.corrected.percentile(50)).c_str(),
-                us_text(t.result.corrected.percentile(99)).c_str(), us_text(t.result.corrected.percentile(99.9)).c_str(),
+                index + 1, t.asked, t.achieved, format_us(t.result.corrected.percentile(50)).c_str(),
+                format_us(t.result.corrected.percentile(99)).c_str(), format_us(t.result.corrected.percentile(99.9)).c_str(),
                 100 * t.error_rate, t.met ? (t.confirmation ? "met (confirmed)" : "met") : ("failed: " + t.why).c_str());
   return buf;
 }

@@ -1,21 +1,13 @@
 #include "live_view.hpp"
 
+#include "report.hpp"
+
 #include <cmath>
 #include <cstdio>
 
 namespace bufpool::loadgen {
 
 namespace {
-
-std::string us_text(const nlohmann::json& v) {
-  if (!v.is_number()) return "-";
-  const double us = v.get<double>();
-  char buf[32];
-  if (us >= 1e6) std::snprintf(buf, sizeof buf, "%.2fs", us / 1e6);
-  else if (us >= 1e3) std::snprintf(buf, sizeof buf, "%.2fms", us / 1e3);
-  else std::snprintf(buf, sizeof buf, "%.0fus", us);
-  return buf;
-}
 
 nlohmann::json or_null(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); }
 
@@ -72,8 +64,8 @@ std::string progress_line(const nlohmann::json& p) {
   std::snprintf(buf, sizeof buf, "[%4llus] %9llu req/s  errors %llu  p50 %s  p99 %s",
                 static_cast<unsigned long long>(p["second"].get<std::uint64_t>()),
                 static_cast<unsigned long long>(p["requests"].get<std::uint64_t>()),
-                static_cast<unsigned long long>(p["errors_total"].get<std::uint64_t>()), us_text(p["p50_us"]).c_str(),
-                us_text(p["p99_us"]).c_str());
+                static_cast<unsigned long long>(p["errors_total"].get<std::uint64_t>()), format_us(p["p50_us"]).c_str(),
+                format_us(p["p99_us"]).c_str());
   std::string out = buf;
   if (p["asked"].is_number()) out += "  asked " + std::to_string(std::llround(p["asked"].get<double>()));
   return out + "\n";
@@ -96,8 +88,8 @@ std::string progress_block(const loadgen_settings& s, const nlohmann::json& p) {
                 static_cast<unsigned long long>(p["requests"].get<std::uint64_t>()));
   o += buf;
   std::snprintf(buf, sizeof buf, "  latency   p50 %s   p99 %s   p99.9 %s   max %s   (this second, corrected)\n",
-                us_text(p["p50_us"]).c_str(), us_text(p["p99_us"]).c_str(), us_text(p["p999_us"]).c_str(),
-                us_text(p["max_us"]).c_str());
+                format_us(p["p50_us"]).c_str(), format_us(p["p99_us"]).c_str(), format_us(p["p999_us"]).c_str(),
+                format_us(p["max_us"]).c_str());
   o += buf;
   std::string kinds;
   for (auto it = p["errors"].begin(); it != p["errors"].end(); ++it)

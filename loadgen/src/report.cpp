@@ -21,15 +21,6 @@ namespace {
 
 nlohmann::json number_or_null(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); }
 
-std::string fmt_us(const nlohmann::json& v) {
-  if (v.is_null()) return "-";
-  const double us = v.get<double>();
-  char buf[32];
-  if (us >= 1e6) std::snprintf(buf, sizeof buf, "%.2fs", us / 1e6);
-  else if (us >= 1e3) std::snprintf(buf, sizeof buf, "%.2fms", us / 1e3);
-  else std::snprintf(buf, sizeof buf, "%.0fus", us);
-  return buf;
-}
 
 std::uint64_t u64(const nlohmann::json& j, const char* k) { return j.contains(k) ? j[k].get<std::uint64_t>() : 0; }
 
@@ -51,6 +42,29 @@ nlohmann::json pool_window(const nlohmann::json& before, const nlohmann::json& a
 }
 
 }  // namespace
+
+std::string format_us(const nlohmann::json& v) {
+  if (!v.is_number() || !std::isfinite(v.get<double>())) return "-";
+  const double us = v.get<double>();
+  char buf[32];
+  if (us >= 1e6) std::snprintf(buf, sizeof buf, "%.2fs", us / 1e6);
+  else if (us >= 1e3) std::snprintf(buf, sizeof buf, "%.2fms", us / 1e3);
+  else std::snprintf(buf, sizeof buf, "%.0fus", us);
+  return buf;
+}
+
+nlohmann::json second_json(const second_stats& sec, bool with_asked) {
+  nlohmann::json e = {{"second", sec.second},
+                      {"requests", sec.requests},
+                      {"errors", sec.errors},
+                      {"sent", sec.sent},
+                      {"p50_us", number_or_null(sec.latency.percentile(50))},
+                      {"p99_us", number_or_null(sec.latency.percentile(99))},
+                      {"p999_us", number_or_null(sec.latency.percentile(99.9))},
+                      {"histogram", sec.latency.encode()}};
+  if (with_asked) e["asked"] = sec.asked;
+  return e;
+}
 
 nlohmann::json latency_json(const histogram& h) {
   return {{"p50", number_or_null(h.percentile(50))},     {"p90", number_or_null(h.percentile(90))},
@@ -177,23 +191,15 @@ nlohmann::json make_report(const loadgen_settings& s, const run_result& r, const
   // --stages / --steps: each second's asked count beside what was sent; the worst whole second's
   // relative difference (the last, partial second left out).
   double worst = 0;
-  for (const auto& sec : r.series) {
-    json e = {{"second", sec.second},
-              {"requests", sec.requests},
-              {"errors", sec.errors},
-              {"sent", sec.sent},
-              {"p50_us", number_or_null(sec.latency.percentile(50))},
-              {"p99_us", number_or_null(sec.latency.percentile(99))},
-              {"p999_us", number_or_null(sec.latency.percentile(99.9))},
-              {"histogram", sec.latency.encode()}};
+  for (second_stats sec : r.series) {  // a copy: the plan's asked count is filled in
     if (!s.plan.empty()) {
       const auto a = static_cast<double>(sec.second);
-      const std::uint64_t asked = s.plan.asked(a, a + 1);
-      e["asked"] = asked;
-      if (a + 1 <= s.plan.duration() && asked > 0)
-        worst = std::max(worst, std::fabs(static_cast<double>(sec.sent) - static_cast<double>(asked)) / static_cast<double>(asked));
+      sec.asked = s.plan.asked(a, a + 1);
+      if (a + 1 <= s.plan.duration() && sec.asked > 0)
+        worst = std::max(worst, std::fabs(static_cast<double>(sec.sent) - static_cast<double>(sec.asked)) /
+                                    static_cast<double>(sec.asked));
     }
-    series.push_back(std::move(e));
+    series.push_back(second_json(sec, !s.plan.empty()));
   }
   json codes = json::object();
   for (const auto& [code, n] : r.status_codes) codes[std::to_string(code)] = n;
@@ -294,9 +300,9 @@ std::string summary(const nlohmann::json& rep) {
     << "\n";
   for (const char* kind : {"corrected", "uncorrected"}) {
     const auto& l = rep["latency_us"][kind];
-    o << "  Latency " << kind << ":" << std::string(12 - std::strlen(kind), ' ') << "p50 " << fmt_us(l["p50"])
-      << "  p90 " << fmt_us(l["p90"]) << "  p99 " << fmt_us(l["p99"]) << "  p99.9 " << fmt_us(l["p99.9"])
-      << "  p99.99 " << fmt_us(l["p99.99"]) << "  max " << fmt_us(l["max"]) << "\n";
+    o << "  Latency " << kind << ":" << std::string(12 - std::strlen(kind), ' ') << "p50 " << format_us(l["p50"])
+      << "  p90 " << format_us(l["p90"]) << "  p99 " << format_us(l["p99"]) << "  p99.9 " << format_us(l["p99.9"])
+      << "  p99.99 " << format_us(l["p99.99"]) << "  max " << format_us(l["max"]) << "\n";
   }
   char line[256];
   std::snprintf(line, sizeof line, "  %llu requests in %.2fs, %.2f MB read, %.2f MB written\n",
@@ -308,8 +314,8 @@ std::string summary(const nlohmann::json& rep) {
   o << line;
   if (rep["latency_us"].contains("send_lag") && rep["latency_us"]["send_lag"].is_object()) {
     const auto& l = rep["latency_us"]["send_lag"];
-    o << "  Send lag (actual - intended send time): p50 " << fmt_us(l["p50"]) << "  p99 " << fmt_us(l["p99"])
-      << "  max " << fmt_us(l["max"]) << "\n";
+    o << "  Send lag (actual - intended send time): p50 " << format_us(l["p50"]) << "  p99 " << format_us(l["p99"])
+      << "  max " << format_us(l["max"]) << "\n";
   }
   if (rep.contains("tls") && rep["tls"].is_object() && rep["tls"].value("handshakes", std::uint64_t{0}) > 0) {
     const auto& t = rep["tls"];
@@ -319,7 +325,7 @@ std::string summary(const nlohmann::json& rep) {
                   t.value("alpn", std::string()).empty() ? "none" : t["alpn"].get<std::string>().c_str(),
                   static_cast<unsigned long long>(t.value("handshakes", std::uint64_t{0})),
                   100.0 * t.value("resumed_share", 0.0));
-    o << line << "p50 " << fmt_us(h["p50"]) << "  p99 " << fmt_us(h["p99"]) << "  max " << fmt_us(h["max"]) << "\n";
+    o << line << "p50 " << format_us(h["p50"]) << "  p99 " << format_us(h["p99"]) << "  max " << format_us(h["max"]) << "\n";
   }
   if (s.contains("plan")) {
     std::snprintf(line, sizeof line, "  asked %llu requests; the worst whole second sent %.2f %% off its asked count\n",
@@ -517,18 +523,7 @@ nlohmann::json merge_reports(const std::vector<nlohmann::json>& reports, const s
   json series = json::array();
   const bool planned = s.contains("plan");
   std::uint64_t asked_total = 0;
-  for (const auto& [k, sec] : seconds) {
-    json e = {{"second", k},
-              {"requests", sec.requests},
-              {"errors", sec.errors},
-              {"sent", sec.sent},
-              {"p50_us", number_or_null(sec.latency.percentile(50))},
-              {"p99_us", number_or_null(sec.latency.percentile(99))},
-              {"p999_us", number_or_null(sec.latency.percentile(99.9))},
-              {"histogram", sec.latency.encode()}};
-    if (planned) e["asked"] = sec.asked;
-    series.push_back(std::move(e));
-  }
+  for (const auto& [k, sec] : seconds) series.push_back(second_json(sec, planned));
   out["timeseries"] = series;
   // Several instances of one plan (each a share of the rate): the asked counts add up.
   if (planned) {

@@ -42,5 +42,9 @@ std::string html_report(const nlohmann::json& report);
 std::string percentile_spectrum(const histogram& h);
 /// Latency figures of a histogram: p50, p90, p99, p99.9, p99.99, max, mean (us; null when empty).
 nlohmann::json latency_json(const histogram& h);
+/// Microseconds as people read them: "850us", "1.25ms", "2.00s"; "-" for null, NaN or not a number.
+std::string format_us(const nlohmann::json& us);
+/// One second of the series as the report writes it (with "asked" when the plan asked a count).
+nlohmann::json second_json(const second_stats& sec, bool with_asked);
 
 }  // namespace bufpool::loadgen

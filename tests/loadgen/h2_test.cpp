@@ -37,18 +37,7 @@ std::uint64_t h2_streams(bufpool::server::server& s) {
 struct h2_peer {
   explicit h2_peer(const std::string& mode)
       : p("/usr/bin/python3", {BUFPOOL_SOURCE_DIR "/tests/loadgen/h2_peer.py", mode}) {
-    const auto deadline = std::chrono::steady_clock::now() + 10s;
-    const std::regex line("PORT ([0-9]+)");
-    while (std::chrono::steady_clock::now() < deadline) {
-      std::smatch m;
-      const std::string out = p.output();
-      if (std::regex_search(out, m, line)) {
-        port = static_cast<std::uint16_t>(std::stoi(m[1]));
-        return;
-      }
-      std::this_thread::sleep_for(20ms);
-    }
-    FAIL("h2_peer.py did not start: " << p.output());
+    port = bufpool::loadgen::test::port_from_output(p, "PORT ([0-9]+)");
   }
   std::string url() const { return "http://127.0.0.1:" + std::to_string(port) + "/"; }
   bufpool::test::child_process p;

@@ -12,6 +12,7 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <regex>
 #include <thread>
 #include <string>
 #include <vector>
@@ -30,6 +31,21 @@ inline loadgen_settings settings_for(const std::string& url, std::vector<std::st
   for (auto& a : args) argv.push_back(a.c_str());
   auto loaded = bufpool::config::load(loadgen_schema(), static_cast<int>(argv.size()), argv.data(), {}, {"url"});
   return settings_from(loaded.values, std::vector<std::string>{url});
+}
+
+/// The port a child server prints once it listens: the first group of `pattern` in its output,
+/// waited for up to 10 s (the test fails with the output otherwise).
+inline std::uint16_t port_from_output(bufpool::test::child_process& p, const std::string& pattern) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  const std::regex re(pattern);
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::smatch m;
+    const std::string out = p.output();
+    if (std::regex_search(out, m, re)) return static_cast<std::uint16_t>(std::stoi(m[1]));
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  FAIL("the server did not start: " << p.output());
+  return 0;
 }
 
 struct run_output {

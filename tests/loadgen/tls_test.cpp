@@ -34,18 +34,7 @@ bufpool::server::server https_server() {
 // "ACCEPT 127.0.0.1:PORT" line.
 struct s_server {
   explicit s_server(std::vector<std::string> args) : p("/usr/bin/openssl", with_defaults(std::move(args))) {
-    const auto deadline = std::chrono::steady_clock::now() + 10s;
-    const std::regex accept("ACCEPT 127\\.0\\.0\\.1:([0-9]+)");
-    while (std::chrono::steady_clock::now() < deadline) {
-      std::smatch m;
-      const std::string out = p.output();
-      if (std::regex_search(out, m, accept)) {
-        port = static_cast<std::uint16_t>(std::stoi(m[1]));
-        return;
-      }
-      std::this_thread::sleep_for(20ms);
-    }
-    FAIL("openssl s_server did not start: " << p.output());
+    port = bufpool::loadgen::test::port_from_output(p, "ACCEPT 127\\.0\\.0\\.1:([0-9]+)");
   }
   static std::vector<std::string> with_defaults(std::vector<std::string> args) {
     std::vector<std::string> all = {"s_server", "-accept", "127.0.0.1:0", "-www", "-cert", test_pki().server_cert,

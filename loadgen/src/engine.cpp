@@ -12,6 +12,8 @@
 #include <thread>
 
 #include <asio/connect.hpp>
+#include <asio/generic/stream_protocol.hpp>
+#include <asio/local/stream_protocol.hpp>
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/steady_timer.hpp>
@@ -31,6 +33,9 @@ namespace {
 
 using clock = std::chrono::steady_clock;
 using asio::ip::tcp;
+// TCP or a Unix socket (--unix-socket): one socket type for both.
+using stream_socket = asio::generic::stream_protocol::socket;
+using stream_endpoint = asio::generic::stream_protocol::endpoint;
 
 std::int64_t micros(clock::duration d) { return std::chrono::duration_cast<std::chrono::microseconds>(d).count(); }
 
@@ -76,7 +81,7 @@ private:
 
 struct plan {
   const loadgen_settings& s;
-  std::vector<tcp::endpoint> endpoints;  // one per target, same order as s.targets
+  std::vector<stream_endpoint> endpoints;  // one per target, same order as s.targets (or the Unix socket)
   clock::time_point start;          // first sends
   clock::time_point measure_start;  // end of warm-up
   clock::time_point end;            // stop (duration mode)
@@ -87,7 +92,7 @@ struct plan {
   asio::ssl::context* tls;            // https:// and tls:// targets (null: plain)
 };
 
-using tls_stream = asio::ssl::stream<tcp::socket>;
+using tls_stream = asio::ssl::stream<stream_socket>;
 
 // An open-loop timer wakes early and spins to the intended time: an Asio timer alone fires tens of
 // microseconds late on this kind of machine, which the corrected latency would count. How early is
@@ -287,7 +292,7 @@ private:
   void connect() {
     if (stopped_) return;
     t_.result.connections_requested++;
-    socket_ = tcp::socket(t_.io_);
+    socket_ = stream_socket(t_.io_);
     connected_ = false;
     connect_deadline_ = clock::now() + t_.p().s.timeout;
     socket_.async_connect(t_.p().endpoints[target_], [self = shared_from_this()](std::error_code ec) { self->on_connect(ec); });
@@ -318,7 +323,7 @@ private:
       return;
     }
     std::error_code ignored;
-    socket_.set_option(tcp::no_delay(true), ignored);
+    if (t_.p().s.unix_socket.empty()) socket_.set_option(tcp::no_delay(true), ignored);
     if (t_.p().s.targets[target_].tls) {
       start_tls();
       return;
@@ -1008,7 +1013,7 @@ private:
   std::size_t id_;
   std::size_t target_;  // index in s.targets (and p.endpoints)
   std::uint64_t quota_;
-  tcp::socket socket_;
+  stream_socket socket_;
   std::shared_ptr<tls_stream> tls_;  // https/tls: owns the socket once connected (each pending operation holds it)
   SSL_SESSION* session_ = nullptr;   // the last connection's session, resumed on the next (--tls-resume)
   clock::time_point handshake_start_{};
@@ -1188,14 +1193,18 @@ std::unique_ptr<asio::ssl::context> make_tls_context(const loadgen_settings& s) 
 run_result run_load(const loadgen_settings& s, const progress_fn& progress, const std::atomic<int>* interrupt) {
   asio::io_context resolver_io;
   tcp::resolver resolver(resolver_io);
-  std::vector<tcp::endpoint> endpoints;
+  std::vector<stream_endpoint> endpoints;
   const auto connect_to = s.connect_to.empty() ? std::nullopt : config::parse_endpoint(s.connect_to);
   for (const auto& t : s.targets) {
+    if (!s.unix_socket.empty()) {  // every target through the one socket; the URL names the host sent
+      endpoints.emplace_back(asio::local::stream_protocol::endpoint(s.unix_socket));
+      continue;
+    }
     std::error_code ec;
     const std::string host = connect_to ? connect_to->host : t.host;
     const auto results = resolver.resolve(host, std::to_string(connect_to ? connect_to->port : t.port), ec);
     if (ec || results.empty()) throw std::runtime_error("cannot resolve " + host + ": " + ec.message());
-    endpoints.push_back(*results.begin());
+    endpoints.emplace_back(results.begin()->endpoint());
   }
   std::unique_ptr<asio::ssl::context> tls;
   if (std::any_of(s.targets.begin(), s.targets.end(), [](const target& t) { return t.tls; })) tls = make_tls_context(s);

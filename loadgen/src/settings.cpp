@@ -4,6 +4,8 @@
 
 #include "capacity.hpp"
 
+#include <sys/un.h>
+
 #include <charconv>
 #include <ctime>
 #include <fstream>
@@ -101,6 +103,8 @@ config::schema build() {
          {"--key"}, true});
   s.add({"tls.sni", value_kind::string, "", "https/tls: the server name sent and verified (\"\": the URL's host)", 0, 0,
          {}, {"--sni"}, true});
+  s.add({"unix_socket", value_kind::string, "", "connect to this Unix socket instead of the URL's host and port "
+         "(the URL's host is still sent)", 0, 0, {}, {"--unix-socket"}, true});
   s.add({"connect_to", value_kind::string, "", "connect to HOST:PORT instead of the URL's (the URL's name is still sent)",
          0, 0, {}, {"--connect-to"}, true});
   s.add({"tls.min", value_kind::choice, "1.2", "https/tls: oldest TLS version offered", 0, 0, {"1.2", "1.3"},
@@ -378,6 +382,12 @@ loadgen_settings settings_from(const nlohmann::json& v, const std::vector<std::s
   s.key = config::at(v, "tls.key").get<std::string>();
   s.sni = config::at(v, "tls.sni").get<std::string>();
   s.connect_to = config::at(v, "connect_to").get<std::string>();
+  s.unix_socket = config::at(v, "unix_socket").get<std::string>();
+  if (!s.unix_socket.empty() && !s.connect_to.empty())
+    problems.push_back("config: unix_socket and connect_to are both set: use one");
+  if (s.unix_socket.size() >= sizeof(sockaddr_un{}.sun_path))
+    problems.push_back("config: unix_socket = \"" + s.unix_socket + "\" is invalid: longer than " +
+                       std::to_string(sizeof(sockaddr_un{}.sun_path) - 1) + " bytes (the limit of a Unix socket path)");
   s.tls_min = config::at(v, "tls.min").get<std::string>();
   s.ciphers = config::at(v, "tls.ciphers").get<std::string>();
   s.alpn = config::at(v, "tls.alpn").get<std::string>();

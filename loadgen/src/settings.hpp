@@ -88,6 +88,7 @@ struct loadgen_settings {
   std::string cert, key;        // client certificate
   std::string sni;              // the name sent and verified ("": the URL's host)
   std::string connect_to;       // HOST:PORT to connect to instead of the URL's ("": the URL's)
+  std::string unix_socket;      // a Unix socket to connect to instead ("": TCP)
   std::string tls_min = "1.2";  // 1.2 or 1.3
   std::string ciphers;          // TLS 1.2 cipher list ("": OpenSSL's default)
   std::string alpn = "http/1.1";  // comma-separated ALPN list ("": none)

@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -60,21 +61,33 @@ inline run_output run_loadgen(const std::vector<std::string>& args) {
   return r;
 }
 
-// A server on 127.0.0.1:0 that hands each accepted connection to `handler`, one at a time.
+// A server on 127.0.0.1:0 (or on the Unix socket `unix_path`, made and removed by it) that hands each
+// accepted connection to `handler`, one at a time.
 class test_server {
 public:
   // handler(fd) serves one connection until it returns.
-  explicit test_server(std::function<void(int, std::atomic<bool>&)> handler) : handler_(std::move(handler)) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    int one = 1;
-    ::setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-    socklen_t len = sizeof a;
-    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
-    port_ = ntohs(a.sin_port);
+  explicit test_server(std::function<void(int, std::atomic<bool>&)> handler, std::string unix_path = "")
+      : handler_(std::move(handler)), unix_path_(std::move(unix_path)) {
+    if (!unix_path_.empty()) {
+      fd_ = ::socket(AF_UNIX, SOCK_STREAM, 0);
+      sockaddr_un u{};
+      u.sun_family = AF_UNIX;
+      REQUIRE(unix_path_.size() < sizeof u.sun_path);
+      unix_path_.copy(u.sun_path, unix_path_.size());
+      ::unlink(unix_path_.c_str());
+      REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&u), sizeof u) == 0);
+    } else {
+      fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+      int one = 1;
+      ::setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+      sockaddr_in a{};
+      a.sin_family = AF_INET;
+      a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+      socklen_t len = sizeof a;
+      ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
+      port_ = ntohs(a.sin_port);
+    }
     ::listen(fd_, 16);
     thread_ = std::thread([this] {
       while (!stop_) {
@@ -91,11 +104,13 @@ public:
     stop_ = true;
     thread_.join();
     ::close(fd_);
+    if (!unix_path_.empty()) ::unlink(unix_path_.c_str());
   }
   std::uint16_t port() const { return port_; }
 
 private:
   std::function<void(int, std::atomic<bool>&)> handler_;
+  std::string unix_path_;
   int fd_ = -1;
   std::uint16_t port_ = 0;
   std::atomic<bool> stop_{false};

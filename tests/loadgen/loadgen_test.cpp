@@ -534,3 +534,40 @@ TEST_CASE("loadgen: the HTML page holds its charts, the summary and nothing from
   CHECK(page.find("<script") == std::string::npos);
   CHECK(page.find("Requests/sec:") != std::string::npos);  // the text summary, escaped into a <pre>
 }
+
+TEST_CASE("loadgen: --unix-socket sends every request through a Unix socket, with the URL's host in Host") {
+  const std::string path = "/tmp/bufpool-loadgen-test-" + std::to_string(::getpid()) + ".sock";
+  std::atomic<int> answered{0};
+  std::string first_request;
+  std::mutex mu;
+  test_server srv(
+      [&](int fd, std::atomic<bool>& stop) {
+        std::string buf;
+        while (read_some(fd, buf, stop)) {
+          for (auto end = buf.find("\r\n\r\n"); end != std::string::npos; end = buf.find("\r\n\r\n")) {
+            {
+              std::lock_guard lk(mu);
+              if (first_request.empty()) first_request = buf.substr(0, end);
+            }
+            buf.erase(0, end + 4);
+            static constexpr char answer[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+            if (::send(fd, answer, sizeof answer - 1, MSG_NOSIGNAL) < 0) return;
+            ++answered;
+          }
+        }
+      },
+      path);
+  const auto r = run_load(settings_for("http://api.example.test/v1/x", {"-c", "1", "-t", "1", "--requests", "200",
+                                                                         "--pipeline", "4", "--unix-socket", path}));
+  CHECK(r.requests == 200);
+  CHECK(r.errors() == 0);
+  CHECK(answered == 200);
+  CHECK(first_request.find("GET /v1/x HTTP/1.1\r\nHost: api.example.test:80\r\n") == 0);
+  // A socket that is not there: the run reports it, and connect_to beside it is refused.
+  const auto gone = run_loadgen({"-q", "-c", "1", "-d", "2s", "--unix-socket", path + ".missing", "http://x/"});
+  CHECK(gone.status == 1);
+  CHECK(gone.out.find("failed") != std::string::npos);
+  const auto both = run_loadgen({"--unix-socket", path, "--connect-to", "127.0.0.1:1", "http://x/"});
+  CHECK(both.status == 2);
+  CHECK(both.out.find("unix_socket and connect_to are both set") != std::string::npos);
+}

@@ -173,6 +173,7 @@ TEST_CASE("loadgen http2 program: a server without HTTP/2 is unreachable for --h
   // Over TLS it selects http/1.1 by ALPN.
   auto r = run_loadgen({"-q", "--http2", "-c", "2", "-d", "5s", "--cacert", test_pki().ca_cert,
                         "--alpn", "h2,http/1.1", "https://127.0.0.1:" + port + "/plaintext"});
+  INFO("the load generator printed:\n" << r.out);
   CHECK(r.status == 1);
   CHECK(r.out.find("the server did not select h2 by ALPN (it selected http/1.1)") != std::string::npos);
   // Over plain TCP it answers the preface as an HTTP/1.1 request.

@@ -118,7 +118,7 @@ void judge(const slo& goal, trial& t) {
 }
 
 capacity_result find_max(const loadgen_settings& s, const std::function<void(const trial&)>& on_trial,
-                         const std::atomic<int>* interrupt) {
+                         const std::atomic<int>* interrupt, const trial_runner& runner) {
   capacity_result out;
   out.goal = parse_slo(s.slo);
   std::vector<double> met;  // the rates met, confirmed or not
@@ -132,7 +132,7 @@ capacity_result find_max(const loadgen_settings& s, const std::function<void(con
     trial tr;
     tr.asked = rate;
     tr.confirmation = confirmation;
-    tr.result = run_load(t, {}, interrupt);
+    tr.result = runner ? runner(t, interrupt) : run_load(t, {}, interrupt);
     judge(out.goal, tr);
     out.trials.push_back(std::move(tr));
     if (on_trial) on_trial(out.trials.back());

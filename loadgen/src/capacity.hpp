@@ -56,9 +56,13 @@ struct capacity_result {
 /// Whether trial t met the goal (and why not); fills t.met, t.why, t.achieved, t.error_rate.
 void judge(const slo& goal, trial& t);
 
+/// Runs one trial: the settings of an open-loop run at the trial's rate, its result (run_load; the
+/// tests give a model of a service instead).
+using trial_runner = std::function<run_result(const loadgen_settings&, const std::atomic<int>*)>;
+
 /// Runs the search. `on_trial` (may be empty) is called after each trial; `interrupt` as for run_load.
 capacity_result find_max(const loadgen_settings& s, const std::function<void(const trial&)>& on_trial = {},
-                         const std::atomic<int>* interrupt = nullptr);
+                         const std::atomic<int>* interrupt = nullptr, const trial_runner& runner = {});
 
 /// The report's "capacity" object.
 nlohmann::json capacity_json(const capacity_result& c);

@@ -2,7 +2,10 @@
 // server whose capacity the test sets (one connection served at a time, 2 ms per request: about 470
 // requests per second), which the search must find within its bounds. Servers listen on 127.0.0.1
 // only; every run is bounded (trials and their length are small here).
+#include <algorithm>
 #include <chrono>
+#include <functional>
+#include <vector>
 #include <cstdio>
 #include <fstream>
 #include <string>
@@ -88,7 +91,72 @@ TEST_CASE("capacity: a trial meets the goal only if every condition holds and it
   CHECK(t.why == "p99.9<10ms not met: 20.00ms");
 }
 
-TEST_CASE("capacity: the search finds the capacity a server is given, met twice, with every trial reported") {
+namespace {
+
+// A model of a service for the search's logic: up to `capacity` requests per second it answers all,
+// 2 ms at p99; above, it answers `capacity` a second at 500 ms. A rate in `flaky` fails its second trial.
+struct model {
+  double capacity = 470;
+  std::vector<double> flaky;
+  std::vector<double> asked;
+  run_result operator()(const loadgen_settings& t, const std::atomic<int>*) {
+    asked.push_back(t.rate);
+    run_result r;
+    r.elapsed_s = 1;
+    const bool lucky = std::find(flaky.begin(), flaky.end(), t.rate) == flaky.end() ||
+                       std::count(asked.begin(), asked.end(), t.rate) != 2;
+    const bool ok = t.rate <= capacity && lucky;
+    r.requests = static_cast<std::uint64_t>(ok ? t.rate : std::min(t.rate, capacity));
+    for (std::uint64_t i = 0; i < r.requests; ++i) r.corrected.record(ok ? 2000 : 500000);
+    return r;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("capacity: the search rises by doubling, bisects to the precision, and confirms the rate it reports") {
+  const auto s = settings_for("http://127.0.0.1:1/", {"--find-max", "--slo", "p99<40ms", "--start-rate", "100",
+                                                      "--precision", "0.05", "--max-trials", "20"});
+  model m;
+  const auto c = find_max(s, {}, nullptr, std::ref(m));
+  INFO(capacity_text(c));
+  REQUIRE(m.asked.size() >= 6);
+  CHECK(std::vector<double>(m.asked.begin(), m.asked.begin() + 4) == std::vector<double>{100, 200, 400, 800});
+  CHECK(m.asked[4] == 600);  // bisecting between 400 met and 800 failed
+  CHECK(c.found <= 470);
+  CHECK(c.found >= 470 * 0.95);  // within the precision of the capacity
+  CHECK(c.lowest_failed > c.found);
+  CHECK((c.lowest_failed - c.found) <= 0.05 * c.found);
+  CHECK(c.trials.back().confirmation);
+  CHECK(c.trials.back().met);
+  CHECK(c.trials.back().asked == c.found);
+  CHECK(c.decision.find("met twice") != std::string::npos);
+  const auto j = capacity_json(c);
+  CHECK(j["slo"] == "p99<40ms");
+  CHECK(j["found_rps"] == c.found);
+  CHECK(j["trials"].size() == c.trials.size());
+  CHECK(j["trials"][0].contains("latency_us"));
+}
+
+TEST_CASE("capacity: a confirmation that fails counts as a failure, and the search goes on below it") {
+  const auto s = settings_for("http://127.0.0.1:1/", {"--find-max", "--slo", "p99<40ms", "--start-rate", "100",
+                                                      "--precision", "0.05", "--max-trials", "30"});
+  model first;  // where the search lands without noise
+  const double clean = find_max(s, {}, nullptr, std::ref(first)).found;
+  model m;
+  m.flaky = {clean};  // met once, then its confirmation fails
+  const auto c = find_max(s, {}, nullptr, std::ref(m));
+  INFO(capacity_text(c));
+  CHECK(c.found > 0);
+  CHECK(c.found < clean);  // reported only below the rate whose confirmation failed
+  CHECK(c.trials.back().confirmation);
+  CHECK(c.trials.back().met);
+  bool failed_confirmation = false;
+  for (const auto& t : c.trials) failed_confirmation = failed_confirmation || (t.confirmation && !t.met && t.asked == clean);
+  CHECK(failed_confirmation);
+}
+
+TEST_CASE("capacity: the search finds the capacity a server is given") {
   test_server srv(slow_service);  // about 470 requests per second on its one connection
   const std::string url = "http://127.0.0.1:" + std::to_string(srv.port()) + "/";
   const auto s = settings_for(url, {"-c", "1", "-t", "1", "--find-max", "--slo", "p99<40ms", "--start-rate", "100",
@@ -97,20 +165,14 @@ TEST_CASE("capacity: the search finds the capacity a server is given, met twice,
   const auto c = find_max(s);
   INFO(capacity_text(c));
   CHECK(c.trials.size() <= 14);
-  CHECK(c.found >= 250);  // at most 2 ms and a bit per request: capacity a little under 500/s
+  // At most 2 ms and a bit per request: a capacity a little under 500/s (less under a sanitizer, where
+  // the test's own server runs slower and its rate scatters more; the search's logic is checked exactly
+  // against the model above).
+  CHECK(c.found >= 200);
   CHECK(c.found <= 520);
   CHECK(c.lowest_failed > c.found);
   CHECK(c.trials.front().asked == 100);
-  CHECK(c.trials[1].asked == 200);  // rising by doubling
-  bool confirmed = false;
-  for (const auto& t : c.trials) confirmed = confirmed || (t.confirmation && t.met && t.asked == c.found);
-  CHECK(confirmed);
-  const auto j = capacity_json(c);
-  CHECK(j["slo"] == "p99<40ms");
-  CHECK(j["found_rps"] == c.found);
-  CHECK(j["trials"].size() == c.trials.size());
-  CHECK(j["trials"][0].contains("latency_us"));
-  CHECK(j["decision"].get<std::string>().find("met twice") != std::string::npos);
+  CHECK(c.trials[1].asked == 200);
 }
 
 TEST_CASE("capacity program: --find-max needs --slo, refuses a fixed rate, and exits 1 when no rate meets the goal") {

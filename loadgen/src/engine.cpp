@@ -210,9 +210,10 @@ public:
       next_intended_ = t_.p().start + std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(phase_s));
     }
     if (!s.plan.empty()) {  // --stages / --steps: this connection takes requests id, id + C, id + 2C, ...
+      // (--shard I/N: of the requests k = I, I + N, I + 2N, ... that fall to this instance)
       open_ = true;
-      plan_k_ = static_cast<double>(id);
-      plan_stride_ = static_cast<double>(s.connections);
+      plan_k_ = static_cast<double>(s.shard_index + s.shard_count * id);
+      plan_stride_ = static_cast<double>(s.shard_count * s.connections);
       plan_next();
     }
     if (!s.url.echo) build_requests();
@@ -1220,6 +1221,9 @@ run_result run_load(const loadgen_settings& s, const progress_fn& progress, cons
     if (wait > std::chrono::system_clock::duration::zero()) {
       start = clock::now() + std::chrono::duration_cast<clock::duration>(wait);
       started_at = *s.start_at;
+    } else {  // late (a pod scheduled after the time): say so; merge refuses reports started apart
+      std::fprintf(stderr, "bufpool-loadgen: --start-at is %.1f s in the past: starting now\n",
+                   std::chrono::duration<double>(-wait).count());
     }
   }
   std::atomic<bool> lost{false};

@@ -40,7 +40,7 @@ nlohmann::json progress_json(const loadgen_settings& s, const second_stats& sec,
             {"p99_us", or_null(sec.latency.percentile(99))},
             {"p999_us", or_null(sec.latency.percentile(99.9))},
             {"max_us", sec.latency.count() ? json(sec.latency.max()) : json(nullptr)}};
-  if (!s.plan.empty()) p["asked"] = s.plan.asked(static_cast<double>(sec.second), static_cast<double>(sec.second) + 1);
+  if (!s.plan.empty()) p["asked"] = s.plan.asked(static_cast<double>(sec.second), static_cast<double>(sec.second) + 1, s.shard_index, s.shard_count);
   else if (s.rate > 0) p["asked"] = s.rate;
   else p["asked"] = nullptr;  // closed loop: as fast as answers come
   // The server's pool between the last two fetches: gets, the share served from a cache, what is

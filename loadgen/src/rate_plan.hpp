@@ -63,6 +63,20 @@ public:
   std::uint64_t asked(double a, double b) const noexcept {
     return static_cast<std::uint64_t>(std::ceil(count_until(b)) - std::ceil(count_until(a)));
   }
+  /// Of the requests asked in [a, b), those that fall to share `index` of `count` (--shard: request k
+  /// goes to the instance k mod count, so N instances together send exactly the plan).
+  std::uint64_t asked(double a, double b, std::size_t index, std::size_t count) const noexcept {
+    return share_below(std::ceil(count_until(b)), index, count) - share_below(std::ceil(count_until(a)), index, count);
+  }
+  /// Requests of share `index` of `count` over the whole plan.
+  std::uint64_t total_asked(std::size_t index = 0, std::size_t count = 1) const noexcept {
+    return share_below(std::ceil(total_), index, count);
+  }
+  /// How many k in [0, x) have k mod count == index.
+  static std::uint64_t share_below(double x, std::size_t index, std::size_t count) noexcept {
+    const auto n = static_cast<std::uint64_t>(std::max(0.0, x));
+    return n > index ? (n - index + count - 1) / count : 0;
+  }
   /// When request k is intended (seconds from the start), or nullopt past the plan's end.
   std::optional<double> time_of(double k) const noexcept {
     if (k >= total_) return std::nullopt;

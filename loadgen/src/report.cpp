@@ -10,6 +10,7 @@
 #include <cmath>
 #include <ctime>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <cstdio>
 #include <sstream>
@@ -194,7 +195,7 @@ nlohmann::json make_report(const loadgen_settings& s, const run_result& r, const
   for (second_stats sec : r.series) {  // a copy: the plan's asked count is filled in
     if (!s.plan.empty()) {
       const auto a = static_cast<double>(sec.second);
-      sec.asked = s.plan.asked(a, a + 1);
+      sec.asked = s.plan.asked(a, a + 1, s.shard_index, s.shard_count);
       if (a + 1 <= s.plan.duration() && sec.asked > 0)
         worst = std::max(worst, std::fabs(static_cast<double>(sec.sent) - static_cast<double>(sec.asked)) /
                                     static_cast<double>(sec.asked));
@@ -238,7 +239,8 @@ nlohmann::json make_report(const loadgen_settings& s, const run_result& r, const
   if (!r.first_error.empty()) summary["first_error"] = r.first_error;
   if (!s.plan.empty()) {
     summary["plan"] = s.plan_text;
-    summary["asked"] = static_cast<std::uint64_t>(std::ceil(s.plan.total()));
+    summary["asked"] = s.plan.total_asked(s.shard_index, s.shard_count);
+    if (s.shard_count > 1) summary["shard"] = {{"index", s.shard_index}, {"count", s.shard_count}};
     summary["worst_second_error"] = worst;  // max |sent - asked| / asked over the whole seconds
   }
   if (s.rate > 0) {
@@ -290,7 +292,10 @@ std::string summary(const nlohmann::json& rep) {
   const auto& s = rep["summary"];
   o << "Target " << c.value("url", std::string("?")) << "\n";
   o << "  " << c.value("threads", 0) << " threads and " << c.value("connections", 0) << " connections, "
-    << (s.contains("plan")          ? "open loop, " + s["plan"].get<std::string>()
+    << (s.contains("plan") ? "open loop, " + s["plan"].get<std::string>() +
+                                 (s.contains("shard") ? " (share " + std::to_string(s["shard"].value("index", 0)) + " of " +
+                                                            std::to_string(s["shard"].value("count", 1)) + ")"
+                                                      : std::string())
         : c.value("rate", 0.0) > 0 ? "open loop at " + std::to_string(static_cast<long>(c["rate"].get<double>())) + " req/s"
                                    : std::string("closed loop"))
     << (c.value("http2", false) ? ", " + s.value("protocol", std::string("h2")) + ", " +
@@ -446,6 +451,51 @@ void check_compatible(const nlohmann::json& first, const std::string& first_name
     refuse("summary.duration_s", std::to_string(da), std::to_string(db));
 }
 
+// Shares of one plan (--shard I/N): every report a share of the same N, each index once, all of them
+// there, started within a second of each other (their seconds are added up by index). Throws naming
+// the file and the field.
+void check_shards(const std::vector<nlohmann::json>& reports, const std::function<std::string(std::size_t)>& name) {
+  auto refuse = [](const std::string& msg) {
+    throw std::runtime_error("merge: " + msg + " (shares of one plan merge only all together; --force merges anyway)");
+  };
+  std::size_t count = 0;
+  std::vector<std::size_t> seen;
+  for (std::size_t i = 0; i < reports.size(); ++i) {
+    const auto& s = reports[i]["summary"];
+    const bool has = s.contains("shard") && s["shard"].is_object();
+    const std::size_t n = has ? s["shard"].value("count", std::size_t{1}) : 1;
+    const std::size_t k = has ? s["shard"].value("index", std::size_t{0}) : 0;
+    if (i == 0) {
+      count = n;
+      seen.assign(count, reports.size());
+    } else if (n != count) {
+      refuse(name(i) + ": summary.shard.count is " + std::to_string(n) + " but " + name(0) + " has " + std::to_string(count));
+    }
+    if (count == 1) continue;
+    if (k >= count) refuse(name(i) + ": summary.shard.index " + std::to_string(k) + " is not below its count " + std::to_string(count));
+    if (seen[k] != reports.size()) refuse(name(i) + ": share " + std::to_string(k) + "/" + std::to_string(count) + " is also " + name(seen[k]));
+    seen[k] = i;
+  }
+  if (count > 1)
+    for (std::size_t k = 0; k < count; ++k)
+      if (seen[k] == reports.size())
+        refuse("share " + std::to_string(k) + "/" + std::to_string(count) + " is missing: " + std::to_string(reports.size()) +
+               " of " + std::to_string(count) + " reports given");
+  if (count > 1 || reports.front()["summary"].contains("plan")) {
+    std::optional<std::chrono::system_clock::time_point> first;
+    for (std::size_t i = 0; i < reports.size(); ++i) {
+      const auto at = parse_wall_time(reports[i].value("started_at", std::string()));
+      if (!at) refuse(name(i) + ": started_at is not a time");
+      if (!first) first = at;
+      const double apart = std::chrono::duration<double>(*at - *first).count();
+      if (std::fabs(apart) > 1.0)
+        refuse(name(i) + ": started_at is " + reports[i]["started_at"].get<std::string>() + ", " +
+               std::to_string(apart) + " s from " + name(0) + "'s " + reports[0]["started_at"].get<std::string>() +
+               ": a plan's seconds add up only when the instances start together (--start-at)");
+    }
+  }
+}
+
 }  // namespace
 
 nlohmann::json merge_reports(const std::vector<nlohmann::json>& reports, const std::vector<std::string>& names, bool force) {
@@ -455,6 +505,7 @@ nlohmann::json merge_reports(const std::vector<nlohmann::json>& reports, const s
   for (std::size_t i = 0; i < reports.size(); ++i) check_report(reports[i], name(i));
   if (!force)
     for (std::size_t i = 1; i < reports.size(); ++i) check_compatible(reports[0], name(0), reports[i], name(i));
+  if (!force) check_shards(reports, name);
   json out = reports.front();
   auto corrected = histogram::decode(reports.front()["histogram"]["corrected"]);
   auto uncorrected = histogram::decode(reports.front()["histogram"]["uncorrected"]);
@@ -524,13 +575,34 @@ nlohmann::json merge_reports(const std::vector<nlohmann::json>& reports, const s
   const bool planned = s.contains("plan");
   std::uint64_t asked_total = 0;
   for (const auto& [k, sec] : seconds) series.push_back(second_json(sec, planned));
-  out["timeseries"] = series;
   // Several instances of one plan (each a share of the rate): the asked counts add up.
   if (planned) {
     for (const auto& r : reports) asked_total += r["summary"].value("asked", std::uint64_t{0});
     s["asked"] = asked_total;
-    s.erase("worst_second_error");  // each instance's own figure; the merged seconds are in the series
+    s.erase("shard");
+    // The merged seconds: what the instances together were asked each whole second (the plan's own
+    // count when they are its shares) against what they sent; the worst whole second, as for one.
+    rate_plan plan;
+    try {
+      const std::string text = s["plan"].get<std::string>();
+      if (text.rfind("stages ", 0) == 0) plan = rate_plan::parse_stages(text.substr(7));
+      else if (text.rfind("steps ", 0) == 0) plan = rate_plan::parse_steps(text.substr(6));
+    } catch (const config::error&) {
+    }
+    s.erase("worst_second_error");
+    if (!plan.empty()) {
+      double worst = 0;
+      for (auto& e : series) {
+        const auto a = static_cast<double>(e["second"].get<std::uint64_t>());
+        if (a + 1 > plan.duration()) continue;
+        const auto asked = e.value("asked", std::uint64_t{0});  // the instances' sum: the plan's, when shares
+        const auto sent = e.value("sent", std::uint64_t{0});
+        if (asked > 0) worst = std::max(worst, std::fabs(static_cast<double>(sent) - static_cast<double>(asked)) / static_cast<double>(asked));
+      }
+      s["worst_second_error"] = worst;
+    }
   }
+  out["timeseries"] = series;
   // TLS: handshakes add up, their times merge (a report without TLS figures leaves them out).
   if (std::all_of(reports.begin(), reports.end(), [](const json& r) {
         return r.contains("tls") && r["tls"].is_object() && r["tls"].contains("histogram");

@@ -93,6 +93,9 @@ config::schema build() {
   s.add(flag("json_compact", "write the JSON report on one line, without the per-second histograms", {"--json-compact"}));
   s.add({"start_at", value_kind::string, "", "start at this wall-clock time (2026-11-28T21:00:00Z or Unix seconds), "
          "so that several machines start together", 0, 0, {}, {"--start-at"}, true});
+  s.add({"shard", value_kind::string, "", "I/N: with --stages or --steps, send only the plan's requests k with "
+         "k mod N = I, so that N instances (started together: --start-at) send the plan between them", 0, 0, {},
+         {"--shard"}, true});
   s.add(dur("timeout", "5s", "connect and response timeout", 1000, {"--timeout"}));
   s.add(flag("tls.insecure", "https/tls: do not verify the server's certificate (as wrk and hey never do)",
              {"--insecure", "-k"}));
@@ -131,6 +134,16 @@ bool is_token(std::string_view t) {
   return true;
 }
 
+// A decimal count ("0", "12"); nullopt otherwise.
+std::optional<std::size_t> parse_count(const std::string& text) {
+  std::size_t v = 0;
+  const auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (text.empty() || ec != std::errc() || p != text.data() + text.size()) return std::nullopt;
+  return v;
+}
+
+}  // namespace
+
 // "2026-11-28T21:00:00Z" (fractions allowed) or Unix seconds ("1764363600", "1764363600.5").
 std::optional<std::chrono::system_clock::time_point> parse_wall_time(const std::string& text) {
   using namespace std::chrono;
@@ -158,7 +171,6 @@ std::optional<std::chrono::system_clock::time_point> parse_wall_time(const std::
   if (t == static_cast<std::time_t>(-1)) return std::nullopt;
   return system_clock::from_time_t(t) + duration_cast<system_clock::duration>(duration<double>(frac));
 }
-}  // namespace
 
 std::optional<status_set> parse_status_set(std::string_view text) {
   status_set out;
@@ -331,6 +343,19 @@ loadgen_settings settings_from(const nlohmann::json& v, const std::vector<std::s
     if (config::duration_at(v, "warmup").count() > 0)
       problems.push_back(std::string("config: warmup and ") + which + " are both set: ramp up with the first stage instead");
     s.plan_text = !stages.empty() ? "stages " + stages : "steps " + steps;
+  }
+  if (const std::string shard = config::at(v, "shard").get<std::string>(); !shard.empty()) {
+    const auto slash = shard.find('/');
+    const auto index = slash == std::string::npos ? std::nullopt : parse_count(shard.substr(0, slash));
+    const auto count = slash == std::string::npos ? std::nullopt : parse_count(shard.substr(slash + 1));
+    if (!index || !count || *count < 1 || *count > 100000 || *index >= *count)
+      problems.push_back("config: shard = \"" + shard + "\" is invalid: expected I/N with 0 <= I < N <= 100000 (0/3, 1/3, 2/3)");
+    else if (s.plan.empty() && stages.empty() && steps.empty())
+      problems.push_back("config: shard is set without stages or steps: it shares a plan's requests among instances "
+                         "(with --rate, give each instance its own share of the rate)");
+    else
+      s.shard_index = *index, s.shard_count = *count;
+    if (s.find_max) problems.push_back("config: shard and find_max are both set: a search runs on one machine");
   }
   s.method = config::at(v, "method").get<std::string>();
   if (!is_token(s.method)) problems.push_back("config: method = \"" + s.method + "\" is invalid: expected an HTTP method token");

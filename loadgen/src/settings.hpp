@@ -30,6 +30,9 @@ struct target {
 /// Parses a target URL; nullopt if it is not one of the forms (http://, https://, tcp://, tls://).
 std::optional<target> parse_target(std::string_view url);
 
+/// "2026-11-28T21:00:00Z" (fractions allowed, UTC only) or Unix seconds; nullopt otherwise.
+std::optional<std::chrono::system_clock::time_point> parse_wall_time(const std::string& text);
+
 /// Which response statuses count as success (--ok-status: "2xx,3xx", "200-299,404", "200").
 struct status_set {
   std::array<bool, 600> ok{};
@@ -63,6 +66,8 @@ struct loadgen_settings {
   double rate = 0;  // > 0: open loop, requests per second in total
   rate_plan plan;         // --stages / --steps: open loop at a rate that changes (non-empty); sets duration
   std::string plan_text;  // what was asked: "stages 30s:1k,..." or "steps 1k:10k:1k/20s"
+  // --shard I/N: this instance sends the plan's requests k with k mod N == I (N instances, one plan)
+  std::size_t shard_index = 0, shard_count = 1;
   // --find-max (capacity.hpp): the goal and how the trials run
   bool find_max = false;
   std::string slo;

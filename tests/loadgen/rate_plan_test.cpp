@@ -147,3 +147,109 @@ TEST_CASE("loadgen stages: against bufpool-server every whole second sends its a
   CHECK(merged["summary"]["asked"] == 12000);
   CHECK(merged["timeseries"][1]["asked"] == 2 * rep["timeseries"][1]["asked"].get<std::uint64_t>());
 }
+
+TEST_CASE("rate plan: N shares of a plan (k mod N) add up to its asked count in every second, and each share's too") {
+  const auto p = rate_plan::parse_stages("1s:1k,2s:3k,1s:3k,1s:0");
+  for (std::size_t n : {1, 2, 3, 7}) {
+    CAPTURE(n);
+    std::uint64_t total = 0;
+    for (int sec = 0; sec < 5; ++sec) {
+      std::uint64_t sum = 0;
+      for (std::size_t i = 0; i < n; ++i) {
+        const auto share = p.asked(sec, sec + 1, i, n);
+        // A share is the count of the plan's requests of this second with k mod n == i: within one
+        // of a 1/n share, and exactly what C connections of that instance send (as engine.cpp strides).
+        CHECK(std::fabs(static_cast<double>(share) - static_cast<double>(p.asked(sec, sec + 1)) / static_cast<double>(n)) <= 1.0);
+        std::uint64_t sent = 0;
+        for (std::size_t c = 0; c < 5; ++c)
+          for (double k = static_cast<double>(i + n * c);; k += static_cast<double>(n * 5)) {
+            const auto t = p.time_of(k);
+            if (!t) break;
+            if (static_cast<int>(std::floor(*t)) == sec) ++sent;
+          }
+        CHECK(sent == share);
+        sum += share;
+      }
+      CHECK(sum == p.asked(sec, sec + 1));
+      total += sum;
+    }
+    std::uint64_t shares = 0;
+    for (std::size_t i = 0; i < n; ++i) shares += p.total_asked(i, n);
+    CHECK(shares == p.total_asked());
+    CHECK(total == p.total_asked());
+  }
+}
+
+TEST_CASE("loadgen shards: a bad --shard, or one without a plan, is refused naming the key and the form") {
+  for (const auto& [args, want] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+           {{"--stages", "1s:1k", "--shard", "3/3"}, "shard = \"3/3\" is invalid: expected I/N"},
+           {{"--stages", "1s:1k", "--shard", "1"}, "shard = \"1\" is invalid"},
+           {{"--stages", "1s:1k", "--shard", "a/b"}, "shard = \"a/b\" is invalid"},
+           {{"--stages", "1s:1k", "--shard", "0/0"}, "shard = \"0/0\" is invalid"},
+           {{"--rate", "100", "--shard", "0/2"}, "shard is set without stages or steps"},
+           {{"--find-max", "--slo", "p99<10ms", "--shard", "0/2"}, "shard and find_max are both set"}}) {
+    CAPTURE(want);
+    auto a = args;
+    a.push_back("http://127.0.0.1:1/");
+    const auto r = run_loadgen(a);
+    CHECK(r.status == 2);
+    CHECK(r.out.find(want) != std::string::npos);
+  }
+}
+
+TEST_CASE("loadgen shards: three instances started together send a plan between them, and merge checks the shares") {
+  bufpool::server::server srv(bufpool::test::test_settings());
+  const std::string url = "http://127.0.0.1:" + std::to_string(srv.ports().http) + "/plaintext";
+  // The three run in this process one after another would not overlap; as three threads they do, each
+  // with its own engine, as three pods would, started at one wall-clock time.
+  const auto at = std::chrono::system_clock::now() + std::chrono::milliseconds(500);
+  const auto secs = std::chrono::duration<double>(at.time_since_epoch()).count();
+  char start[64];
+  std::snprintf(start, sizeof start, "%.3f", secs);
+  const std::string stages = "1s:600,2s:1200,1s:0";
+  std::vector<loadgen_settings> settings;
+  for (int i = 0; i < 3; ++i)
+    settings.push_back(settings_for(url, {"-t", "1", "-c", "4", "--stages", stages, "--shard", std::to_string(i) + "/3",
+                                          "--start-at", start}));
+  std::vector<run_result> results(3);
+  {
+    std::vector<std::thread> ts;
+    for (int i = 0; i < 3; ++i) ts.emplace_back([&, i] { results[static_cast<std::size_t>(i)] = run_load(settings[static_cast<std::size_t>(i)]); });
+    for (auto& t : ts) t.join();
+  }
+  std::vector<nlohmann::json> reps;
+  const auto plan = rate_plan::parse_stages(stages);
+  for (int i = 0; i < 3; ++i) {
+    const auto& r = results[static_cast<std::size_t>(i)];
+    CAPTURE(i);
+    CHECK(r.errors() == 0);
+    CHECK(r.sent == plan.total_asked(static_cast<std::size_t>(i), 3));
+    reps.push_back(make_report(settings[static_cast<std::size_t>(i)], r, {}));
+    CHECK(reps.back()["summary"]["shard"]["index"] == i);
+    CHECK(reps.back()["summary"]["asked"] == plan.total_asked(static_cast<std::size_t>(i), 3));
+    CHECK(summary(reps.back()).find("(share " + std::to_string(i) + " of 3)") != std::string::npos);
+  }
+  const std::vector<std::string> names{"r0.json", "r1.json", "r2.json"};
+  const auto merged = merge_reports(reps, names, false);
+  CHECK(merged["summary"]["asked"] == plan.total_asked());  // 300 + 1800 + 600
+  CHECK(merged["summary"]["sent"] == plan.total_asked());
+  CHECK_FALSE(merged["summary"].contains("shard"));
+  for (const auto& e : merged["timeseries"]) {
+    const auto sec = e["second"].get<double>();
+    CAPTURE(sec);
+    CHECK(e["asked"] == plan.asked(sec, sec + 1));  // the shares' sums are the plan's own counts
+    if (sec + 1 <= plan.duration())
+      CHECK(std::fabs(e["sent"].get<double>() - e["asked"].get<double>()) <= std::max(tolerance * e["asked"].get<double>(), 3.0));
+  }
+  CHECK(merged["summary"].contains("worst_second_error"));
+  // A share missing, a share twice, or instances started apart: refused, naming what.
+  CHECK_THROWS_WITH_AS(merge_reports({reps[0], reps[2]}, {"r0.json", "r2.json"}, false),
+                       doctest::Contains("share 1/3 is missing"), std::runtime_error);
+  CHECK_THROWS_WITH_AS(merge_reports({reps[0], reps[1], reps[1]}, {"r0.json", "r1.json", "r1b.json"}, false),
+                       doctest::Contains("r1b.json: share 1/3 is also r1.json"), std::runtime_error);
+  auto late = reps[2];
+  late["started_at"] = "2001-01-01T00:00:00.000Z";
+  CHECK_THROWS_WITH_AS(merge_reports({reps[0], reps[1], late}, names, false), doctest::Contains("r2.json: started_at is 2001"),
+                       std::runtime_error);
+  CHECK(merge_reports({reps[0], reps[2]}, {"r0.json", "r2.json"}, true)["merged_from"] == 2);  // --force
+}

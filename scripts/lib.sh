@@ -62,7 +62,7 @@ build_preset() {
 # /etc); and a local debian:bookworm base image made with debootstrap's minbase variant and trimmed
 # like debian:bookworm-slim, once.
 container_setup() {
-  ensure_packages podman runc debootstrap catatonit
+  ensure_packages podman runc debootstrap catatonit python3-yaml  # python3-yaml: scripts/job-pods
   BUFPOOL_CONTAINERS_CONF=$(mktemp)
   cat >"$BUFPOOL_CONTAINERS_CONF" <<'TOML'
 [containers]

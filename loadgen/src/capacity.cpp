@@ -122,35 +122,50 @@ capacity_result find_max(const loadgen_settings& s, const std::function<void(con
   capacity_result out;
   out.goal = parse_slo(s.slo);
   std::vector<double> met;  // the rates met, confirmed or not
-  auto run_at = [&](double rate, bool confirmation) -> const trial& {
-    loadgen_settings t = s;
-    t.rate = rate;
-    t.plan = {};
-    t.requests = 0;
-    t.duration = s.trial_duration;
-    t.warmup = s.trial_warmup;
-    trial tr;
-    tr.asked = rate;
-    tr.confirmation = confirmation;
-    tr.result = runner ? runner(t, interrupt) : run_load(t, {}, interrupt);
-    judge(out.goal, tr);
-    out.trials.push_back(std::move(tr));
-    if (on_trial) on_trial(out.trials.back());
-    return out.trials.back();
+  // One judgement of a rate: --trial-repeats trials, met when more than half of them met (with one
+  // condition, the median trial's figure judged; a tie fails).
+  const std::size_t repeats = std::max<std::size_t>(1, s.trial_repeats);
+  auto run_at = [&](double rate, bool confirmation) -> bool {
+    ++out.rates;
+    std::size_t passed = 0;
+    for (std::size_t i = 0; i < repeats; ++i) {
+      loadgen_settings t = s;
+      t.rate = rate;
+      t.plan = {};
+      t.requests = 0;
+      t.duration = s.trial_duration;
+      t.warmup = s.trial_warmup;
+      trial tr;
+      tr.asked = rate;
+      tr.confirmation = confirmation;
+      tr.repeat = i;
+      tr.result = runner ? runner(t, interrupt) : run_load(t, {}, interrupt);
+      judge(out.goal, tr);
+      passed += tr.met ? 1 : 0;
+      // Decided once a majority either way is certain (the rest cannot change it), or interrupted.
+      const bool decided = 2 * passed > repeats || 2 * (i + 1 - passed) >= repeats;
+      const bool last = i + 1 == repeats || decided || tr.result.interrupted != 0;
+      tr.repeats = repeats;
+      tr.closes = last;
+      if (last) tr.rate_met = 2 * passed > repeats;
+      out.trials.push_back(std::move(tr));
+      if (on_trial) on_trial(out.trials.back());
+      if (last) break;
+    }
+    return out.trials.back().rate_met;
   };
   auto stop = [&] {
     if (interrupt != nullptr && interrupt->load(std::memory_order_relaxed) != 0) {
       out.interrupted = interrupt->load(std::memory_order_relaxed);
       return true;
     }
-    return out.trials.size() >= s.max_trials;
+    return out.rates >= s.max_trials;
   };
   double lo = 0, hi = 0;  // the highest rate met, the lowest failed (0: none yet)
   // Rising: double until a trial fails; a first failure halves instead, until one is met.
   double rate = std::min(s.start_rate, s.max_rate);
   while (!stop()) {
-    const trial& t = run_at(rate, false);
-    if (t.met) {
+    if (run_at(rate, false)) {
       lo = rate;
       met.push_back(rate);
       if (hi > 0 || rate >= s.max_rate) break;
@@ -167,8 +182,7 @@ capacity_result find_max(const loadgen_settings& s, const std::function<void(con
   while (!stop() && lo > 0) {
     if (hi > 0 && hi - lo > s.precision * lo) {
       const double mid = (lo + hi) / 2;
-      const trial& t = run_at(mid, false);
-      if (t.met) {
+      if (run_at(mid, false)) {
         lo = mid;
         met.push_back(mid);
       } else {
@@ -177,8 +191,7 @@ capacity_result find_max(const loadgen_settings& s, const std::function<void(con
       continue;
     }
     if (confirmed) break;
-    const trial& t = run_at(lo, true);
-    if (t.met) {
+    if (run_at(lo, true)) {
       confirmed = true;
       continue;
     }
@@ -189,14 +202,26 @@ capacity_result find_max(const loadgen_settings& s, const std::function<void(con
   out.found = lo;
   out.lowest_failed = hi;
   if (lo > 0) {
-    // The report stands for the last trial met at the rate found.
-    for (std::size_t i = out.trials.size(); i-- > 0;)
-      if (out.trials[i].met && out.trials[i].asked == lo) {
-        out.best = i;
-        break;
+    // The report stands for the last trial met at the rate found (its median one when repeated: of
+    // that rate's trials met, the one with the middle p99).
+    std::vector<std::size_t> at;
+    for (std::size_t i = 0; i < out.trials.size(); ++i)
+      if (out.trials[i].met && out.trials[i].asked == lo) at.push_back(i);
+    if (!at.empty()) {
+      if (repeats == 1) {
+        out.best = at.back();
+      } else {
+        std::sort(at.begin(), at.end(), [&](std::size_t a, std::size_t b) {
+          return out.trials[a].result.corrected.percentile(99) < out.trials[b].result.corrected.percentile(99);
+        });
+        out.best = at[at.size() / 2];
       }
+    }
   }
-  const std::string n = std::to_string(out.trials.size()) + " trials";
+  const std::string n = std::to_string(out.trials.size()) + " trials" +
+                        (repeats > 1 ? ", " + std::to_string(out.rates) + " rates judged by a majority of " +
+                                           std::to_string(repeats)
+                                     : std::string());
   if (lo <= 0) {
     out.decision = "no rate met the goal " + out.goal.text + " (" + n + "; the lowest tried, " +
                    rate_text(out.trials.empty() ? 0 : out.trials.back().asked) + " req/s: " +
@@ -211,11 +236,16 @@ capacity_result find_max(const loadgen_settings& s, const std::function<void(con
 }
 
 std::string trial_line(std::size_t index, const trial& t) {
-  char buf[256];
+  char buf[320];
+  std::string verdict = t.met ? (t.confirmation ? "met (confirmation)" : "met") : "failed: " + t.why;
+  if (t.repeats > 1) {
+    verdict = "[" + std::to_string(t.repeat + 1) + "/" + std::to_string(t.repeats) + "] " + verdict;
+    if (t.closes) verdict += t.rate_met ? "; the rate: met" : "; the rate: failed";
+  }
   std::snprintf(buf, sizeof buf, "  trial %2zu  asked %9.0f  answered %9.0f req/s  p50 %8s  p99 %8s  p99.9 %8s  errors %6.3f %%  %s\n",
                 index + 1, t.asked, t.achieved, format_us(t.result.corrected.percentile(50)).c_str(),
                 format_us(t.result.corrected.percentile(99)).c_str(), format_us(t.result.corrected.percentile(99.9)).c_str(),
-                100 * t.error_rate, t.met ? (t.confirmation ? "met (confirmed)" : "met") : ("failed: " + t.why).c_str());
+                100 * t.error_rate, verdict.c_str());
   return buf;
 }
 
@@ -226,21 +256,26 @@ std::string capacity_text(const capacity_result& c) {
   return o;
 }
 
+nlohmann::json trial_json(const trial& t) {
+  using nlohmann::json;
+  return {{"asked_rps", t.asked},
+          {"achieved_rps", t.achieved},
+          {"requests", t.result.requests},
+          {"errors", t.result.errors()},
+          {"error_rate", t.error_rate},
+          {"latency_us", latency_json(t.result.corrected)},
+          {"met", t.met},
+          {"confirmation", t.confirmation},
+          {"repeat", t.repeat},
+          {"repeats", t.repeats},
+          {"rate_met", t.closes ? json(t.rate_met) : json(nullptr)},
+          {"why", t.why}};
+}
+
 nlohmann::json capacity_json(const capacity_result& c) {
   using nlohmann::json;
   json trials = json::array();
-  for (const auto& t : c.trials) {
-    const auto lat = latency_json(t.result.corrected);
-    trials.push_back({{"asked_rps", t.asked},
-                      {"achieved_rps", t.achieved},
-                      {"requests", t.result.requests},
-                      {"errors", t.result.errors()},
-                      {"error_rate", t.error_rate},
-                      {"latency_us", lat},
-                      {"met", t.met},
-                      {"confirmation", t.confirmation},
-                      {"why", t.why}});
-  }
+  for (const auto& t : c.trials) trials.push_back(trial_json(t));
   return {{"slo", c.goal.text},
           {"found_rps", c.found > 0 ? json(c.found) : json(nullptr)},
           {"lowest_failed_rps", c.lowest_failed > 0 ? json(c.lowest_failed) : json(nullptr)},

@@ -39,6 +39,10 @@ struct trial {
   double error_rate = 0;
   bool met = false;
   bool confirmation = false;  // a second run of the highest rate met
+  std::size_t repeat = 0;     // which of the rate's --trial-repeats runs (0-based)
+  std::size_t repeats = 1;    // --trial-repeats
+  bool closes = false;        // the rate's last trial (the majority decided, or the repeats done)
+  bool rate_met = false;      // on the closing trial: more than half of the rate's repeats met
   std::string why;            // the first condition that failed ("" when met)
   run_result result;
 };
@@ -48,6 +52,7 @@ struct capacity_result {
   std::vector<trial> trials;
   double found = 0;         // the highest rate met (and confirmed); 0: none
   double lowest_failed = 0; // 0: none failed
+  std::size_t rates = 0;    // judgements made (each --trial-repeats trials)
   std::size_t best = 0;     // index of the trial whose report stands for the run (valid when found > 0)
   std::string decision;     // the outcome in words
   int interrupted = 0;
@@ -64,6 +69,10 @@ using trial_runner = std::function<run_result(const loadgen_settings&, const std
 capacity_result find_max(const loadgen_settings& s, const std::function<void(const trial&)>& on_trial = {},
                          const std::atomic<int>* interrupt = nullptr, const trial_runner& runner = {});
 
+/// One trial as JSON: the rate asked and achieved, requests, errors, the latency percentiles, whether it
+/// met the goal (and why not), its repeat and, on a rate's closing trial, the rate's verdict (else null).
+/// The report's trials and `--progress json`'s lines are this.
+nlohmann::json trial_json(const trial& t);
 /// The report's "capacity" object.
 nlohmann::json capacity_json(const capacity_result& c);
 /// One line per trial (for stderr as the search goes), and the summary's table with the decision.

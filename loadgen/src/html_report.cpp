@@ -188,8 +188,14 @@ std::string html_report(const nlohmann::json& rep) {
       o << "<tr><td>" << ++n << "</td><td>" << num(as_num(t["asked_rps"])) << "</td><td>" << num(as_num(t["achieved_rps"]))
         << "</td><td>" << cell(l["p50"]) << "</td><td>" << cell(l["p99"]) << "</td><td>" << cell(l["p99.9"]) << "</td><td>"
         << t.value("errors", std::uint64_t{0}) << "</td><td>"
-        << esc(t.value("met", false) ? (t.value("confirmation", false) ? "met (confirmation)" : "met")
-                                     : "failed: " + t.value("why", std::string()))
+        << esc((t.value("repeats", 1) > 1 ? "[" + std::to_string(t.value("repeat", 0) + 1) + "/" +
+                                                 std::to_string(t.value("repeats", 1)) + "] "
+                                           : std::string()) +
+               (t.value("met", false) ? (t.value("confirmation", false) ? "met (confirmation)" : "met")
+                                      : "failed: " + t.value("why", std::string())) +
+               (t.value("repeats", 1) > 1 && t.contains("rate_met") && t["rate_met"].is_boolean()
+                    ? (t["rate_met"].get<bool>() ? "; the rate: met" : "; the rate: failed")
+                    : std::string()))
         << "</td></tr>\n";
     }
     o << "</table>\n";

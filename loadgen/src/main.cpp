@@ -278,9 +278,11 @@ int main(int argc, char** argv) {
         if (mode == progress_mode::off) return;
         std::string text;
         if (mode == progress_mode::json)
-          text = nlohmann::json({{"trial", n + 1}, {"asked_rps", t.asked}, {"achieved_rps", t.achieved},
-                                 {"p99_us", t.result.corrected.percentile(99)}, {"error_rate", t.error_rate},
-                                 {"met", t.met}, {"why", t.why}}).dump() + "\n";
+        {
+          auto j = trial_json(t);  // the report's trial entry, numbered
+          j["trial"] = n + 1;
+          text = j.dump() + "\n";
+        }
         else
           text = trial_line(n, t);
         ++n;

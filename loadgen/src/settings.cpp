@@ -59,7 +59,10 @@ config::schema build() {
   s.add(number("max_rate", 10000000, "--find-max: no trial above this rate", 1, 1000000000, {"--max-rate"}));
   s.add(number("precision", 0.03, "--find-max: stop bisecting when the rates met and failed are this close (a fraction)",
                0, 1, {"--precision"}));
-  s.add(integer("max_trials", 20, "--find-max: at most this many trials", 1, 1000, {"--max-trials"}));
+  s.add(integer("max_trials", 20, "--find-max: at most this many rates tried (each --trial-repeats trials)", 1, 1000,
+                {"--max-trials"}));
+  s.add(integer("trial_repeats", 1, "--find-max: trials per rate; the rate is met when more than half of them meet "
+                "the goal (3 or 5 steady a noisy service's answer)", 1, 15, {"--trial-repeats"}));
   s.add({"method", value_kind::string, "GET", "HTTP method (any token: GET, POST, DELETE, PATCH, ...)", 0, 0, {},
          {"--method", "-m"}, false});
   s.add({"header", value_kind::string_list, nlohmann::json::array(), "request header \"Name: value\"", 0, 0, {},
@@ -307,6 +310,7 @@ loadgen_settings settings_from(const nlohmann::json& v, const std::vector<std::s
   s.max_rate = config::at(v, "max_rate").get<double>();
   s.precision = config::at(v, "precision").get<double>();
   s.max_trials = size_at(v, "max_trials");
+  s.trial_repeats = size_at(v, "trial_repeats");
   if (s.find_max) {
     if (s.slo.empty()) problems.push_back("config: find_max = true needs slo (--slo 'p99<10ms,errors<0.1%')");
     else {

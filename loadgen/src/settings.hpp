@@ -73,7 +73,8 @@ struct loadgen_settings {
   std::string slo;
   std::chrono::microseconds trial_duration{5'000'000}, trial_warmup{1'000'000};
   double start_rate = 1000, max_rate = 1e7, precision = 0.03;
-  std::size_t max_trials = 20;
+  std::size_t max_trials = 20;   // rates judged at most
+  std::size_t trial_repeats = 1;  // trials per rate, judged by their majority
   std::string method = "GET";
   std::size_t body_size = 0;
   bool chunked = false;

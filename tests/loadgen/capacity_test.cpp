@@ -11,6 +11,8 @@
 #include <string>
 #include <thread>
 
+#include <map>
+
 #include <doctest/doctest.h>
 
 #include "capacity.hpp"
@@ -154,6 +156,76 @@ TEST_CASE("capacity: a confirmation that fails counts as a failure, and the sear
   bool failed_confirmation = false;
   for (const auto& t : c.trials) failed_confirmation = failed_confirmation || (t.confirmation && !t.met && t.asked == clean);
   CHECK(failed_confirmation);
+}
+
+namespace {
+
+// A noisy model: the first trial at each rate is wrong (a rate under the capacity fails it, one above
+// passes it), the later ones right. One trial per rate would be misled; a majority of three is not.
+struct first_trial_wrong {
+  double capacity = 470;
+  std::map<double, int> seen;
+  std::vector<double> asked;
+  run_result operator()(const loadgen_settings& t, const std::atomic<int>*) {
+    asked.push_back(t.rate);
+    const bool first = seen[t.rate]++ == 0;
+    const bool ok = (t.rate <= capacity) != first;
+    run_result r;
+    r.elapsed_s = 1;
+    r.requests = static_cast<std::uint64_t>(t.rate);
+    for (std::uint64_t i = 0; i < r.requests; ++i) r.corrected.record(ok ? 2000 : 500000);
+    return r;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("capacity: with --trial-repeats 3 a rate is judged by the majority of its trials, stopping once it is decided") {
+  const std::vector<std::string> args{"--find-max", "--slo", "p99<40ms", "--start-rate", "100", "--precision", "0.05"};
+  {  // Noise on one trial in three: misleads a single trial per rate, not the majority.
+    first_trial_wrong single;
+    const auto one = find_max(settings_for("http://127.0.0.1:1/", args), {}, nullptr, std::ref(single));
+    CHECK_FALSE((one.found >= 470 * 0.95 && one.found <= 470));  // 100 fails first: the search halves away
+    auto a = args;
+    a.insert(a.end(), {"--trial-repeats", "3"});
+    first_trial_wrong m;
+    const auto c = find_max(settings_for("http://127.0.0.1:1/", a), {}, nullptr, std::ref(m));
+    INFO(capacity_text(c));
+    CHECK(c.found <= 470);
+    CHECK(c.found >= 470 * 0.95);
+    CHECK(c.lowest_failed > c.found);
+    // The first trial at a rate disagrees with the next two: all three run; the confirmation's two
+    // (the rate's later trials, both right) agree and decide it.
+    REQUIRE(c.rates >= 2);
+    CHECK(m.asked.size() == 3 * (c.rates - 1) + 2);
+    CHECK(c.trials.back().confirmation);
+    CHECK(c.trials.back().closes);
+    CHECK(c.trials.back().repeat == 1);
+    for (std::size_t i = 0; i + 2 < c.trials.size(); ++i) {
+      CAPTURE(i);
+      CHECK(c.trials[i].repeat == i % 3);
+      CHECK(c.trials[i].closes == (i % 3 == 2));
+      if (c.trials[i].closes) CHECK(c.trials[i].rate_met == (c.trials[i].asked <= 470));
+    }
+    CHECK(c.trials[c.best].met);
+    CHECK(c.trials[c.best].asked == c.found);
+    CHECK(c.decision.find("rates judged by a majority of 3") != std::string::npos);
+    const auto j = capacity_json(c);
+    CHECK(j["trials"][2]["rate_met"] == true);  // 100 req/s: failed, met, met
+    CHECK(j["trials"][0]["rate_met"].is_null());
+    CHECK(j["trials"][0]["repeats"] == 3);
+    CHECK(trial_line(2, c.trials[2]).find("[3/3] met; the rate: met") != std::string::npos);
+  }
+  {  // A clean service: two agreeing trials decide a rate, the third is not run.
+    auto a = args;
+    a.insert(a.end(), {"--trial-repeats", "3", "--max-trials", "4"});
+    model m;
+    const auto c = find_max(settings_for("http://127.0.0.1:1/", a), {}, nullptr, std::ref(m));
+    CHECK(c.rates == 4);  // --max-trials counts rates
+    CHECK(c.trials.size() == 8);
+    CHECK(std::vector<double>(m.asked.begin(), m.asked.end()) == std::vector<double>{100, 100, 200, 200, 400, 400, 800, 800});
+    CHECK(c.decision.find("not confirmed: the trials ran out") != std::string::npos);
+  }
 }
 
 TEST_CASE("capacity: the search finds the capacity a server is given") {

@@ -1126,11 +1126,11 @@ void thread_state::report_second() {
   part.requests = second_requests;
   part.errors = second_errors;
   part.failures = second_failures;
-  part.latency = second_hist;  // copied: the collector merges it
+  // Swapped, not copied: the part's fresh, empty histogram (same bounds) becomes the next second's.
+  std::swap(part.latency, second_hist);
   if (second_index < sent_by_second.size()) part.sent = sent_by_second[second_index];
   for (const auto& c : conns) part.connections += c->open() ? 1 : 0;
   p_.seconds.report(part);
-  second_hist.reset();
   second_requests = second_errors = 0;
   second_failures = {};
 }

@@ -73,6 +73,9 @@ capacity_result find_max(const loadgen_settings& s, const std::function<void(con
 /// met the goal (and why not), its repeat and, on a rate's closing trial, the rate's verdict (else null).
 /// The report's trials and `--progress json`'s lines are this.
 nlohmann::json trial_json(const trial& t);
+/// A trial's outcome in words, from its JSON: "[2/3] " when repeated, met or why it failed, and on a
+/// rate's closing trial the rate's verdict. The trial line and the HTML table say this.
+std::string trial_verdict(const nlohmann::json& t);
 /// The report's "capacity" object.
 nlohmann::json capacity_json(const capacity_result& c);
 /// One line per trial (for stderr as the search goes), and the summary's table with the decision.

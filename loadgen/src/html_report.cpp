@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <sstream>
 
+#include "capacity.hpp"
 #include "histogram.hpp"
 #include "report.hpp"
 
@@ -116,29 +117,6 @@ std::uint64_t u64_or0(const nlohmann::json& j, const char* k) {
   return j.is_object() && j.contains(k) && j[k].is_number_unsigned() ? j[k].get<std::uint64_t>() : 0;
 }
 
-// A trial's outcome cell: "[2/3] " when repeated, met or why it failed, and on a rate's closing trial
-// the rate's verdict. Appended piece by piece (GCC 12 at -O3 warns, falsely, on a chain of + here).
-std::string trial_outcome(const nlohmann::json& t) {
-  const int repeats = t.value("repeats", 1);
-  std::string out;
-  if (repeats > 1) {
-    out += '[';
-    out += std::to_string(t.value("repeat", 0) + 1);
-    out += '/';
-    out += std::to_string(repeats);
-    out += "] ";
-  }
-  if (t.value("met", false)) {
-    out += t.value("confirmation", false) ? "met (confirmation)" : "met";
-  } else {
-    out += "failed: ";
-    out += t.value("why", std::string());
-  }
-  if (repeats > 1 && t.contains("rate_met") && t["rate_met"].is_boolean())
-    out += t["rate_met"].get<bool>() ? "; the rate: met" : "; the rate: failed";
-  return out;
-}
-
 }  // namespace
 
 std::string html_report(const nlohmann::json& rep) {
@@ -211,7 +189,7 @@ std::string html_report(const nlohmann::json& rep) {
       o << "<tr><td>" << ++n << "</td><td>" << num(as_num(t["asked_rps"])) << "</td><td>" << num(as_num(t["achieved_rps"]))
         << "</td><td>" << cell(l["p50"]) << "</td><td>" << cell(l["p99"]) << "</td><td>" << cell(l["p99.9"]) << "</td><td>"
         << t.value("errors", std::uint64_t{0}) << "</td><td>"
-        << esc(trial_outcome(t))
+        << esc(trial_verdict(t))
         << "</td></tr>\n";
     }
     o << "</table>\n";

@@ -60,12 +60,9 @@ public:
     return count_[i] + s.from * x + (s.to - s.from) * x * x / (2 * s.seconds);
   }
   /// Requests asked in [a, b): the count the run should send in that window.
-  std::uint64_t asked(double a, double b) const noexcept {
-    return static_cast<std::uint64_t>(std::ceil(count_until(b)) - std::ceil(count_until(a)));
-  }
-  /// Of the requests asked in [a, b), those that fall to share `index` of `count` (--shard: request k
-  /// goes to the instance k mod count, so N instances together send exactly the plan).
-  std::uint64_t asked(double a, double b, std::size_t index, std::size_t count) const noexcept {
+  /// With a share `index` of `count` (--shard: request k goes to the instance k mod count, so N
+  /// instances together send exactly the plan), those of the window that fall to it.
+  std::uint64_t asked(double a, double b, std::size_t index = 0, std::size_t count = 1) const noexcept {
     return share_below(std::ceil(count_until(b)), index, count) - share_below(std::ceil(count_until(a)), index, count);
   }
   /// Requests of share `index` of `count` over the whole plan.

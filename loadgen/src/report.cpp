@@ -583,10 +583,11 @@ nlohmann::json merge_reports(const std::vector<nlohmann::json>& reports, const s
     // The merged seconds: what the instances together were asked each whole second (the plan's own
     // count when they are its shares) against what they sent; the worst whole second, as for one.
     rate_plan plan;
-    try {
-      const std::string text = s["plan"].get<std::string>();
-      if (text.rfind("stages ", 0) == 0) plan = rate_plan::parse_stages(text.substr(7));
-      else if (text.rfind("steps ", 0) == 0) plan = rate_plan::parse_steps(text.substr(6));
+    try {  // the plan as configured (check_compatible saw the same stages or steps in every report)
+      const std::string stages = out["config"].value("stages", std::string());
+      const std::string steps = out["config"].value("steps", std::string());
+      if (!stages.empty()) plan = rate_plan::parse_stages(stages);
+      else if (!steps.empty()) plan = rate_plan::parse_steps(steps);
     } catch (const config::error&) {
     }
     s.erase("worst_second_error");
